@@ -1,0 +1,159 @@
+"""
+Lazily loaded, shared, read-only models for a server, with a per-model status.
+
+A `ModelStore` builds each model on first use (one load even when several threads ask at once),
+keeps it for every later caller, and reports for each model whether its weights are loaded,
+being downloaded (with progress), available on disk, or missing (with the file, URL and folder).
+It also owns the embedding cache, so an image is encoded once per model for all users.
+Models with random weights (for trying an interface without checkpoints) are built from a
+fixed seed, so every caller gets the same random model.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .build_sam import sam_model_registry
+from .checkpoints import CheckpointError, checkpoint_status, resolve_checkpoint
+from .embedding_cache import EmbeddingCache, image_key
+from .modeling import Sam
+from .session import ImageEmbedding, embed_image
+
+RANDOM_SEED = 0
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What a model's weights are doing right now."""
+
+    model_type: str
+    state: str  # "loaded", "loading", "downloading", "available", "missing" or "failed"
+    detail: str  # a human-readable sentence: path, progress, or what to download where
+    progress: float | None = None  # download progress in [0, 1] while downloading
+
+
+class ModelStore:
+    """Thread-safe lazy registry of SAM-family models and their image embeddings."""
+
+    def __init__(
+        self,
+        device: torch.device | str = "cpu",
+        checkpoint_dir: str | Path | None = None,
+        download: bool = True,
+        embedding_cache_items: int = 8,
+    ) -> None:
+        self.device = torch.device(device)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.download = download
+        self.embeddings: EmbeddingCache[ImageEmbedding] = EmbeddingCache(embedding_cache_items)
+        self._models: dict[tuple[str, bool], Sam] = {}
+        self._lock = threading.Lock()
+        self._load_locks: dict[tuple[str, bool], threading.Lock] = {}
+        self._activity: dict[str, ModelStatus] = {}
+        self._errors: dict[str, str] = {}
+
+    def model(self, model_type: str, random_weights: bool = False) -> Sam:
+        """
+        The model for model_type ("vit_t", "vit_b", "vit_l", "vit_h"), loading it on first use.
+
+        Raises:
+          ValueError: unknown model type.
+          CheckpointError: the weights are missing and could not be downloaded (the message says
+            which file to put where).
+        """
+        if model_type not in sam_model_registry or model_type == "default":
+            known = ", ".join(k for k in sam_model_registry if k != "default")
+            raise ValueError(f"Unknown model type {model_type!r}; expected one of {known}.")
+        key = (model_type, bool(random_weights))
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+            load_lock = self._load_locks.setdefault(key, threading.Lock())
+        with load_lock:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            model = self._build(model_type, bool(random_weights))
+            with self._lock:
+                self._models[key] = model
+            return model
+
+    def embedding(self, model_type: str, random_weights: bool, image: np.ndarray) -> tuple[ImageEmbedding, bool]:
+        """
+        The image embedding of an HxWx3 uint8 image, from the cache or computed once.
+
+        Returns:
+          (ImageEmbedding): shared, read-only.
+          (bool): True if it came from the cache.
+        """
+        model = self.model(model_type, random_weights)
+        key = (image_key(image), model_type, bool(random_weights))
+        return self.embeddings.get_or_compute(key, lambda: embed_image(model, image))
+
+    def is_loaded(self, model_type: str, random_weights: bool = False) -> bool:
+        with self._lock:
+            return (model_type, bool(random_weights)) in self._models
+
+    def status(self, model_type: str) -> ModelStatus:
+        """The status of model_type's pretrained weights (random-weight models do not count)."""
+        with self._lock:
+            if (model_type, False) in self._models:
+                return ModelStatus(model_type, "loaded", f"loaded on {self.device}")
+            if model_type in self._activity:
+                return self._activity[model_type]
+            error = self._errors.get(model_type)
+        if error is not None:
+            return ModelStatus(model_type, "failed", error)
+        found = checkpoint_status(model_type, cache_dir=self.checkpoint_dir)
+        if found.present:
+            return ModelStatus(model_type, "available", f"on disk at {found.path}; loads on first use")
+        info = found.info
+        return ModelStatus(
+            model_type,
+            "missing",
+            f"{info.filename} is not in {found.path.parent}"
+            + (" (it is downloaded on first use)" if self.download else "")
+            + f"; to install it by hand, download {info.url} and save it as {found.path}",
+        )
+
+    def _build(self, model_type: str, random_weights: bool) -> Sam:
+        if random_weights:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_SEED)
+                model = sam_model_registry[model_type](None)
+            return model.to(self.device).eval()
+        self._set_activity(model_type, ModelStatus(model_type, "loading", "looking for the checkpoint"))
+        try:
+            path = resolve_checkpoint(
+                model_type,
+                cache_dir=self.checkpoint_dir,
+                download=self.download,
+                progress=lambda done, total: self._set_activity(model_type, _download_status(model_type, done, total)),
+            )
+            self._set_activity(model_type, ModelStatus(model_type, "loading", f"loading {path}"))
+            model = sam_model_registry[model_type](path).to(self.device).eval()
+        except (CheckpointError, OSError, RuntimeError, ValueError) as error:
+            with self._lock:
+                self._errors[model_type] = str(error)
+            raise
+        finally:
+            with self._lock:
+                self._activity.pop(model_type, None)
+        with self._lock:
+            self._errors.pop(model_type, None)
+        return model
+
+    def _set_activity(self, model_type: str, status: ModelStatus) -> None:
+        with self._lock:
+            self._activity[model_type] = status
+
+
+def _download_status(model_type: str, done: int, total: int | None) -> ModelStatus:
+    if total:
+        fraction = min(1.0, done / total)
+        return ModelStatus(model_type, "downloading", f"downloading, {done / 1e6:.0f} of {total / 1e6:.0f} MB", fraction)
+    return ModelStatus(model_type, "downloading", f"downloading, {done / 1e6:.0f} MB so far")
