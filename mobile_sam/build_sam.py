@@ -1,0 +1,137 @@
+"""Builders for SAM (vit_b, vit_l, vit_h) and MobileSAM (vit_t), loading official checkpoints unchanged."""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+
+from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
+
+PROMPT_EMBED_DIM = 256
+IMAGE_SIZE = 1024
+VIT_PATCH_SIZE = 16
+IMAGE_EMBEDDING_SIZE = IMAGE_SIZE // VIT_PATCH_SIZE
+
+
+class StateDictMismatchError(ValueError):
+    """A checkpoint whose keys or shapes do not match the model it is loaded into."""
+
+
+def build_sam_vit_h(checkpoint: str | Path | None = None) -> Sam:
+    """Original SAM with the ViT-H image encoder (632M parameters)."""
+    return _build_sam(_vit_encoder(1280, 32, 16, (7, 15, 23, 31)), "vit_h", checkpoint)
+
+
+def build_sam_vit_l(checkpoint: str | Path | None = None) -> Sam:
+    """Original SAM with the ViT-L image encoder (307M parameters)."""
+    return _build_sam(_vit_encoder(1024, 24, 16, (5, 11, 17, 23)), "vit_l", checkpoint)
+
+
+def build_sam_vit_b(checkpoint: str | Path | None = None) -> Sam:
+    """Original SAM with the ViT-B image encoder (86M parameters)."""
+    return _build_sam(_vit_encoder(768, 12, 12, (2, 5, 8, 11)), "vit_b", checkpoint)
+
+
+def build_sam_vit_t(checkpoint: str | Path | None = None) -> Sam:
+    """MobileSAM: SAM's prompt encoder and mask decoder with the 5.78M-parameter TinyViT image encoder."""
+    encoder = TinyViT(
+        img_size=IMAGE_SIZE,
+        in_chans=3,
+        num_classes=1000,
+        embed_dims=[64, 128, 160, 320],
+        depths=[2, 2, 6, 2],
+        num_heads=[2, 4, 5, 10],
+        window_sizes=[7, 7, 14, 7],
+        mlp_ratio=4.0,
+        drop_rate=0.0,
+        drop_path_rate=0.0,
+        use_checkpoint=False,
+        mbconv_expand_ratio=4.0,
+        local_conv_size=3,
+        layer_lr_decay=0.8,
+    )
+    return _build_sam(encoder, "vit_t", checkpoint)
+
+
+build_sam = build_sam_vit_h
+
+sam_model_registry: dict[str, Callable[..., Sam]] = {
+    "default": build_sam_vit_h,
+    "vit_h": build_sam_vit_h,
+    "vit_l": build_sam_vit_l,
+    "vit_b": build_sam_vit_b,
+    "vit_t": build_sam_vit_t,
+}
+
+
+def _vit_encoder(embed_dim: int, depth: int, num_heads: int, global_attn_indexes: tuple[int, ...]) -> ImageEncoderViT:
+    return ImageEncoderViT(
+        depth=depth,
+        embed_dim=embed_dim,
+        img_size=IMAGE_SIZE,
+        mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=num_heads,
+        patch_size=VIT_PATCH_SIZE,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=global_attn_indexes,
+        window_size=14,
+        out_chans=PROMPT_EMBED_DIM,
+    )
+
+
+def _build_sam(image_encoder: nn.Module, model_type: str, checkpoint: str | Path | None) -> Sam:
+    sam = Sam(
+        image_encoder=image_encoder,
+        prompt_encoder=PromptEncoder(
+            embed_dim=PROMPT_EMBED_DIM,
+            image_embedding_size=(IMAGE_EMBEDDING_SIZE, IMAGE_EMBEDDING_SIZE),
+            input_image_size=(IMAGE_SIZE, IMAGE_SIZE),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=PROMPT_EMBED_DIM, mlp_dim=2048, num_heads=8),
+            transformer_dim=PROMPT_EMBED_DIM,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+    )
+    sam.eval()
+    if checkpoint is not None:
+        load_state_dict_checked(sam, read_state_dict(checkpoint), model_type)
+    return sam
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file with `torch.load(weights_only=True)` (no arbitrary unpickling)."""
+    from .checkpoints import load_state_dict_file
+
+    return load_state_dict_file(path)
+
+
+def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], model_type: str) -> None:
+    """Load `state_dict` into `model` strictly; on any difference raise an error naming the offending keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mis_shaped = [
+        f"{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)})"
+        for k in expected
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or mis_shaped:
+        problems = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
+            if keys:
+                shown = ", ".join(keys[:5]) + (f", ... ({len(keys)} in all)" if len(keys) > 5 else "")
+                problems.append(f"  {label}: {shown}")
+        raise StateDictMismatchError(
+            f"checkpoint does not fit a '{model_type}' model:\n" + "\n".join(problems)
+            + "\nIs it the right file for this model type (vit_t = mobile_sam.pt, vit_b/l/h = sam_vit_*.pth)?"
+        )
+    model.load_state_dict(state_dict, strict=True)

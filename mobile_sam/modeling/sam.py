@@ -1,0 +1,95 @@
+"""The Segment Anything model: image encoder + prompt encoder + mask decoder."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .mask_decoder import MaskDecoder
+from .prompt_encoder import PromptEncoder
+
+
+class Sam(nn.Module):
+    """SAM: predicts object masks from an image and prompts.
+
+    The image encoder is SAM's ViT (vit_b/l/h) or MobileSAM's TinyViT (vit_t); both map a (B, 3, 1024, 1024)
+    preprocessed image to a (B, 256, 64, 64) embedding that the prompt encoder and mask decoder consume.
+    """
+
+    mask_threshold: float = 0.0
+    image_format: str = "RGB"
+
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        pixel_mean: list[float] = [123.675, 116.28, 103.53],
+        pixel_std: list[float] = [58.395, 57.12, 57.375],
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square input the image encoder takes (1024)."""
+        return self.prompt_encoder.input_image_size[0]
+
+    @torch.inference_mode()
+    def forward(self, batched_input: list[dict[str, Any]], multimask_output: bool) -> list[dict[str, torch.Tensor]]:
+        """Predict masks end to end for a batch of images (the official `Sam.forward` interface).
+
+        Each input dict holds `image` (3, H, W) already resized to the 1024 input frame, `original_size`
+        (H, W), and optionally `point_coords` (B, N, 2), `point_labels` (B, N), `boxes` (B, 4) and
+        `mask_inputs` (B, 1, 256, 256), all in the input frame. Each output dict holds `masks`
+        (B, C, H, W) bool, `iou_predictions` (B, C) and `low_res_logits` (B, C, 256, 256).
+        """
+        images = torch.stack([self.preprocess(record["image"]) for record in batched_input])
+        embeddings = self.image_encoder(images)
+        outputs = []
+        for record, embedding in zip(batched_input, embeddings):
+            points = None
+            if "point_coords" in record:
+                points = (record["point_coords"], record["point_labels"])
+            sparse, dense = self.prompt_encoder(points, record.get("boxes"), record.get("mask_inputs"))
+            low_res, iou = self.mask_decoder(
+                image_embeddings=embedding.unsqueeze(0),
+                image_pe=self.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
+            masks = self.postprocess_masks(low_res, tuple(record["image"].shape[-2:]), record["original_size"])
+            outputs.append(
+                {"masks": masks > self.mask_threshold, "iou_predictions": iou, "low_res_logits": low_res}
+            )
+        return outputs
+
+    def postprocess_masks(
+        self, masks: torch.Tensor, input_size: tuple[int, ...], original_size: tuple[int, ...]
+    ) -> torch.Tensor:
+        """Low-res logits (B, C, 256, 256) -> logits (B, C, H, W) at the original image size.
+
+        Upsamples bilinearly to the square input frame, removes the padding (keeps `input_size`), then
+        upsamples bilinearly to `original_size`.
+        """
+        size = self.image_size
+        masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
+        masks = masks[..., : input_size[0], : input_size[1]]
+        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise pixel values and zero-pad bottom-right to the square input: (3, h, w) -> (3, 1024, 1024)."""
+        x = (x - self.pixel_mean) / self.pixel_std
+        height, width = x.shape[-2:]
+        return F.pad(x, (0, self.image_size - width, 0, self.image_size - height))

@@ -1,0 +1,291 @@
+"""Interactive prediction: encode an image once, then decode masks for any number of prompts."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .modeling import Sam
+from .utils.transforms import ResizeLongestSide
+
+
+class ImageNotSetError(RuntimeError):
+    """`predict` was called before `set_image`."""
+
+
+class SamPredictor:
+    """Computes the image embedding once (`set_image`) and predicts masks from prompts (`predict`).
+
+    Prompt conventions (original-image pixels, XY):
+      * points outside the image raise ValueError (a silently moved click would be a wrong answer);
+      * a box with its corners in the wrong order is normalised to (min x, min y, max x, max y), then clipped
+        to the image; a box with zero area after that raises ValueError.
+    """
+
+    def __init__(self, sam_model: Sam) -> None:
+        self.model = sam_model
+        self.transform = ResizeLongestSide(sam_model.image_size)
+        self.reset_image()
+
+    # -- image -------------------------------------------------------------------------------------------
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Encode an (H, W, 3) uint8 image in RGB or BGR order.
+
+        Convert other inputs (PIL images, grayscale, RGBA, 16-bit, float) with `mobile_sam.image.to_rgb_uint8`.
+        """
+        _check_image(image)
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        if image_format != self.model.image_format:
+            image = image[..., ::-1]
+        input_image = self.transform.apply_image(np.ascontiguousarray(image))
+        input_tensor = torch.as_tensor(input_image, device=self.device).permute(2, 0, 1).contiguous()[None]
+        self.set_torch_image(input_tensor, image.shape[:2])
+
+    @torch.inference_mode()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
+        """Encode an image already resized to the input frame: (1, 3, h, w) with max(h, w) = 1024."""
+        size = self.model.image_size
+        if (
+            transformed_image.ndim != 4
+            or transformed_image.shape[:2] != (1, 3)
+            or max(transformed_image.shape[2:]) != size
+        ):
+            raise ValueError(
+                f"set_torch_image expects a (1, 3, h, w) tensor with longest side {size}, "
+                f"got shape {tuple(transformed_image.shape)}; use set_image for raw images"
+            )
+        self.reset_image()
+        self.original_size = tuple(int(v) for v in original_image_size)
+        self.input_size = tuple(int(v) for v in transformed_image.shape[-2:])
+        input_image = self.model.preprocess(transformed_image.to(self.device, torch.float32))
+        self.features = self.model.image_encoder(input_image)
+        self.is_image_set = True
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The current image embedding, (1, 256, 64, 64)."""
+        self._require_image()
+        return self.features
+
+    def reset_image(self) -> None:
+        """Forget the current image and its embedding."""
+        self.is_image_set = False
+        self.features: torch.Tensor | None = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # -- prompts -----------------------------------------------------------------------------------------
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for one prompt set on the current image.
+
+        Args:
+            point_coords: (N, 2) XY pixel coordinates in the original image.
+            point_labels: (N,) 1 for foreground, 0 for background.
+            box: (4,) XYXY in the original image.
+            mask_input: (1, 256, 256) low-res logits from a previous prediction, to refine it.
+            multimask_output: return three candidate masks (best for a single ambiguous point).
+            return_logits: return mask logits instead of boolean masks.
+        Returns:
+            masks (C, H, W) bool (float logits with return_logits), scores (C,) predicted IoU, and
+            low-res logits (C, 256, 256); C = 3 with multimask_output, else 1.
+        """
+        self._require_image()
+        points = None
+        if point_coords is not None or point_labels is not None:
+            coords, labels = _check_points(point_coords, point_labels, self.original_size)
+            coords = self.transform.apply_coords(coords, self.original_size)
+            points = (
+                torch.as_tensor(coords, dtype=torch.float, device=self.device)[None],
+                torch.as_tensor(labels, dtype=torch.int, device=self.device)[None],
+            )
+        box_torch = None
+        if box is not None:
+            box = self.transform.apply_boxes(_check_box(box, self.original_size), self.original_size)
+            box_torch = torch.as_tensor(box, dtype=torch.float, device=self.device)
+        mask_torch = None
+        if mask_input is not None:
+            mask_torch = torch.as_tensor(_check_mask_input(mask_input), dtype=torch.float, device=self.device)[None]
+        if points is None and box_torch is None and mask_torch is None:
+            raise ValueError("no prompt given: pass point_coords with point_labels, a box, or a mask_input")
+
+        masks, scores, low_res = self.predict_torch(
+            points[0] if points else None,
+            points[1] if points else None,
+            box_torch,
+            mask_torch,
+            multimask_output=multimask_output,
+            return_logits=return_logits,
+        )
+        return masks[0].cpu().numpy(), scores[0].float().cpu().numpy(), low_res[0].float().cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predict masks for a batch of B prompt sets, coordinates already in the input frame.
+
+        Args:
+            point_coords: (B, N, 2) XY (`transform.apply_coords_torch`); point_labels: (B, N) in {1, 0, -1},
+                -1 marking padding points.
+            boxes: (B, 4) XYXY (`transform.apply_boxes_torch`).
+            mask_input: (B, 1, 256, 256) low-res logits.
+        Returns:
+            masks (B, C, H, W) at the original size, bool unless return_logits; scores (B, C);
+            low-res logits (B, C, 256, 256).
+        """
+        self._require_image()
+        batch = _check_torch_prompts(point_coords, point_labels, boxes, mask_input)
+        points = (point_coords.to(self.device), point_labels.to(self.device)) if point_coords is not None else None
+        sparse, dense = self.model.prompt_encoder(
+            points=points,
+            boxes=boxes.to(self.device) if boxes is not None else None,
+            masks=mask_input.to(self.device) if mask_input is not None else None,
+        )
+        if sparse.shape[0] != batch:
+            raise ValueError("prompt batch sizes disagree")
+        low_res, scores = self.model.mask_decoder(
+            image_embeddings=self.features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, scores, low_res
+
+    def _require_image(self) -> None:
+        if not self.is_image_set:
+            raise ImageNotSetError("no image is set: call set_image(image) before predicting")
+
+
+def _check_image(image: object) -> None:
+    if not isinstance(image, np.ndarray):
+        raise TypeError(
+            f"image must be a numpy array (H, W, 3) uint8, got {type(image).__name__}; "
+            "convert it with mobile_sam.image.to_rgb_uint8"
+        )
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"image must have shape (H, W, 3), got {image.shape}; "
+            "convert grayscale/RGBA images with mobile_sam.image.to_rgb_uint8"
+        )
+    if image.dtype != np.uint8:
+        raise TypeError(
+            f"image must be uint8, got {image.dtype}; convert it with mobile_sam.image.to_rgb_uint8"
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image is empty: shape {image.shape}")
+
+
+def _check_points(
+    point_coords: np.ndarray | None, point_labels: np.ndarray | None, image_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    if point_coords is None or point_labels is None:
+        raise ValueError("point_coords and point_labels must be given together")
+    coords = np.asarray(point_coords, dtype=float)
+    labels = np.asarray(point_labels)
+    if coords.ndim != 2 or coords.shape[1] != 2 or coords.shape[0] == 0:
+        raise ValueError(f"point_coords must have shape (N, 2) with N >= 1, got {coords.shape}")
+    if labels.shape != (coords.shape[0],):
+        raise ValueError(
+            f"point_labels must have shape ({coords.shape[0]},) to match point_coords, got {labels.shape}"
+        )
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"point_labels must be 1 (foreground) or 0 (background), got {np.unique(labels).tolist()}")
+    if not np.isfinite(coords).all():
+        raise ValueError("point_coords contain NaN or infinite values")
+    height, width = image_size
+    outside = (coords[:, 0] < 0) | (coords[:, 0] > width) | (coords[:, 1] < 0) | (coords[:, 1] > height)
+    if outside.any():
+        first = coords[outside][0]
+        raise ValueError(
+            f"{int(outside.sum())} point(s) outside the {width}x{height} image, e.g. (x={first[0]:g}, y={first[1]:g}); "
+            "coordinates are (x, y) in original image pixels"
+        )
+    return coords, labels.astype(np.int64)
+
+
+def _check_box(box: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    box = np.asarray(box, dtype=float)
+    if box.shape not in ((4,), (1, 4)):
+        raise ValueError(f"box must have shape (4,) as (x0, y0, x1, y1), got {box.shape}; use predict_torch for many boxes")
+    box = box.reshape(4)
+    if not np.isfinite(box).all():
+        raise ValueError("box contains NaN or infinite values")
+    height, width = image_size
+    x0, x1 = sorted((box[0], box[2]))
+    y0, y1 = sorted((box[1], box[3]))
+    x0, x1 = np.clip([x0, x1], 0, width)
+    y0, y1 = np.clip([y0, y1], 0, height)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(
+            f"box {box.tolist()} has zero area inside the {width}x{height} image; drag a box with width and height"
+        )
+    return np.array([x0, y0, x1, y1])
+
+
+def _check_mask_input(mask_input: np.ndarray) -> np.ndarray:
+    mask = np.asarray(mask_input, dtype=np.float32)
+    if mask.shape != (1, 256, 256):
+        raise ValueError(
+            f"mask_input must have shape (1, 256, 256) (low-res logits from a previous predict), got {mask.shape}"
+        )
+    if not np.isfinite(mask).all():
+        raise ValueError("mask_input contains NaN or infinite values")
+    return mask
+
+
+def _check_torch_prompts(
+    point_coords: torch.Tensor | None,
+    point_labels: torch.Tensor | None,
+    boxes: torch.Tensor | None,
+    mask_input: torch.Tensor | None,
+) -> int:
+    """Validate batched prompts; return the batch size B."""
+    sizes = []
+    if (point_coords is None) != (point_labels is None):
+        raise ValueError("point_coords and point_labels must be given together")
+    if point_coords is not None:
+        if point_coords.ndim != 3 or point_coords.shape[-1] != 2:
+            raise ValueError(f"point_coords must have shape (B, N, 2), got {tuple(point_coords.shape)}")
+        if tuple(point_labels.shape) != tuple(point_coords.shape[:2]):
+            raise ValueError(
+                f"point_labels must have shape {tuple(point_coords.shape[:2])}, got {tuple(point_labels.shape)}"
+            )
+        if not torch.isfinite(point_coords).all():
+            raise ValueError("point_coords contain NaN or infinite values")
+        sizes.append(point_coords.shape[0])
+    if boxes is not None:
+        if boxes.ndim != 2 or boxes.shape[-1] != 4:
+            raise ValueError(f"boxes must have shape (B, 4), got {tuple(boxes.shape)}")
+        if not torch.isfinite(boxes).all():
+            raise ValueError("boxes contain NaN or infinite values")
+        sizes.append(boxes.shape[0])
+    if mask_input is not None:
+        if mask_input.ndim != 4 or tuple(mask_input.shape[1:]) != (1, 256, 256):
+            raise ValueError(f"mask_input must have shape (B, 1, 256, 256), got {tuple(mask_input.shape)}")
+        sizes.append(mask_input.shape[0])
+    if not sizes:
+        raise ValueError("no prompt given: pass points, boxes or mask_input")
+    if len(set(sizes)) > 1:
+        raise ValueError(f"prompt batch sizes disagree: {sizes}")
+    return sizes[0]

@@ -1,0 +1,1 @@
+"""Helpers shared by the predictor and the mask generators."""
