@@ -1,0 +1,326 @@
+"""One interface over original SAM, MobileSAM and FastSAM: encode an image once, then answer prompts.
+
+Every backend has `name`, `device`, `prepare(image)` (timed as the "encoder"), `segment(prompt)` (timed as the
+"decoder") and `parameter_counts()`. A backend is built from an explicit checkpoint path, from the checkpoint
+cache (`mobile_sam.checkpoints.resolve_checkpoint`), with random weights (tests, timing), or around a model
+that is already built.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from mobile_sam import SamPredictor, sam_model_registry
+from mobile_sam.checkpoints import resolve_checkpoint
+from mobile_sam.device import resolve_device
+from mobile_sam.image import to_rgb_uint8
+from mobile_sam.modeling import Sam
+
+from .fastsam_rules import select_by_box, select_by_points
+from .params import ParameterCounts, fastsam_parameter_counts, sam_parameter_counts
+from .prompt import Prompt
+from .timing import keep_num_threads, stopwatch
+
+# FastSAM's published inference settings (its README and the ultralytics docs).
+FASTSAM_IMAGE_SIZE = 1024
+FASTSAM_CONFIDENCE = 0.4
+FASTSAM_IOU = 0.9
+
+
+@dataclass(frozen=True)
+class MaskResult:
+    """One mask for one prompt: `mask` HxW bool at the original image size, the model's `score` for it, and
+    `timings` in milliseconds ({"decoder_ms": ...})."""
+
+    mask: np.ndarray
+    score: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """What the comparison needs from a model."""
+
+    name: str
+    device: torch.device
+
+    def prepare(self, image: np.ndarray) -> dict[str, float]:
+        """Process an HxWx3 uint8 RGB image for the prompts that follow; returns {"encoder_ms": ...}."""
+        ...
+
+    def segment(self, prompt: Prompt) -> MaskResult:
+        """The mask for one prompt on the prepared image."""
+        ...
+
+    def parameter_counts(self) -> ParameterCounts:
+        """Encoder / decoder / total parameters."""
+        ...
+
+
+def _check_source(checkpoint: str | Path | None, random_weights: bool, model: nn.Module | None) -> None:
+    given = [checkpoint is not None, random_weights, model is not None]
+    if sum(given) > 1:
+        raise ValueError("give at most one of: checkpoint, random_weights=True, model")
+
+
+def load_sam_model(
+    model_type: str,
+    checkpoint: str | Path | None = None,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    download: bool = False,
+    random_weights: bool = False,
+) -> Sam:
+    """A SAM-family model ("vit_t", "vit_b", "vit_l", "vit_h") in eval mode on the CPU.
+
+    Weights come from `checkpoint` if given, else from the checkpoint cache (`checkpoint_dir`, else the default
+    cache; downloaded only when `download`), unless `random_weights` asks for PyTorch's default initialisation.
+    Raises `mobile_sam.checkpoints.CheckpointError` (with how to get the file) when the checkpoint is missing.
+    """
+    if model_type not in ("vit_t", "vit_b", "vit_l", "vit_h"):
+        raise ValueError(f"unknown SAM model type {model_type!r}; expected vit_t, vit_b, vit_l or vit_h")
+    if random_weights:
+        if checkpoint is not None:
+            raise ValueError("give a checkpoint or random_weights=True, not both")
+        return sam_model_registry[model_type](None)
+    path = resolve_checkpoint(model_type, path=checkpoint, cache_dir=checkpoint_dir, download=download)
+    return sam_model_registry[model_type](path)
+
+
+class SamBackend:
+    """Original SAM (ViT-B/L/H image encoder) through `mobile_sam.SamPredictor`.
+
+    Prompt rule: a single point (no box) asks for three masks (`multimask_output=True`) and keeps the one with
+    the highest predicted IoU, as SAM recommends for ambiguous prompts; several points or a box ask for one mask.
+    Encoder time covers resizing, normalisation and the image encoder; decoder time covers prompt encoding,
+    the mask decoder and upscaling the mask to the original size.
+    """
+
+    model_types: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
+
+    def __init__(
+        self,
+        model_type: str = "vit_h",
+        checkpoint: str | Path | None = None,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        download: bool = False,
+        random_weights: bool = False,
+        model: Sam | None = None,
+        device: str | torch.device = "auto",
+        name: str | None = None,
+    ) -> None:
+        if model_type not in self.model_types:
+            raise ValueError(f"{type(self).__name__} model_type must be one of {self.model_types}, got {model_type!r}")
+        _check_source(checkpoint, random_weights, model)
+        if model is not None and not isinstance(model, Sam):
+            raise TypeError(f"model must be a mobile_sam.modeling.Sam, got {type(model).__name__}")
+        if model is None:
+            model = load_sam_model(
+                model_type, checkpoint, checkpoint_dir=checkpoint_dir, download=download, random_weights=random_weights
+            )
+        self.model_type = model_type
+        self.name = name or model_type
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.predictor = SamPredictor(self.model)
+
+    def prepare(self, image: np.ndarray) -> dict[str, float]:
+        """Encode an HxWx3 RGB image (other layouts are converted first, outside the timed region)."""
+        rgb = to_rgb_uint8(image)
+        with stopwatch(self.device) as elapsed:
+            self.predictor.set_image(rgb)
+        return {"encoder_ms": elapsed.ms}
+
+    def segment(self, prompt: Prompt) -> MaskResult:
+        """The mask for `prompt` (see the class doc for the one-point rule)."""
+        if not self.predictor.is_image_set:
+            raise RuntimeError("call prepare(image) before segment(prompt)")
+        multimask = prompt.box is None and prompt.num_points == 1
+        with torch.inference_mode(), stopwatch(self.device) as elapsed:
+            masks, scores, _ = self.predictor.predict(
+                point_coords=prompt.point_coords,
+                point_labels=prompt.point_labels,
+                box=prompt.box,
+                multimask_output=multimask,
+            )
+        best = int(np.argmax(scores))
+        return MaskResult(mask=masks[best], score=float(scores[best]), timings={"decoder_ms": elapsed.ms})
+
+    def parameter_counts(self) -> ParameterCounts:
+        """Image encoder / prompt encoder + mask decoder / total."""
+        return sam_parameter_counts(self.model)
+
+
+class MobileSamBackend(SamBackend):
+    """MobileSAM: SAM's prompt encoder and mask decoder with the TinyViT image encoder ("vit_t")."""
+
+    model_types = ("vit_t",)
+
+    def __init__(self, checkpoint: str | Path | None = None, **kwargs) -> None:
+        kwargs.setdefault("name", "vit_t")
+        super().__init__("vit_t", checkpoint, **kwargs)
+
+
+def fastsam_architecture(variant: str) -> nn.Module:
+    """A randomly initialised FastSAM network: ultralytics' YOLOv8-seg (`s` or `x` scale) with one class.
+
+    Built from the YAML shipped inside ultralytics; nothing is downloaded.
+    """
+    if variant not in ("s", "x"):
+        raise ValueError(f"FastSAM variant must be 's' or 'x', got {variant!r}")
+    from ultralytics.nn.tasks import SegmentationModel, yaml_model_load
+
+    config = yaml_model_load(f"yolov8{variant}-seg.yaml")
+    config["nc"] = 1  # FastSAM segments class-agnostic "objects"
+    return SegmentationModel(config, verbose=False)
+
+
+def load_fastsam_checkpoint(path: str | Path) -> nn.Module:
+    """The network inside an ultralytics FastSAM checkpoint (FastSAM-s.pt / FastSAM-x.pt), in eval mode.
+
+    These files are pickles that only ultralytics can read. They are read with ultralytics' restricted loader
+    (`torch.load(weights_only=True)` plus its allow-list of ultralytics classes); pass only files you trust:
+    the verified checkpoint cache or a path you chose.
+    """
+    from ultralytics.nn.tasks import torch_safe_load
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"FastSAM checkpoint {path} does not exist")
+    try:
+        checkpoint, _ = torch_safe_load(str(path), safe_only=True)
+    except TypeError as err:
+        raise ValueError(
+            f"{path} could not be read with ultralytics' restricted loader ({err}). If you trust the file, load it "
+            "yourself with ultralytics.FastSAM(path) and pass its .model to FastSamBackend(model=...)."
+        ) from err
+    network = (checkpoint.get("ema") or checkpoint.get("model")) if isinstance(checkpoint, dict) else None
+    if not isinstance(network, nn.Module):
+        raise ValueError(f"{path} is not an ultralytics checkpoint (no 'model' network inside)")
+    return network.float().eval()
+
+
+def _ultralytics_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{device.index or 0}"
+    return device.type
+
+
+class FastSamBackend:
+    """FastSAM (ultralytics YOLOv8-seg): segment everything once, then pick instances per prompt.
+
+    `prepare` is its "encoder": one network pass, NMS and the instance masks at the original image size
+    (`retina_masks=True`, `imgsz=1024`, `conf=0.4`, `iou=0.9` as published). `segment` is its "decoder": the
+    rules in `compare.fastsam_rules` (no network). ultralytics changes torch's thread count when it sets up a
+    model; this backend restores the count that was current when it was created (or `num_threads`).
+    """
+
+    variants = ("s", "x")
+
+    def __init__(
+        self,
+        variant: str = "x",
+        checkpoint: str | Path | None = None,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        download: bool = False,
+        random_weights: bool = False,
+        model: nn.Module | None = None,
+        device: str | torch.device = "auto",
+        name: str | None = None,
+        image_size: int = FASTSAM_IMAGE_SIZE,
+        confidence: float = FASTSAM_CONFIDENCE,
+        iou: float = FASTSAM_IOU,
+        num_threads: int | None = None,
+    ) -> None:
+        if variant not in self.variants:
+            raise ValueError(f"FastSAM variant must be one of {self.variants}, got {variant!r}")
+        _check_source(checkpoint, random_weights, model)
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module (an ultralytics SegmentationModel), got {type(model).__name__}")
+        self.variant = variant
+        self.name = name or f"fastsam-{variant}"
+        self.device = resolve_device(device)
+        self.num_threads = torch.get_num_threads() if num_threads is None else int(num_threads)
+        with keep_num_threads(self.num_threads):
+            if model is None and random_weights:
+                model = fastsam_architecture(variant)
+            elif model is None:
+                path = resolve_checkpoint(
+                    f"fastsam-{variant}", path=checkpoint, cache_dir=checkpoint_dir, download=download
+                )
+                model = load_fastsam_checkpoint(path)
+            self.model = model.eval()
+            self._predictor = self._make_predictor(image_size, confidence, iou)
+        self._instances: np.ndarray | None = None
+        self._confidences: np.ndarray | None = None
+
+    def _make_predictor(self, image_size: int, confidence: float, iou: float):
+        from ultralytics.models.fastsam import FastSAMPredictor
+
+        overrides = {
+            "task": "segment",
+            "mode": "predict",
+            "imgsz": image_size,
+            "conf": confidence,
+            "iou": iou,
+            "retina_masks": True,
+            "rect": True,
+            "batch": 1,
+            "device": _ultralytics_device(self.device),
+            "verbose": False,
+            "save": False,
+        }
+        predictor = FastSAMPredictor(overrides=overrides)
+        predictor.setup_model(self.model, verbose=False)
+        return predictor
+
+    @property
+    def instances(self) -> np.ndarray:
+        """The KxHxW boolean instance masks of the prepared image (K may be 0)."""
+        if self._instances is None:
+            raise RuntimeError("call prepare(image) before using the instances")
+        return self._instances
+
+    def prepare(self, image: np.ndarray) -> dict[str, float]:
+        """Segment everything in an HxWx3 RGB image; keeps the instance masks for `segment`."""
+        rgb = to_rgb_uint8(image)
+        bgr = np.ascontiguousarray(rgb[..., ::-1])  # ultralytics reads numpy images as OpenCV BGR
+        h, w = rgb.shape[:2]
+        with keep_num_threads(self.num_threads), torch.inference_mode(), stopwatch(self.device) as elapsed:
+            result = self._predictor(bgr)[0]
+            if result.masks is None:
+                instances = np.zeros((0, h, w), dtype=bool)
+                confidences = np.zeros(0, dtype=np.float64)
+            else:
+                instances = result.masks.data.bool().cpu().numpy()
+                confidences = result.boxes.conf.double().cpu().numpy()
+        if instances.shape[1:] != (h, w):
+            raise RuntimeError(f"FastSAM returned masks of size {instances.shape[1:]} for a {h}x{w} image")
+        self._instances, self._confidences = instances, confidences
+        return {"encoder_ms": elapsed.ms}
+
+    def segment(self, prompt: Prompt) -> MaskResult:
+        """Select instances for `prompt` (points and box together: the union of both selections).
+
+        The score is the highest detection confidence among the instances the mask overlaps (0.0 when empty).
+        """
+        instances = self.instances
+        with stopwatch(torch.device("cpu")) as elapsed:
+            mask = np.zeros(instances.shape[1:], dtype=bool)
+            if prompt.point_coords is not None:
+                mask |= select_by_points(instances, prompt.point_coords, prompt.point_labels)
+            if prompt.box is not None:
+                mask |= select_by_box(instances, prompt.box)
+        overlapping = instances[:, mask].any(axis=1) if instances.shape[0] else np.zeros(0, dtype=bool)
+        score = float(self._confidences[overlapping].max()) if overlapping.any() else 0.0
+        return MaskResult(mask=mask, score=score, timings={"decoder_ms": elapsed.ms})
+
+    def parameter_counts(self) -> ParameterCounts:
+        """The whole network as "encoder"; prompt selection has no parameters."""
+        return fastsam_parameter_counts(self.model)
