@@ -1,0 +1,196 @@
+"""Small pure functions for automatic mask generation: point grids, crops, boxes, stability, RLE, cleanup.
+
+Conventions: boxes are XYXY with inclusive integer maxima (a one-pixel mask at (x, y) has the box
+(x, y, x, y)), as in the official `segment_anything.utils.amg`; sizes are (H, W); points are XY.
+RLEs are pycocotools' compressed RLE dicts (`{"size": [H, W], "counts": bytes}`, column-major runs).
+"""
+from __future__ import annotations
+
+import math
+from itertools import product
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+
+
+def build_point_grid(n_per_side: int) -> np.ndarray:
+    """An evenly spaced n x n grid of points in [0, 1] x [0, 1], cell centres, row-major: (n*n, 2) XY."""
+    offset = 1.0 / (2 * n_per_side)
+    points_one_side = np.linspace(offset, 1.0 - offset, n_per_side)
+    points_x = np.tile(points_one_side[None, :], (n_per_side, 1))
+    points_y = np.tile(points_one_side[:, None], (1, n_per_side))
+    return np.stack([points_x, points_y], axis=-1).reshape(-1, 2)
+
+
+def build_all_layer_point_grids(n_per_side: int, n_layers: int, scale_per_layer: int) -> list[np.ndarray]:
+    """Point grids for crop layers 0..n_layers; layer i has int(n_per_side / scale_per_layer**i) per side."""
+    return [build_point_grid(int(n_per_side / (scale_per_layer**i))) for i in range(n_layers + 1)]
+
+
+def generate_crop_boxes(
+    im_size: tuple[int, int], n_layers: int, overlap_ratio: float
+) -> tuple[list[list[int]], list[int]]:
+    """Crop boxes (XYXY, exclusive maxima) of every layer and each box's layer index.
+
+    Layer 0 is the whole image; layer i >= 1 is a 2**i x 2**i grid of overlapping crops whose overlap is
+    `overlap_ratio` of the image's short side scaled by 2 / 2**i. Crops that would be empty (possible for
+    images only a few pixels wide) are left out.
+    """
+    im_h, im_w = im_size
+    short_side = min(im_h, im_w)
+    crop_boxes, layer_idxs = [[0, 0, im_w, im_h]], [0]
+
+    def crop_len(orig_len: int, n_crops: int, overlap: int) -> int:
+        return int(math.ceil((overlap * (n_crops - 1) + orig_len) / n_crops))
+
+    for i_layer in range(n_layers):
+        n_crops_per_side = 2 ** (i_layer + 1)
+        overlap = int(overlap_ratio * short_side * (2 / n_crops_per_side))
+        crop_w = crop_len(im_w, n_crops_per_side, overlap)
+        crop_h = crop_len(im_h, n_crops_per_side, overlap)
+        crop_box_x0 = [int((crop_w - overlap) * i) for i in range(n_crops_per_side)]
+        crop_box_y0 = [int((crop_h - overlap) * i) for i in range(n_crops_per_side)]
+        for x0, y0 in product(crop_box_x0, crop_box_y0):
+            box = [x0, y0, min(x0 + crop_w, im_w), min(y0 + crop_h, im_h)]
+            if box[2] > box[0] and box[3] > box[1]:
+                crop_boxes.append(box)
+                layer_idxs.append(i_layer + 1)
+    return crop_boxes, layer_idxs
+
+
+def calculate_stability_score(logits: torch.Tensor, mask_threshold: float, offset: float) -> torch.Tensor:
+    """IoU of the masks thresholded at `mask_threshold + offset` and `- offset`: (..., H, W) -> (...,) float32.
+
+    Counts are accumulated in int16 along rows, then int32, as the official code does (exact for rows
+    shorter than 32768 pixels).
+    """
+    intersections = (logits > (mask_threshold + offset)).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
+    unions = (logits > (mask_threshold - offset)).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
+    return intersections / unions
+
+
+def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:
+    """Tight boxes of bool masks: (..., H, W) -> (..., 4) int64 XYXY, inclusive maxima; empty masks give 0s."""
+    height, width = masks.shape[-2:]
+    if masks.numel() == 0:
+        return torch.zeros(*masks.shape[:-2], 4, dtype=torch.int64, device=masks.device)
+    rows = masks.any(dim=-1)
+    cols = masks.any(dim=-2)
+    top = _first_true(rows)
+    bottom = height - 1 - _first_true(rows.flip(-1))
+    left = _first_true(cols)
+    right = width - 1 - _first_true(cols.flip(-1))
+    boxes = torch.stack([left, top, right, bottom], dim=-1)
+    empty = ~rows.any(dim=-1)
+    return boxes.masked_fill(empty.unsqueeze(-1), 0)
+
+
+def _first_true(flags: torch.Tensor) -> torch.Tensor:
+    """Index of the first True along the last dimension (0 where there is none): (..., N) -> (...,) int64."""
+    return flags.to(torch.uint8).argmax(dim=-1)
+
+
+def is_box_near_crop_edge(
+    boxes: torch.Tensor, crop_box: list[int], orig_box: list[int], atol: float = 20.0
+) -> torch.Tensor:
+    """Whether boxes (N, 4) in crop coordinates touch the crop's edge but not the image's edge: (N,) bool."""
+    crop_box_t = torch.as_tensor(crop_box, dtype=torch.float, device=boxes.device)
+    orig_box_t = torch.as_tensor(orig_box, dtype=torch.float, device=boxes.device)
+    boxes = uncrop_boxes_xyxy(boxes, crop_box).float()
+    near_crop_edge = torch.isclose(boxes, crop_box_t[None, :], atol=atol, rtol=0)
+    near_image_edge = torch.isclose(boxes, orig_box_t[None, :], atol=atol, rtol=0)
+    return torch.any(near_crop_edge & ~near_image_edge, dim=1)
+
+
+def uncrop_boxes_xyxy(boxes: torch.Tensor, crop_box: list[int]) -> torch.Tensor:
+    """Boxes (N, 4) XYXY in crop coordinates -> image coordinates."""
+    x0, y0 = crop_box[0], crop_box[1]
+    return boxes + torch.tensor([[x0, y0, x0, y0]], device=boxes.device)
+
+
+def uncrop_points(points: torch.Tensor, crop_box: list[int]) -> torch.Tensor:
+    """Points (N, 2) XY in crop coordinates -> image coordinates."""
+    return points + torch.tensor([[crop_box[0], crop_box[1]]], device=points.device)
+
+
+def box_xyxy_to_xywh(box: list[int] | list[float]) -> list:
+    """One box XYXY -> XYWH (W = x1 - x0, so inclusive-maximum boxes keep the official convention)."""
+    return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+
+
+def uncropped_mask_rles(masks: torch.Tensor, crop_box: list[int], orig_size: tuple[int, int]) -> list[dict[str, Any]]:
+    """Compressed RLEs of crop masks (K, h, w) bool placed at `crop_box` in an all-background (H, W) image."""
+    if masks.shape[0] == 0:
+        return []
+    orig_h, orig_w = orig_size
+    x0, y0, x1, y1 = crop_box
+    # (K, W, H) in C order is (H, W, K) in Fortran order: the layout pycocotools encodes, without a copy.
+    transposed = masks.cpu().transpose(1, 2)
+    if (x0, y0, x1, y1) == (0, 0, orig_w, orig_h):
+        buffer = transposed.contiguous().numpy()
+    else:
+        buffer = np.zeros((masks.shape[0], orig_w, orig_h), dtype=bool)
+        buffer[:, x0:x1, y0:y1] = transposed.numpy()
+    return mask_utils.encode(buffer.view(np.uint8).transpose(2, 1, 0))
+
+
+def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
+    """A compressed RLE -> (H, W) bool mask."""
+    return mask_utils.decode(rle).astype(bool)
+
+
+def rle_area(rle: dict[str, Any]) -> int:
+    """Number of foreground pixels of a compressed RLE."""
+    return int(mask_utils.area(rle))
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """An (H, W) bool mask -> compressed RLE."""
+    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+
+
+def rle_to_coco(rle: dict[str, Any]) -> dict[str, Any]:
+    """A compressed RLE with `counts` as str (JSON-ready), the official `coco_rle` output."""
+    return {"size": list(rle["size"]), "counts": rle["counts"].decode("utf-8")}
+
+
+def rle_to_uncompressed(rle: dict[str, Any]) -> dict[str, Any]:
+    """A compressed RLE -> `{"size": [H, W], "counts": [run, ...]}`, the official `uncompressed_rle` output.
+
+    Runs alternate background/foreground in column-major order, starting with background (a leading 0
+    when the first pixel is foreground).
+    """
+    height, width = rle["size"]
+    flat = mask_utils.decode(rle).ravel(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [height * width]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0] + counts
+    return {"size": [height, width], "counts": counts}
+
+
+def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> tuple[np.ndarray, bool]:
+    """Fill holes ("holes") or drop islands ("islands") smaller than `area_thresh` in an (H, W) bool mask.
+
+    Connected components use 8-connectivity. If every island is small, the largest one is kept.
+    Returns the new mask and whether it changed.
+    """
+    if mode not in ("holes", "islands"):
+        raise ValueError(f"mode must be 'holes' or 'islands', got {mode!r}")
+    correct_holes = mode == "holes"
+    working_mask = (correct_holes ^ mask).astype(np.uint8)
+    n_labels, regions, stats, _ = cv2.connectedComponentsWithStats(working_mask, 8)
+    sizes = stats[1:, -1]
+    small_regions = [i + 1 for i, s in enumerate(sizes) if s < area_thresh]
+    if not small_regions:
+        return mask, False
+    fill_labels = [0] + small_regions
+    if not correct_holes:
+        fill_labels = [i for i in range(n_labels) if i not in fill_labels]
+        if not fill_labels:
+            fill_labels = [int(np.argmax(sizes)) + 1]
+    return np.isin(regions, fill_labels), True

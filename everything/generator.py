@@ -1,0 +1,437 @@
+"""`SamAutomaticMaskGenerator`: segment everything in an image with a grid of point prompts.
+
+The results are those of the official `segment_anything.SamAutomaticMaskGenerator` (same candidates,
+filters, thresholds, NMS and output records); the work is ordered to be cheap: candidates are filtered by
+predicted IoU before their masks are computed, only survivors are upsampled, and full-resolution work runs
+over bounded chunks of masks instead of (B, 3, H, W) tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.ops import batched_nms, box_area
+
+from mobile_sam.image import to_rgb_uint8
+from mobile_sam.utils.transforms import ResizeLongestSide
+
+from .amg import (
+    batched_mask_to_box,
+    box_xyxy_to_xywh,
+    build_all_layer_point_grids,
+    calculate_stability_score,
+    generate_crop_boxes,
+    is_box_near_crop_edge,
+    mask_to_rle,
+    remove_small_regions,
+    rle_area,
+    rle_to_coco,
+    rle_to_mask,
+    rle_to_uncompressed,
+    uncrop_boxes_xyxy,
+    uncrop_points,
+    uncropped_mask_rles,
+)
+from .mask_data import MaskData
+
+OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+
+# Points (B, 2) in the input frame -> (low-res logits (B, 3, 256, 256), predicted IoU (B, 3)).
+DecodePoints = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class GenerationCancelled(RuntimeError):
+    """`generate` was stopped through its `cancel` argument."""
+
+
+class CancelFlag(Protocol):
+    """Anything with `is_set()`, such as `threading.Event`."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass
+class DecodedBatch:
+    """The decoder's answer for B point prompts: predicted IoU now, mask logits on demand.
+
+    `iou_predictions` is (B, 3). `low_res_logits(prompts)` gives (S, 3, 256, 256) logits for the prompt
+    indices (S,), so that mask work is spent only on prompts with a candidate that passed the IoU filter.
+    """
+
+    iou_predictions: torch.Tensor
+    low_res_logits: Callable[[torch.Tensor], torch.Tensor]
+
+
+class SamAutomaticMaskGenerator:
+    """Generates masks for a whole image from a grid of single-point prompts (the official API).
+
+    Arguments (as in the official generator):
+      model: a `mobile_sam` `Sam` model (any of vit_t, vit_b, vit_l, vit_h); may be None when
+        `decode_points` is given.
+      points_per_side: points along one side of the grid (points_per_side**2 prompts); None if
+        `point_grids` is given.
+      points_per_batch: prompts decoded together; more is faster and uses more memory.
+      pred_iou_thresh: keep candidates whose predicted IoU is above this, in [0, 1] (0 keeps all).
+      stability_score_thresh: keep candidates whose stability score is at least this (0 keeps all).
+      stability_score_offset: logit offset of the two thresholds of the stability score.
+      box_nms_thresh: box IoU above which duplicate masks of one crop are removed.
+      crop_n_layers: extra layers of image crops; layer i has 2**i x 2**i crops.
+      crop_nms_thresh: box IoU above which duplicates of different crops are removed (smaller crops win).
+      crop_overlap_ratio: overlap of neighbouring crops, as a fraction of the short side at layer 1.
+      crop_n_points_downscale_factor: points per side in layer i are divided by this**i.
+      point_grids: explicit grids, one (N, 2) array in [0, 1] x [0, 1] per crop layer.
+      min_mask_region_area: fill holes and drop islands smaller than this many pixels (0: off).
+      output_mode: "binary_mask" ((H, W) bool arrays), "uncompressed_rle" or "coco_rle" (JSON-ready).
+    Our additions:
+      decode_points: replaces the prompt encoder and mask decoder (and makes the image encoder
+        unnecessary): points (B, 2) in the input frame -> (low-res logits (B, 3, 256, 256), IoU (B, 3)).
+      chunk_megabytes: memory bound of the full-resolution float work done at once (results do not
+        depend on it).
+    """
+
+    def __init__(
+        self,
+        model: Any | None,
+        points_per_side: int | None = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_nms_thresh: float = 0.7,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+        point_grids: list[np.ndarray] | None = None,
+        min_mask_region_area: int = 0,
+        output_mode: str = "binary_mask",
+        *,
+        decode_points: DecodePoints | None = None,
+        chunk_megabytes: float = 24.0,
+    ) -> None:
+        if (points_per_side is None) == (point_grids is None):
+            raise ValueError("give exactly one of points_per_side and point_grids")
+        if output_mode not in OUTPUT_MODES:
+            raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+        if model is None and decode_points is None:
+            raise ValueError("a model is required unless decode_points is given")
+        if points_per_batch < 1:
+            raise ValueError(f"points_per_batch must be at least 1, got {points_per_batch}")
+        if crop_n_layers < 0:
+            raise ValueError(f"crop_n_layers must be >= 0, got {crop_n_layers}")
+        if chunk_megabytes <= 0:
+            raise ValueError(f"chunk_megabytes must be positive, got {chunk_megabytes}")
+        if points_per_side is not None:
+            if points_per_side < 1 or crop_n_points_downscale_factor < 1:
+                raise ValueError("points_per_side and crop_n_points_downscale_factor must be at least 1")
+            point_grids = build_all_layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
+        if len(point_grids) < crop_n_layers + 1:
+            raise ValueError(f"point_grids has {len(point_grids)} grids; crop_n_layers={crop_n_layers} needs {crop_n_layers + 1}")
+
+        self.model = model
+        self.decode_points = decode_points
+        self.point_grids = [np.asarray(grid, dtype=np.float64).reshape(-1, 2) for grid in point_grids]
+        self.points_per_batch = points_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.box_nms_thresh = box_nms_thresh
+        self.crop_n_layers = crop_n_layers
+        self.crop_nms_thresh = crop_nms_thresh
+        self.crop_overlap_ratio = crop_overlap_ratio
+        self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
+        self.min_mask_region_area = min_mask_region_area
+        self.output_mode = output_mode
+        self.chunk_bytes = int(chunk_megabytes * 2**20)
+        self.mask_threshold = float(getattr(model, "mask_threshold", 0.0))
+        self.image_size = int(getattr(model, "image_size", 1024))
+        self.transform = ResizeLongestSide(self.image_size)
+        self.predictor = None
+        if decode_points is None:
+            from mobile_sam import SamPredictor
+
+            self.predictor = SamPredictor(model)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        image: np.ndarray,
+        *,
+        progress: Callable[[float], None] | None = None,
+        cancel: CancelFlag | None = None,
+    ) -> list[dict[str, Any]]:
+        """Segment everything in `image`.
+
+        Args:
+            image: (H, W, 3) uint8 RGB; other inputs (grayscale, RGBA, PIL, ...) go through
+                `mobile_sam.image.to_rgb_uint8`.
+            progress: called with the fraction done (0 to 1) as the work advances.
+            cancel: checked between batches; once `cancel.is_set()`, raises GenerationCancelled.
+        Returns:
+            one record per mask: `segmentation` (per output_mode), `area`, `bbox` (XYWH), `predicted_iou`,
+            `point_coords` ([[x, y]]), `stability_score`, `crop_box` (XYWH).
+        """
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+            image = to_rgb_uint8(image)
+        data = self._generate_masks(image, progress, cancel)
+        if self.min_mask_region_area > 0:
+            self._postprocess_small_regions(data, max(self.box_nms_thresh, self.crop_nms_thresh))
+        return self._records(data)
+
+    # -- pipeline ----------------------------------------------------------------------------------------
+    def _generate_masks(
+        self, image: np.ndarray, progress: Callable[[float], None] | None, cancel: CancelFlag | None
+    ) -> MaskData:
+        orig_size = (int(image.shape[0]), int(image.shape[1]))
+        crop_boxes, layer_idxs = generate_crop_boxes(orig_size, self.crop_n_layers, self.crop_overlap_ratio)
+        total_points = sum(len(self.point_grids[layer]) for layer in layer_idxs)
+        tracker = _Progress(progress, cancel, total_points)
+        tracker.advance(0)
+        data = MaskData()
+        for crop_box, layer_idx in zip(crop_boxes, layer_idxs):
+            data.cat(self._process_crop(image, crop_box, layer_idx, orig_size, tracker))
+        if len(crop_boxes) > 1 and len(data) > 0:
+            # Prefer masks from smaller crops.
+            scores = 1 / box_area(data["crop_boxes"])
+            keep = batched_nms(
+                data["boxes"].float(), scores, torch.zeros_like(data["boxes"][:, 0]), iou_threshold=self.crop_nms_thresh
+            )
+            data.filter(keep)
+        tracker.finish()
+        return data
+
+    def _process_crop(
+        self,
+        image: np.ndarray,
+        crop_box: list[int],
+        layer_idx: int,
+        orig_size: tuple[int, int],
+        tracker: "_Progress",
+    ) -> MaskData:
+        x0, y0, x1, y1 = crop_box
+        crop = image[y0:y1, x0:x1, :]
+        crop_size = (int(crop.shape[0]), int(crop.shape[1]))
+        input_size = self.transform.get_preprocess_shape(crop_size[0], crop_size[1], self.image_size)
+        if min(input_size) < 1:
+            raise ValueError(f"image region of size {crop_size} is too thin to resize to the model's input frame")
+        tracker.check_cancel()
+        if self.predictor is not None:
+            self.predictor.set_image(crop)
+        points_for_image = self.point_grids[layer_idx] * np.array(crop_size, dtype=np.float64)[None, ::-1]
+        data = _empty_mask_data()
+        for start in range(0, len(points_for_image), self.points_per_batch):
+            tracker.check_cancel()
+            points = points_for_image[start : start + self.points_per_batch]
+            data.cat(self._process_batch(points, crop_size, input_size, crop_box, orig_size))
+            tracker.advance(len(points))
+        if self.predictor is not None:
+            self.predictor.reset_image()
+        if len(data) > 0:
+            keep = batched_nms(
+                data["boxes"].float(),
+                data["iou_preds"],
+                torch.zeros_like(data["boxes"][:, 0]),
+                iou_threshold=self.box_nms_thresh,
+            )
+            data.filter(keep)
+        data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
+        data["points"] = uncrop_points(data["points"], crop_box)
+        data["crop_boxes"] = torch.tensor(crop_box, dtype=torch.int64).repeat(len(data), 1)
+        return data
+
+    def _decode(self, points: np.ndarray, crop_size: tuple[int, int]) -> DecodedBatch:
+        """Decode B points given in crop pixels (B, 2) XY."""
+        in_points = torch.as_tensor(self.transform.apply_coords(points, crop_size))
+        if self.decode_points is not None:
+            low_res, iou = self.decode_points(in_points)
+            return DecodedBatch(iou.cpu(), lambda prompts: low_res[prompts.to(low_res.device)])
+        model = self.model
+        in_points = in_points.to(model.device)
+        labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
+        sparse, dense = model.prompt_encoder(points=(in_points[:, None, :], labels[:, None]), boxes=None, masks=None)
+        iou, hyper_in, image_tokens = model.mask_decoder.decode_tokens(
+            self.predictor.features, model.prompt_encoder.get_dense_pe(), sparse, dense
+        )
+
+        def low_res_logits(prompts: torch.Tensor) -> torch.Tensor:
+            prompts = prompts.to(image_tokens.device)
+            return model.mask_decoder.upscale_masks(hyper_in[prompts, 1:], image_tokens[prompts])
+
+        return DecodedBatch(iou[:, 1:].cpu(), low_res_logits)
+
+    def _process_batch(
+        self,
+        points: np.ndarray,
+        crop_size: tuple[int, int],
+        input_size: tuple[int, int],
+        crop_box: list[int],
+        orig_size: tuple[int, int],
+    ) -> MaskData:
+        """Candidates of B points (crop pixels): IoU filter first, then masks of the survivors only.
+
+        Survivors keep the official order (prompt-major, then output); their masks are computed for a few
+        prompts at a time and upsampled in chunks of at most `chunk_bytes` of float logits.
+        """
+        decoded = self._decode(points, crop_size)
+        n_masks = decoded.iou_predictions.shape[1]
+        iou_preds = decoded.iou_predictions.flatten()
+        points_t = torch.as_tensor(points).repeat_interleave(n_masks, dim=0)
+        candidates = torch.arange(iou_preds.shape[0])
+        if self.pred_iou_thresh > 0.0:
+            candidates = candidates[iou_preds > self.pred_iou_thresh]
+        chunk = max(1, self.chunk_bytes // (4 * crop_size[0] * crop_size[1]))
+        prompts_per_group = max(1, chunk // n_masks)
+        prompts = torch.unique(candidates // n_masks)
+        data = _empty_mask_data()
+        for start in range(0, len(prompts), prompts_per_group):
+            group = prompts[start : start + prompts_per_group]
+            low_res = decoded.low_res_logits(group).flatten(0, 1).cpu()
+            in_group = candidates[(candidates // n_masks >= group[0]) & (candidates // n_masks <= group[-1])]
+            # Row of each candidate in `low_res`: position of its prompt in `group`, then its output.
+            rows = torch.searchsorted(group, in_group // n_masks) * n_masks + in_group % n_masks
+            for first in range(0, len(in_group), chunk):
+                idx = in_group[first : first + chunk]
+                logits = self._upsample(low_res[rows[first : first + chunk]], input_size, crop_size)
+                data.cat(self._filter_chunk(logits, iou_preds[idx], points_t[idx], crop_box, orig_size))
+        return data
+
+    def _upsample(self, low_res: torch.Tensor, input_size: tuple[int, int], crop_size: tuple[int, int]) -> torch.Tensor:
+        """Low-res logits (K, 256, 256) -> (K, H, W) at the crop size, equal to the official `postprocess_masks`.
+
+        Only the low-res rows and columns that reach the unpadded input frame are upsampled (at the same
+        scale, so every value is computed exactly as in the full-frame upsampling).
+        """
+        low_size = low_res.shape[-1]
+        scale = self.image_size // low_size
+        need_h = _low_res_extent(input_size[0], scale, low_size)
+        need_w = _low_res_extent(input_size[1], scale, low_size)
+        x = low_res[None, :, :need_h, :need_w]
+        if (need_h, need_w) == (low_size, low_size):
+            x = F.interpolate(x, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        else:
+            x = F.interpolate(x, scale_factor=float(scale), mode="bilinear", align_corners=False, recompute_scale_factor=False)
+        x = x[..., : input_size[0], : input_size[1]]
+        return F.interpolate(x, crop_size, mode="bilinear", align_corners=False)[0]
+
+    def _filter_chunk(
+        self,
+        logits: torch.Tensor,
+        iou_preds: torch.Tensor,
+        points: torch.Tensor,
+        crop_box: list[int],
+        orig_size: tuple[int, int],
+    ) -> MaskData:
+        """Stability filter, threshold, boxes, crop-edge filter and RLE of K candidates: logits (K, H, W)."""
+        stability = calculate_stability_score(logits, self.mask_threshold, self.stability_score_offset)
+        keep = torch.ones_like(stability, dtype=torch.bool)
+        if self.stability_score_thresh > 0.0:
+            keep = stability >= self.stability_score_thresh
+        masks = logits > self.mask_threshold
+        if not bool(keep.all()):
+            masks = masks[keep]
+        boxes = batched_mask_to_box(masks)
+        orig_h, orig_w = orig_size
+        inside = ~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
+        if not bool(inside.all()):
+            masks, boxes = masks[inside], boxes[inside]
+        kept = torch.nonzero(keep).flatten()[inside]
+        return MaskData(
+            iou_preds=iou_preds[kept],
+            points=points[kept],
+            stability_score=stability[kept],
+            boxes=boxes,
+            rles=uncropped_mask_rles(masks, crop_box, orig_size),
+        )
+
+    def _postprocess_small_regions(self, data: MaskData, nms_thresh: float) -> None:
+        """Fill small holes and drop small islands of every mask, then NMS preferring unchanged masks."""
+        if len(data) == 0:
+            return
+        new_rles, new_boxes, scores = [], [], []
+        for rle in data["rles"]:
+            mask = rle_to_mask(rle)
+            mask, changed_holes = remove_small_regions(mask, self.min_mask_region_area, mode="holes")
+            mask, changed_islands = remove_small_regions(mask, self.min_mask_region_area, mode="islands")
+            changed = changed_holes or changed_islands
+            new_rles.append(mask_to_rle(mask) if changed else rle)
+            new_boxes.append(batched_mask_to_box(torch.from_numpy(mask)))
+            scores.append(0.0 if changed else 1.0)
+        boxes = torch.stack(new_boxes)
+        keep = batched_nms(
+            boxes.float(), torch.tensor(scores), torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh
+        )
+        for i in keep.tolist():
+            if scores[i] == 0.0:
+                data["rles"][i] = new_rles[i]
+                data["boxes"][i] = boxes[i]
+        data.filter(keep)
+
+    def _records(self, data: MaskData) -> list[dict[str, Any]]:
+        if len(data) == 0:
+            return []
+        encode = {"binary_mask": rle_to_mask, "uncompressed_rle": rle_to_uncompressed, "coco_rle": rle_to_coco}[
+            self.output_mode
+        ]
+        boxes = data["boxes"].tolist()
+        crop_boxes = data["crop_boxes"].tolist()
+        points = data["points"].tolist()
+        iou_preds = data["iou_preds"].tolist()
+        stability = data["stability_score"].tolist()
+        return [
+            {
+                "segmentation": encode(rle),
+                "area": rle_area(rle),
+                "bbox": box_xyxy_to_xywh(boxes[i]),
+                "predicted_iou": iou_preds[i],
+                "point_coords": [points[i]],
+                "stability_score": stability[i],
+                "crop_box": box_xyxy_to_xywh(crop_boxes[i]),
+            }
+            for i, rle in enumerate(data["rles"])
+        ]
+
+
+class _Progress:
+    """Reports the fraction of prompts decoded and honours cancellation."""
+
+    def __init__(self, callback: Callable[[float], None] | None, cancel: CancelFlag | None, total: int) -> None:
+        self.callback = callback
+        self.cancel = cancel
+        self.total = max(total, 1)
+        self.done = 0
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise GenerationCancelled("mask generation was cancelled")
+
+    def advance(self, n_points: int) -> None:
+        self.done += n_points
+        if self.callback is not None:
+            self.callback(min(self.done / self.total, 1.0))
+
+    def finish(self) -> None:
+        if self.callback is not None:
+            self.callback(1.0)
+
+
+def _low_res_extent(input_len: int, scale: int, low_len: int) -> int:
+    """Low-res samples (from 0) that bilinear upsampling by `scale` reads for its first `input_len` outputs.
+
+    Output i reads samples floor(s) and floor(s) + 1 with s = (i + 0.5) / scale - 0.5; keeping one more
+    sample than the last one read means no kept output ever hits the clamped border.
+    """
+    last = int(np.floor((input_len - 0.5) / scale - 0.5)) + 1
+    return min(low_len, last + 2)
+
+
+def _empty_mask_data() -> MaskData:
+    return MaskData(
+        iou_preds=torch.zeros(0, dtype=torch.float32),
+        points=torch.zeros(0, 2, dtype=torch.float64),
+        stability_score=torch.zeros(0, dtype=torch.float32),
+        boxes=torch.zeros(0, 4, dtype=torch.int64),
+        rles=[],
+    )
