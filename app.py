@@ -10,10 +10,11 @@ read-only through one `ModelStore` created in `main()`.
 from __future__ import annotations
 
 import argparse
-import time
 import json
 import os
 import tempfile
+import threading
+import time
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,13 +23,14 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from mobile_sam.checkpoints import CheckpointError
+from mobile_sam.checkpoints import CheckpointError, resolve_checkpoint
 from mobile_sam.device import resolve_device
+from mobile_sam.embedding_cache import EmbeddingCache, image_key
 from mobile_sam.export import mask_records, mask_to_rle, rle_to_mask, save_coco_json, save_cutout_png, save_mask_png
 from mobile_sam.image import ImageLoadError, limit_image_side, load_image
 from mobile_sam.model_store import ModelStore
 from mobile_sam.prompts import Prompts
-from mobile_sam.session import segment
+from mobile_sam.session import predictor_for, segment
 from mobile_sam.visualize import draw_prompts, mask_colors, overlay_masks
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
@@ -38,6 +40,8 @@ MODE_BACKGROUND = "Background point"
 MODE_BOX = "Box (drag, or click two corners)"
 MODES = (MODE_FOREGROUND, MODE_BACKGROUND, MODE_BOX)
 THUMBNAIL_SIDE = 320
+REFERENCES = {"SAM ViT-H (as in the paper)": "vit_h", "SAM ViT-L": "vit_l", "SAM ViT-B": "vit_b"}
+COMPARED = {"MobileSAM": "vit_t", "FastSAM-s": "fastsam-s", "FastSAM-x": "fastsam-x"}
 RANDOM_BANNER = (
     '<div id="random-weights-banner" style="background:#b91c1c;color:white;padding:10px 14px;'
     'border-radius:8px;font-weight:600">Random weights: the models are randomly initialised, so every '
@@ -113,14 +117,25 @@ class Handlers:
     config: AppConfig
     store: ModelStore
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mobile-sam-app-")))
+    fastsam_prepared: EmbeddingCache = field(default_factory=lambda: EmbeddingCache(4))
 
     # ---- images -------------------------------------------------------------------------------
 
-    def read_image(self, path: str | None) -> tuple[np.ndarray, str]:
-        """Load an uploaded file upright as RGB, downscaled to max_image_side; returns (image, notice)."""
+    def read_image(self, path: str | None) -> tuple[np.ndarray, str, float]:
+        """
+        Load an uploaded file upright as RGB, downscaled to max_image_side.
+
+        Returns:
+          (np.ndarray): HxWx3 uint8.
+          (str): a notice for the user when the image was downscaled, else "".
+          (float): the scale applied (multiply original pixel coordinates by it).
+        """
         if path is None:
             raise ValueError("Upload an image or pick an example first.")
-        image = load_image(path)
+        try:
+            image = load_image(path)
+        except ImageLoadError as error:  # name the file as the user knows it, not the server's temp path
+            raise ImageLoadError(str(error).replace(str(path), Path(path).name)) from error
         height, width = image.shape[:2]
         image, scale = limit_image_side(image, self.config.max_image_side)
         notice = ""
@@ -129,7 +144,7 @@ class Handlers:
                 f"The image ({width}x{height}) was downscaled to {image.shape[1]}x{image.shape[0]} "
                 f"(longest side {self.config.max_image_side} px, set with --max-image-side)."
             )
-        return image, notice
+        return image, notice, scale
 
     def encoder_timing(self, image: np.ndarray, random_weights: bool) -> str:
         embedding, cached = self.store.embedding("vit_t", random_weights, image)
@@ -143,7 +158,7 @@ class Handlers:
         if path is None:
             return self.render(SegmentState(), random_weights, request)
         try:
-            image, notice = self.read_image(path)
+            image, notice, _ = self.read_image(path)
         except (ImageLoadError, ValueError) as error:
             return self.render(SegmentState(message=str(error)), random_weights, request)
         state = SegmentState(image=image, name=Path(path).stem, notice=notice)
@@ -337,7 +352,7 @@ class Handlers:
         """
         from everything import SamAutomaticMaskGenerator  # imported lazily: a separate package
 
-        image, notice = self.read_image(path)
+        image, notice, _ = self.read_image(path)
         image, _ = limit_image_side(image, int(knobs.input_size))
         model = self.store.model("vit_t", random_weights)
         generator = SamAutomaticMaskGenerator(
@@ -387,14 +402,134 @@ class Handlers:
                 archive.write(png, f"mask_{index:04d}.png")
         return overlay, _with_banner(summary, random_weights), str(coco_path), str(zip_path)
 
+
+    # ---- compare ----------------------------------------------------------------------------------
+
+    def prepared_backend(self, name: str, image: np.ndarray, random_weights: bool) -> tuple[Any, float]:
+        """
+        A backend of the compare package with image already prepared, and its encoder time in ms.
+
+        SAM-family encodings come from the shared embedding cache; FastSAM's prepared instances
+        are cached per image too, so a second comparison on the same image runs no encoder.
+        """
+        from compare import FastSamBackend, MobileSamBackend, SamBackend
+
+        if name.startswith("fastsam-"):
+            variant = name.split("-", 1)[1]
+            module = self.store.shared(("fastsam", variant, random_weights), lambda: self.fastsam_module(variant, random_weights))
+            lock = self.store.shared(("fastsam-lock", variant), threading.Lock)
+
+            def prepare() -> tuple[Any, float]:
+                with lock:  # ultralytics' predictor set-up touches the shared module
+                    backend = FastSamBackend(variant, model=module, device=self.store.device)
+                    return backend, backend.prepare(image)["encoder_ms"]
+
+            return self.fastsam_prepared.get_or_compute((image_key(image), variant, random_weights), prepare)[0]
+        model = self.store.model(name, random_weights)
+        embedding, _ = self.store.embedding(name, random_weights, image)
+        backend_type = MobileSamBackend if name == "vit_t" else SamBackend
+        backend = backend_type(model=model, device=self.store.device) if name == "vit_t" else backend_type(name, model=model, device=self.store.device)
+        backend.predictor = predictor_for(model, embedding)
+        return backend, 1000 * embedding.encode_seconds
+
+    def fastsam_module(self, variant: str, random_weights: bool) -> Any:
+        from compare.backends import fastsam_architecture, load_fastsam_checkpoint
+
+        if random_weights:
+            return fastsam_architecture(variant).eval()
+        path = resolve_checkpoint(f"fastsam-{variant}", cache_dir=self.store.checkpoint_dir, download=self.store.download)
+        return load_fastsam_checkpoint(path)
+
+    def compare(
+        self, image: np.ndarray, prompts: Prompts, reference: str, models: list[str], random_weights: bool, progress: Any = None
+    ) -> tuple[list[dict], dict[str, list[np.ndarray]]]:
+        """
+        Run the same prompts on the reference and the compared models.
+
+        Returns:
+          (list[dict]): one row per model: model, role, miou (vs the reference, None for it),
+            encoder_ms, decoder_ms (mean per prompt), total_ms, status.
+          (dict): model name -> its masks, one HxW bool mask per prompt group.
+        """
+        from compare import Prompt, mask_iou, mean_iou
+
+        prompts.validate(image.shape[:2])
+        groups, _ = prompts.groups()
+        cases = [
+            Prompt(group.points if len(group.points) else None, group.labels if len(group.points) else None, group.box)
+            for group in groups
+        ]
+        names = [reference] + [name for name in dict.fromkeys(models) if name != reference]
+        rows, masks = [], {}
+        for index, name in enumerate(names):
+            if progress is not None:
+                progress(index / len(names), f"{name}: encoding the image (cached after the first time)")
+            role = "reference" if index == 0 else "compared"
+            try:
+                backend, encoder_ms = self.prepared_backend(name, image, random_weights)
+            except CheckpointError as error:
+                if index == 0:
+                    raise
+                rows.append({"model": name, "role": role, "miou": None, "encoder_ms": None, "decoder_ms": None,
+                             "total_ms": None, "status": _weights_message(error)})
+                continue
+            results = [backend.segment(case) for case in cases]
+            masks[name] = [result.mask for result in results]
+            decoder_ms = float(np.mean([result.timings["decoder_ms"] for result in results]))
+            miou = None if index == 0 else mean_iou(mask_iou(a, b) for a, b in zip(masks[name], masks[reference]))
+            rows.append({"model": name, "role": role, "miou": miou, "encoder_ms": encoder_ms, "decoder_ms": decoder_ms,
+                         "total_ms": encoder_ms + decoder_ms * len(cases), "status": "ok"})
+        if progress is not None:
+            progress(1.0, "done")
+        return rows, masks
+
+    def compare_ui(
+        self, state: SegmentState, reference: str, models: list[str], random_weights: bool, progress: gr.Progress = gr.Progress()
+    ) -> tuple:
+        """The compare tab's button: masks side by side, the table and the latency chart."""
+        if state.image is None:
+            return [], None, None, _with_banner("**Load an image and add prompts in the Segment anything tab first.**", random_weights)
+        try:
+            rows, masks = self.compare(
+                state.image, state.prompts(), REFERENCES.get(reference, reference),
+                [COMPARED.get(m, m) for m in models], random_weights,
+                progress=lambda fraction, desc: progress(fraction, desc=desc),
+            )
+        except (ValueError, CheckpointError) as error:
+            return [], None, None, _with_banner(f"**{error}**", random_weights)
+        gallery = []
+        for row in rows:
+            if row["model"] in masks:
+                shown = masks[row["model"]]
+                overlay = overlay_masks(state.image, shown, colors=mask_colors(len(shown), seed=0))
+                overlay = draw_prompts(overlay, state.points, state.labels, state.boxes)
+                caption = row["model"] + (" (reference)" if row["role"] == "reference" else f": mIoU {row['miou']:.3f}")
+                gallery.append((_thumbnail(overlay), caption))
+        table = [[row["model"], row["role"], _fmt(row["miou"], 3), _fmt(row["encoder_ms"], 0), _fmt(row["decoder_ms"], 1),
+                  _fmt(row["total_ms"], 0), row["status"]] for row in rows]
+        summary = f"{len(state.prompts().groups()[0])} prompt(s); mIoU is against {rows[0]['model']}. Encoder times come from the first encoding of this image."
+        return gallery, table, _latency_figure(rows), _with_banner(summary, random_weights)
+
+    def api_compare(self, path: str | None, prompts_json: str, models_json: str, reference: str) -> list[dict]:
+        """/compare: the table rows (mIoU against the reference and latencies) for prompts on an image."""
+        try:
+            image, notice, scale = self.read_image(path)
+            prompts = Prompts.from_json(prompts_json)
+            prompts = Prompts.from_lists(prompts.points * scale, prompts.labels, prompts.boxes * scale)
+            models = json.loads(models_json) if models_json and models_json.strip().startswith("[") else [
+                m.strip() for m in (models_json or "").split(",") if m.strip()
+            ]
+            rows, _ = self.compare(image, prompts, reference or "vit_h", models, self.config.random_weights)
+        except (ImageLoadError, ValueError, CheckpointError) as error:
+            raise gr.Error(str(error)) from error
+        return rows
+
     # ---- programmatic API -------------------------------------------------------------------------
 
     def api_segment(self, path: str | None, prompts_json: str, multimask: bool) -> dict:
         """/segment: masks (COCO RLE) and predicted IoU for prompts in the uploaded image's pixels."""
         try:
-            image, notice = self.read_image(path)
-            original = load_image(path).shape[:2] if notice else image.shape[:2]
-            scale = image.shape[0] / original[0]
+            image, notice, scale = self.read_image(path)
             prompts = Prompts.from_json(prompts_json)
             prompts = Prompts.from_lists(prompts.points * scale, prompts.labels, prompts.boxes * scale)
             prompts.validate(image.shape[:2])
@@ -524,6 +659,28 @@ def build_app(config: AppConfig, store: ModelStore | None = None) -> gr.Blocks:
                 [every_overlay, every_summary, every_coco, every_zip], **private, **heavy,
             )
 
+        with gr.Tab("Compare", id="compare"):
+            gr.Markdown(
+                "Runs the image and prompts of the **Segment anything** tab on every chosen model. "
+                "mIoU is measured against the reference SAM, as in the MobileSAM paper. "
+                "SAM ViT-H takes about a minute per image on a 2-core CPU; encodings are cached per image."
+            )
+            with gr.Row():
+                reference = gr.Dropdown(list(REFERENCES), value=next(iter(REFERENCES)), label="Reference")
+                compared = gr.CheckboxGroup(list(COMPARED), value=["MobileSAM"], label="Models to compare")
+                run_compare = gr.Button("Compare", variant="primary", elem_id="compare-run")
+            compare_summary = gr.Markdown()
+            compare_gallery = gr.Gallery(label="Masks per model", columns=4, height="auto", allow_preview=False)
+            compare_table = gr.Dataframe(
+                headers=["model", "role", "mIoU vs reference", "encoder ms", "decoder ms / prompt", "total ms", "status"],
+                interactive=False, label="Agreement and latency",
+            )
+            compare_plot = gr.Plot(label="Latency")
+            run_compare.click(
+                handlers.compare_ui, [state, reference, compared, random_weights],
+                [compare_gallery, compare_table, compare_plot, compare_summary], **private, **heavy,
+            )
+
         with gr.Accordion("Models and weights", open=False):
             status = gr.Markdown(handlers.status_markdown())
             refresh = gr.Button("Refresh")
@@ -549,6 +706,10 @@ def build_app(config: AppConfig, store: ModelStore | None = None) -> gr.Blocks:
             api_everything_out = gr.JSON(label="COCO records")
             api_everything_overlay = gr.Image(type="numpy", format="png", label="overlay")
             api_segment_button = gr.Button()
+            api_compare_models = gr.Textbox(label="models", value='["vit_t", "fastsam-s", "fastsam-x"]')
+            api_compare_reference = gr.Textbox(label="reference", value="vit_h")
+            api_compare_out = gr.JSON(label="table")
+            api_compare_button = gr.Button()
             api_everything_button = gr.Button()
         api_segment_button.click(
             handlers.api_segment, [api_image, api_prompts, api_multimask], api_segment_out, api_name="segment", **heavy
@@ -556,6 +717,10 @@ def build_app(config: AppConfig, store: ModelStore | None = None) -> gr.Blocks:
         api_everything_button.click(
             handlers.api_everything, [api_image, *api_knobs], [api_everything_out, api_everything_overlay],
             api_name="everything", **heavy,
+        )
+        api_compare_button.click(
+            handlers.api_compare, [api_image, api_prompts, api_compare_models, api_compare_reference], api_compare_out,
+            api_name="compare", **heavy,
         )
         demo.load(None, None, None, js=_DRAG_BOX_JS)
 
@@ -601,6 +766,29 @@ _DRAG_BOX_JS = r"""
   }, true);
 }
 """
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _latency_figure(rows: list[dict]) -> Any:
+    """Stacked bars: encoder time per image plus decoder time for all prompts, per model."""
+    from matplotlib.figure import Figure
+
+    done = [row for row in rows if row["encoder_ms"] is not None]
+    figure = Figure(figsize=(6, 3), dpi=100)
+    axes = figure.add_subplot()
+    names = [row["model"] for row in done]
+    encoder = np.array([row["encoder_ms"] for row in done])
+    decoder = np.array([row["total_ms"] - row["encoder_ms"] for row in done])
+    axes.barh(names, encoder, label="image encoder")
+    axes.barh(names, decoder, left=encoder, label="decoder (all prompts)")
+    axes.set_xlabel("latency (ms)")
+    axes.invert_yaxis()
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return figure
 
 
 def _format_info(state: SegmentState, random_weights: bool) -> str:

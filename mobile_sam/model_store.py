@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Hashable, TypeVar
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from .modeling import Sam
 from .session import ImageEmbedding, embed_image
 
 RANDOM_SEED = 0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,9 @@ class ModelStore:
         self.download = download
         self.embeddings: EmbeddingCache[ImageEmbedding] = EmbeddingCache(embedding_cache_items)
         self._models: dict[tuple[str, bool], Sam] = {}
+        self._others: dict[Hashable, object] = {}
         self._lock = threading.Lock()
-        self._load_locks: dict[tuple[str, bool], threading.Lock] = {}
+        self._load_locks: dict[Hashable, threading.Lock] = {}
         self._activity: dict[str, ModelStatus] = {}
         self._errors: dict[str, str] = {}
 
@@ -72,7 +75,7 @@ class ModelStore:
         with self._lock:
             if key in self._models:
                 return self._models[key]
-            load_lock = self._load_locks.setdefault(key, threading.Lock())
+            load_lock = self._load_locks.setdefault(("sam", key), threading.Lock())
         with load_lock:
             with self._lock:
                 if key in self._models:
@@ -81,6 +84,21 @@ class ModelStore:
             with self._lock:
                 self._models[key] = model
             return model
+
+    def shared(self, key: Hashable, build: Callable[[], T]) -> T:
+        """Any other read-only object (another model family, say) built once by build() and kept."""
+        with self._lock:
+            if key in self._others:
+                return self._others[key]
+            load_lock = self._load_locks.setdefault(("shared", key), threading.Lock())
+        with load_lock:
+            with self._lock:
+                if key in self._others:
+                    return self._others[key]
+            value = build()
+            with self._lock:
+                self._others[key] = value
+            return value
 
     def embedding(self, model_type: str, random_weights: bool, image: np.ndarray) -> tuple[ImageEmbedding, bool]:
         """

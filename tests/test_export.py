@@ -1,0 +1,53 @@
+"""Exports of interactive results: COCO RLE, mask PNG, RGBA cut-out, COCO JSON."""
+import json
+
+import numpy as np
+from PIL import Image
+
+from mobile_sam.export import mask_bbox, mask_records, mask_to_rle, rle_to_mask, save_coco_json, save_cutout_png, save_mask_png
+
+
+def _mask() -> np.ndarray:
+    mask = np.zeros((20, 30), bool)
+    mask[4:9, 10:25] = True
+    mask[15, 2] = True
+    return mask
+
+
+def test_rle_round_trips_and_is_json_ready():
+    rle = mask_to_rle(_mask())
+    assert rle["size"] == [20, 30] and isinstance(rle["counts"], str)
+    np.testing.assert_array_equal(rle_to_mask(json.loads(json.dumps(rle))), _mask())
+
+
+def test_mask_bbox_is_xywh_of_the_tight_box():
+    assert mask_bbox(_mask()) == [2, 4, 23, 12]
+    assert mask_bbox(np.zeros((3, 3), bool)) == [0, 0, 0, 0]
+
+
+def test_mask_records_hold_area_bbox_and_score():
+    (record,) = mask_records([_mask()], [0.75])
+    assert record["area"] == int(_mask().sum()) and record["bbox"] == mask_bbox(_mask())
+    assert record["predicted_iou"] == 0.75
+
+
+def test_mask_png_is_255_inside_and_0_outside(tmp_path):
+    path = save_mask_png(_mask(), tmp_path / "mask.png")
+    np.testing.assert_array_equal(np.array(Image.open(path)), _mask() * 255)
+
+
+def test_cutout_png_is_rgba_with_the_mask_as_alpha(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    with Image.open(save_cutout_png(image, _mask(), tmp_path / "cut.png")) as saved:
+        assert saved.mode == "RGBA"
+        pixels = np.array(saved)
+    np.testing.assert_array_equal(pixels[..., 3], _mask() * 255)
+    np.testing.assert_array_equal(pixels[..., :3], image)
+
+
+def test_coco_json_lists_the_image_and_numbered_annotations(tmp_path):
+    path = save_coco_json(mask_records([_mask(), _mask()], [0.5, 0.6]), (20, 30), tmp_path / "m.json", "x.png")
+    document = json.loads(path.read_text())
+    assert document["images"] == [{"id": 1, "file_name": "x.png", "height": 20, "width": 30}]
+    assert [a["id"] for a in document["annotations"]] == [1, 2]
+    np.testing.assert_array_equal(rle_to_mask(document["annotations"][1]["segmentation"]), _mask())
