@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -326,10 +327,14 @@ class Handlers:
         coco_path = save_coco_json(mask_records(masks, scores), state.image.shape[:2], folder / f"{stem}_masks.json", f"{stem}.png")
         return str(mask_path), str(cutout_path), str(coco_path)
 
-    def session_dir(self, request: gr.Request | None) -> Path:
-        session = getattr(request, "session_hash", None) or "direct"
-        folder = self.work_dir / _safe_stem(session)
-        folder.mkdir(parents=True, exist_ok=True)
+    def session_dir(self, request: gr.Request | None, keep: int = 3) -> Path:
+        """A new folder for one render's files; only the session's last few folders are kept."""
+        session = self.work_dir / _safe_stem(getattr(request, "session_hash", None) or "direct")
+        session.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=session))
+        older = sorted((p for p in session.iterdir() if p != folder), key=lambda p: p.stat().st_mtime)
+        for stale in older[: max(0, len(older) - keep + 1)]:
+            shutil.rmtree(stale, ignore_errors=True)
         return folder
 
     # ---- segment everything -------------------------------------------------------------------
