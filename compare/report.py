@@ -82,14 +82,22 @@ def _millions(n: int) -> str:
     return f"{n / 1e6:.3f}M"
 
 
-def parameters_markdown(parameters: dict[str, dict[str, int]]) -> str:
-    """A markdown table of encoder / decoder / total parameters (and unused ones, e.g. TinyViT's classifier head)."""
-    lines = ["| model | encoder | decoder | total | unused (in total) |", "|---|---|---|---|---|"]
+def parameters_markdown(parameters: dict[str, dict[str, int]], paper: dict[str, str] | None = None) -> str:
+    """A markdown table of encoder / decoder / total parameters and the unused ones (e.g. TinyViT's classifier
+    head, included in total); `paper` adds a column of quoted figures by model name."""
+    header = "| model | encoder | decoder | total | unused (in total) |"
+    rule = "|---|---|---|---|---|"
+    if paper is not None:
+        header, rule = header + " paper |", rule + "---|"
+    lines = [header, rule]
     for model, counts in parameters.items():
-        lines.append(
+        line = (
             f"| {model} | {_millions(counts['encoder'])} | {_millions(counts['decoder'])} | "
             f"{_millions(counts['total'])} | {_millions(counts.get('unused', 0))} |"
         )
+        if paper is not None:
+            line += f" {paper.get(model, '—')} |"
+        lines.append(line)
     return "\n".join(lines)
 
 

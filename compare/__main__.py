@@ -1,0 +1,4 @@
+"""`python -m compare`: see `compare.cli`."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""Command line: `python -m compare IMAGES... [options]` and `python -m compare params`."""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mobile_sam.checkpoints import CheckpointError
+from mobile_sam.device import resolve_device
+from mobile_sam.image import load_image
+
+from .models import MODEL_NAMES, BackendFactory, BuildOptions, architecture_parameter_counts, build_backend
+from .models import canonical_model_name
+from .outputs import write_outputs
+from .params import PAPER_FIGURES
+from .protocols import PAPER_DISTANCES, PROTOCOLS, load_user_prompts
+from .report import latency_markdown, miou_markdown, parameters_markdown
+from .runner import ProtocolSpec, run_comparison
+
+_DESCRIPTION = """\
+Compare original SAM, MobileSAM and FastSAM on the same images and prompts: mIoU of each model's masks
+against a reference model's (the MobileSAM paper treats original SAM ViT-H as ground truth), and latency
+split into image encoder (once per image) and decoder (once per prompt).
+
+Models: vit_h, vit_l, vit_b (original SAM), vit_t (MobileSAM), fastsam-x, fastsam-s.
+Checkpoints come from --checkpoint NAME=FILE, else the checkpoint folder (--checkpoint-dir, else
+$MOBILE_SAM_CACHE_DIR, else ~/.cache/mobile_sam); --download fetches missing official files.
+`python -m compare params` prints parameter counts from the model definitions alone.
+"""
+
+
+def _csv_floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive distances, got {text!r}")
+    return values
+
+
+def _model_list(text: str) -> list[str]:
+    try:
+        return [canonical_model_name(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _model_name(text: str) -> str:
+    try:
+        return canonical_model_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _checkpoint_pair(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE (e.g. vit_h=sam_vit_h_4b8939.pth), got {text!r}")
+    return _model_name(name), Path(path)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
+    return value
+
+
+def comparison_parser() -> argparse.ArgumentParser:
+    """The parser of `python -m compare IMAGES...`."""
+    p = argparse.ArgumentParser(
+        prog="python -m compare", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("images", nargs="+", type=Path, help="image files (JPEG, PNG, ...); names must be unique")
+    p.add_argument("--reference", type=_model_name, default="vit_h",
+                   help="model whose masks count as ground truth (default: vit_h, as in the paper)")
+    p.add_argument("--models", type=_model_list, default=["vit_t", "fastsam-x"],
+                   help="comma-separated models compared with the reference (default: vit_t,fastsam-x)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="points2",
+                   help="points2: a foreground and a background point D px apart (paper Table 7); point: one "
+                        "random point; box: a box jittered around the reference mask of a random point; user: "
+                        "prompts from --prompts (default: points2)")
+    p.add_argument("--distances", type=_csv_floats, default=PAPER_DISTANCES,
+                   help="points2 distances in original-image pixels (default: 100,200,300,400,500)")
+    p.add_argument("--prompts-per-image", type=_positive_int, default=20,
+                   help="prompts per image, per distance for points2 (default: 20)")
+    p.add_argument("--prompts", type=Path, help='user prompts, JSON: {"image.jpg": [{"points": [[x, y]], '
+                                                '"labels": [1]}, {"box": [x0, y0, x1, y1]}]}')
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the prompt sampling (default: 0)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (CSV, JSON, markdown report, figures)")
+    p.add_argument("--checkpoint-dir", type=Path, help="folder holding the official checkpoint files")
+    p.add_argument("--checkpoint", type=_checkpoint_pair, action="append", default=[], metavar="NAME=FILE",
+                   help="explicit checkpoint for one model, e.g. vit_h=/data/sam_vit_h_4b8939.pth (repeatable)")
+    p.add_argument("--download", action="store_true", help="download missing official checkpoints")
+    p.add_argument("--random-weights", action="store_true",
+                   help="build every model with random weights (no files needed; masks and mIoU are meaningless, "
+                        "timings and parameter counts are real)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--threads", type=_positive_int, help="torch CPU threads for every model (default: torch's)")
+    p.add_argument("--warmup", type=_non_negative_int, default=1,
+                   help="untimed runs per model on the first image (default: 1)")
+    p.add_argument("--repeats", type=_positive_int, default=1,
+                   help="timed encoder runs per image and model (default: 1)")
+    return p
+
+
+def params_parser() -> argparse.ArgumentParser:
+    """The parser of `python -m compare params`."""
+    p = argparse.ArgumentParser(
+        prog="python -m compare params",
+        description="Print encoder / decoder / total parameters of each model from its definition alone "
+                    "(no checkpoint needed), next to the figures quoted in the MobileSAM paper.",
+    )
+    p.add_argument("--models", type=_model_list, default=list(MODEL_NAMES),
+                   help=f"comma-separated models (default: {','.join(MODEL_NAMES)})")
+    return p
+
+
+def run_params(argv: Sequence[str]) -> int:
+    """`python -m compare params`: print the parameter table."""
+    args = params_parser().parse_args(argv)
+    counts = {name: architecture_parameter_counts(name).to_dict() for name in args.models}
+    print(parameters_markdown(counts, paper=PAPER_FIGURES))
+    return 0
+
+
+def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) -> int:
+    """`python -m compare IMAGES...`: run the comparison and write its outputs; `factory` builds the backends."""
+    parser = comparison_parser()
+    args = parser.parse_args(argv)
+    if args.protocol == "user" and args.prompts is None:
+        parser.error("--protocol user needs --prompts FILE")
+    if args.reference in args.models:
+        parser.error(f"the reference {args.reference} is also listed in --models")
+    names = [p.name for p in args.images]
+    if len(set(names)) != len(names):
+        parser.error("image file names must be unique (results are keyed by file name)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        device = resolve_device(args.device)
+        user_prompts = load_user_prompts(args.prompts) if args.prompts is not None else {}
+        spec = ProtocolSpec(args.protocol, args.distances, args.prompts_per_image, user_prompts)
+        images = [(path.name, load_image(path)) for path in args.images]
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    options = BuildOptions(
+        device=device,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoints=dict(args.checkpoint),
+        random_weights=args.random_weights,
+        download=args.download,
+        num_threads=torch.get_num_threads(),
+    )
+    try:
+        reference = factory(args.reference, options)
+        models = [factory(name, options) for name in args.models]
+    except CheckpointError as err:
+        print(
+            f"error: {err}\nOr run with --random-weights to try the pipeline without checkpoints "
+            "(masks are then meaningless).",
+            file=sys.stderr,
+        )
+        return 2
+    with tqdm(total=len(images) * (1 + len(models)), desc="comparing", unit="model-image") as bar:
+        def advance(description: str) -> None:
+            bar.set_postfix_str(description)
+            bar.update()
+
+        run = run_comparison(
+            images, reference, models, spec, seed=args.seed, warmup=args.warmup, repeats=args.repeats,
+            progress=advance,
+        )
+    run.result.settings.update(
+        {
+            "random_weights": args.random_weights,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        }
+    )
+    paths = write_outputs(run, args.out)
+    print(miou_markdown(run.result))
+    print()
+    print(latency_markdown(run.result))
+    print()
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, factory: BackendFactory = build_backend) -> int:
+    """Entry point: `params` as first argument prints parameter counts, anything else runs a comparison."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["params"]:
+        return run_params(argv[1:])
+    return run_compare(argv, factory)

@@ -1,0 +1,100 @@
+"""`python -m compare`: end to end on small images with random weights, errors, and the parameter table."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from compare.backends import FastSamBackend, SamBackend
+from compare.cli import main
+from compare.models import BuildOptions, build_backend
+from compare.report import RANDOM_WEIGHTS_NOTE
+from compare.results import ComparisonResult
+from compare_support import small_image, tiny_sam
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def small_factory(name: str, options: BuildOptions):
+    """The CLI's factory with two test sizes: "vit_b" is a tiny SAM configuration, FastSAM runs at 128 px."""
+    if name == "vit_b":
+        return SamBackend("vit_b", model=tiny_sam(), device=options.device)
+    if name == "fastsam-s":
+        return FastSamBackend(
+            "s", random_weights=options.random_weights, device=options.device, image_size=128,
+            num_threads=options.num_threads,
+        )
+    return build_backend(name, options)
+
+
+@pytest.fixture
+def images(tmp_path):
+    paths = [tmp_path / "one.png", tmp_path / "two.png"]
+    Image.fromarray(small_image(96, 128, seed=0)).save(paths[0])
+    Image.fromarray(small_image(120, 90, seed=1)).save(paths[1])
+    return [str(p) for p in paths]
+
+
+def test_cli_runs_end_to_end_with_random_weights(images, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(
+        [*images, "--reference", "vit_b", "--models", "vit_t,fastsam-s", "--protocol", "points2",
+         "--distances", "20,40", "--prompts-per-image", "2", "--seed", "0", "--warmup", "0", "--out", str(out),
+         "--random-weights", "--device", "cpu"],
+        factory=small_factory,
+    )
+    assert code == 0
+    result = ComparisonResult.load_json(out / "results.json")
+    assert result.models == ["vit_b", "vit_t", "fastsam-s"]
+    assert len(result.cases) == 2 * 2 * 2 * 3
+    assert {r.image for r in result.encoder_runs} == {"one.png", "two.png"}
+    assert result.settings["random_weights"] is True and result.settings["device"] == "cpu"
+    for name in ("cases.csv", "encoder.csv", "latency.png", "miou_vs_distance.png", "masks.png"):
+        assert (out / name).stat().st_size > 0
+    assert RANDOM_WEIGHTS_NOTE in (out / "report.md").read_text()
+    assert "| vit_t |" in capsys.readouterr().out
+
+
+def test_missing_checkpoint_says_where_to_get_it(images, tmp_path, capsys):
+    empty = tmp_path / "checkpoints"
+    empty.mkdir()
+    code = main([*images, "--out", str(tmp_path / "out"), "--checkpoint-dir", str(empty), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "sam_vit_h_4b8939.pth" in err and str(empty) in err and "https://" in err and "--random-weights" in err
+
+
+def test_reference_listed_among_the_models_is_rejected(images, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main([*images, "--reference", "vit_t", "--models", "vit_t", "--out", str(tmp_path)])
+    assert info.value.code == 2
+
+
+def test_unknown_model_is_rejected(images, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([*images, "--models", "vit_x", "--out", str(tmp_path)])
+    assert "unknown model 'vit_x'" in capsys.readouterr().err
+
+
+def test_user_protocol_needs_a_prompts_file(images, tmp_path):
+    with pytest.raises(SystemExit):
+        main([*images, "--protocol", "user", "--out", str(tmp_path)])
+
+
+def test_params_prints_counts_matching_the_official_checkpoint(conformance_dir, capsys):
+    assert main(["params", "--models", "vit_b"]) == 0
+    shapes = json.loads((conformance_dir / "official_state_dict_shapes.json").read_text())["vit_b"]
+    buffers = ("pixel_mean", "pixel_std", "positional_encoding_gaussian_matrix")
+    total = sum(math.prod(s) for k, s in shapes.items() if not k.endswith(buffers))
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| vit_b |"))
+    assert f"| {total / 1e6:.3f}M |" in row
+
+
+def test_module_entry_point_prints_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "compare", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and "--random-weights" in done.stdout
