@@ -137,6 +137,10 @@ class Handlers:
             image = load_image(path)
         except ImageLoadError as error:  # name the file as the user knows it, not the server's temp path
             raise ImageLoadError(str(error).replace(str(path), Path(path).name)) from error
+        except ImportError as error:
+            # Once ultralytics is imported (FastSAM), PIL.Image.open tries to import an optional HEIF
+            # plugin for files Pillow cannot identify; without it, the file is simply unreadable.
+            raise ImageLoadError(f"Cannot read image '{Path(path).name}': not a recognised image format.") from error
         height, width = image.shape[:2]
         image, scale = limit_image_side(image, self.config.max_image_side)
         notice = ""
@@ -859,6 +863,7 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics must never download or pip-install at run time
     store = ModelStore(resolve_device(config.device), config.checkpoint_dir, config.download, config.embedding_cache_items)
     demo = build_app(config, store)
     demo.launch(server_name=config.host, server_port=config.port, share=config.share, max_file_size=config.max_file_size)

@@ -156,20 +156,21 @@ def test_unreadable_files_give_a_readable_message(handlers, bad_inputs, name):
     assert out[STATE].image is None and "Cannot read image" in out[INFO] and name in out[INFO]
 
 
-@pytest.mark.parametrize("name", ["sixteen_bit", "grayscale", "rgba", "cmyk", "one_pixel"])
-def test_unusual_but_valid_images_load_as_rgb(handlers, bad_inputs, name):
-    out = handlers.load(str(bad_inputs[name]), True)
-    image = out[STATE].image
-    assert image is not None and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+@pytest.mark.parametrize("name", ["sixteen_bit", "grayscale", "rgba", "cmyk"])
+def test_unusual_but_valid_images_are_read_as_rgb(handlers, bad_inputs, name):
+    image, notice, scale = handlers.read_image(str(bad_inputs[name]))
+    assert image.shape == (40, 60, 3) and image.dtype == np.uint8 and notice == "" and scale == 1.0
 
 
 def test_exif_rotated_photos_are_shown_upright(handlers, bad_inputs):
-    assert handlers.load(str(bad_inputs["exif_rotated"]), True)[STATE].image.shape == (60, 40, 3)
+    assert handlers.read_image(str(bad_inputs["exif_rotated"]))[0].shape == (60, 40, 3)
 
 
 def test_huge_images_are_downscaled_with_a_notice(handlers, bad_inputs):
-    out = handlers.load(str(bad_inputs["huge"]), True)
-    assert out[STATE].image.shape == (128, 512, 3) and "downscaled" in out[INFO]
+    image, notice, scale = handlers.read_image(str(bad_inputs["huge"]))
+    assert image.shape == (128, 512, 3) and "downscaled" in notice and scale == pytest.approx(512 / 1200)
+    state = app.SegmentState(image=image, notice=notice)
+    assert "downscaled" in handlers.render(state, True)[INFO]
 
 
 def test_a_one_pixel_image_can_be_segmented(handlers, bad_inputs):
@@ -185,16 +186,19 @@ def test_missing_weights_say_which_file_to_put_where(tmp_path, image_path):
     assert out[STATE].image is not None  # the image stays loaded: ticking random weights still works
 
 
-def test_everything_returns_an_overlay_coco_records_and_a_zip(handlers, image_path):
+def test_everything_returns_an_overlay_a_count_coco_json_and_a_zip_with_progress(handlers, image_path):
     fractions = []
     knobs = app.EverythingKnobs(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
-    overlay, coco, summary, size = handlers.everything(str(image_path), knobs, True, progress=fractions.append)
-    assert overlay.shape == (48, 72, 3) and size == (48, 72)
-    assert f"{len(coco)} masks" in summary and fractions[-1] == 1.0
-    ui = handlers.everything_ui(str(image_path), *knobs.__dict__.values(), True, progress=lambda *a, **k: None)
-    with zipfile.ZipFile(ui[3]) as archive:
-        assert len(archive.namelist()) == len(coco)
-    assert len(json.loads(open(ui[2]).read())["annotations"]) == len(coco)
+    overlay, summary, coco_path, zip_path = handlers.everything_ui(
+        str(image_path), *knobs.__dict__.values(), True, progress=lambda fraction, desc=None: fractions.append(fraction)
+    )
+    annotations = json.loads(open(coco_path).read())["annotations"]
+    assert overlay.shape == (48, 72, 3) and len(annotations) >= 1
+    assert f"{len(annotations)} masks" in summary and fractions[-1] == 1.0
+    with zipfile.ZipFile(zip_path) as archive:
+        assert len(archive.namelist()) == len(annotations)
+        first = np.array(Image.open(archive.open(archive.namelist()[0]))) > 0
+    np.testing.assert_array_equal(first, rle_to_mask(annotations[0]["segmentation"]))
 
 
 def test_compare_reports_miou_against_the_reference_for_every_model(handlers, clicked):

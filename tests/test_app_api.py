@@ -1,0 +1,185 @@
+"""The public API through gradio_client against the app served on 127.0.0.1 (random-weight MobileSAM)."""
+import json
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+from app_images import photo, write_bad_inputs
+from mobile_sam import SamPredictor
+from mobile_sam.export import rle_to_mask
+from mobile_sam.model_store import ModelStore
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+MAX_SIDE = 512
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    store = ModelStore("cpu", download=False)
+    config = app.AppConfig(random_weights=True, max_image_side=MAX_SIDE, download=False, max_file_size="1mb")
+    demo = app.build_app(config, store)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, max_file_size=config.max_file_size)
+    try:
+        yield f"http://127.0.0.1:{port}/", store
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server) -> Client:
+    return Client(server[0], verbose=False)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("photos")
+    paths = []
+    for seed in range(8):
+        path = folder / f"photo{seed}.png"
+        Image.fromarray(photo((40 + 4 * seed, 56), seed=seed)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    return write_bad_inputs(tmp_path_factory.mktemp("bad"))
+
+
+def _segment(client: Client, path, prompts: dict, multimask: bool = True) -> dict:
+    return client.predict(handle_file(str(path)), json.dumps(prompts), multimask, api_name="/segment")
+
+
+def _direct(store: ModelStore, path, **prompt) -> tuple[np.ndarray, np.ndarray]:
+    predictor = SamPredictor(store.model("vit_t", random_weights=True))
+    predictor.set_image(np.array(Image.open(path).convert("RGB")))
+    masks, scores, _ = predictor.predict(**prompt)
+    return masks, scores
+
+
+def _masks(result: dict) -> np.ndarray:
+    return np.stack([rle_to_mask(rle) for rle in result["masks"]])
+
+
+def test_the_api_lists_exactly_the_public_endpoints(client):
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert endpoints == {"/segment", "/everything", "/compare"}
+
+
+def test_segment_returns_the_masks_and_scores_of_a_direct_predictor_call(server, client, images):
+    result = _segment(client, images[0], {"points": [[20, 15]], "labels": [1]})
+    masks, scores = _direct(server[1], images[0], point_coords=np.array([[20.0, 15.0]]), point_labels=np.array([1]))
+    np.testing.assert_array_equal(_masks(result), masks)
+    np.testing.assert_allclose(result["scores"], scores, atol=1e-6)
+    assert result["candidates"] and result["random_weights"]
+
+
+def test_segment_gives_one_mask_per_box(client, images):
+    result = _segment(client, images[1], {"boxes": [[2, 2, 20, 20], [25, 10, 50, 35]]})
+    assert len(result["masks"]) == 2 and not result["candidates"]
+
+
+def test_segment_everything_returns_coco_records_and_an_overlay(client, images):
+    document, overlay = client.predict(handle_file(str(images[2])), 4, 0.0, 0.0, 0.7, 0, 0, 1024, api_name="/everything")
+    assert document["image_size"] == [48, 56] and len(document["annotations"]) >= 1
+    assert rle_to_mask(document["annotations"][0]["segmentation"]).shape == (48, 56)
+    assert np.array(Image.open(overlay)).shape[:2] == (48, 56)
+
+
+def test_compare_returns_a_row_per_model_with_miou_and_latency(client, images):
+    rows = client.predict(handle_file(str(images[3])), json.dumps({"points": [[10, 10]], "labels": [1]}), '["fastsam-s"]', "vit_t", api_name="/compare")
+    assert [row["model"] for row in rows] == ["vit_t", "fastsam-s"]
+    assert 0.0 <= rows[1]["miou"] <= 1.0 and rows[1]["encoder_ms"] > 0 and rows[0]["decoder_ms"] > 0
+
+
+@pytest.mark.parametrize("name", ["corrupt", "truncated"])
+def test_unreadable_uploads_give_a_readable_error(client, bad_inputs, name):
+    with pytest.raises(AppError, match=f"Cannot read image '{bad_inputs[name].name}'"):
+        _segment(client, bad_inputs[name], {"points": [[1, 1]], "labels": [1]})
+
+
+@pytest.mark.parametrize("name", ["sixteen_bit", "grayscale", "rgba", "cmyk"])
+def test_unusual_formats_are_segmented(client, bad_inputs, name):
+    result = _segment(client, bad_inputs[name], {"points": [[30, 20]], "labels": [1]})
+    assert result["image_size"] == [40, 60] and len(result["masks"]) == 3
+
+
+def test_exif_rotated_uploads_are_segmented_upright(client, bad_inputs):
+    result = _segment(client, bad_inputs["exif_rotated"], {"points": [[20, 50]], "labels": [1]})
+    assert result["image_size"] == [60, 40]
+
+
+def test_huge_uploads_are_downscaled_and_prompts_follow(client, bad_inputs):
+    result = _segment(client, bad_inputs["huge"], {"points": [[1100, 250]], "labels": [1]})
+    assert result["image_size"] == [128, 512] and "downscaled" in result["notice"]
+    assert result["scale"] == pytest.approx(128 / 300)
+
+
+def test_a_one_pixel_upload_is_segmented(client, bad_inputs):
+    result = _segment(client, bad_inputs["one_pixel"], {"points": [[0, 0]], "labels": [1]})
+    assert result["image_size"] == [1, 1]
+
+
+def test_prompts_without_an_image_give_a_readable_error(client):
+    with pytest.raises(AppError, match="Upload an image"):
+        client.predict(None, json.dumps({"points": [[1, 1]], "labels": [1]}), True, api_name="/segment")
+
+
+def test_a_zero_area_box_gives_a_readable_error(client, images):
+    with pytest.raises(AppError, match="zero area"):
+        _segment(client, images[0], {"boxes": [[5, 5, 5, 30]]})
+
+
+def test_malformed_prompt_json_gives_a_readable_error(client, images):
+    with pytest.raises(AppError, match="not valid JSON"):
+        client.predict(handle_file(str(images[0])), "{points", True, api_name="/segment")
+
+
+def test_uploads_over_the_size_limit_are_refused(client, tmp_path):
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)).save(big)
+    assert big.stat().st_size > 1_000_000
+    with pytest.raises(Exception, match="(?i)size|large|exceed"):
+        _segment(client, big, {"points": [[1, 1]], "labels": [1]})
+
+
+def test_eight_concurrent_clients_each_get_the_masks_for_their_own_inputs(server, images):
+    url, store = server
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            point = [10 + 3 * index, 12 + 2 * index]
+            results[index] = _segment(Client(url, verbose=False), images[index], {"points": [point], "labels": [1]})
+        except BaseException as error:  # reported below; a thread cannot fail the test itself
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert not errors and len(results) == 8
+    for index in range(8):
+        point = np.array([[10.0 + 3 * index, 12.0 + 2 * index]])
+        masks, scores = _direct(store, images[index], point_coords=point, point_labels=np.array([1]))
+        np.testing.assert_array_equal(_masks(results[index]), masks, err_msg=f"client {index}")
+        np.testing.assert_allclose(results[index]["scores"], scores, atol=1e-6, err_msg=f"client {index}")
+    after = _segment(Client(url, verbose=False), images[0], {"points": [[5, 5]], "labels": [1]})
+    assert len(after["masks"]) == 3
