@@ -1,0 +1,74 @@
+"""python -m everything: folders, outputs, skipped unreadable images, exit status."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from everything.__main__ import expand_paths, main, unique_names
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--random-weights", "--points-per-side", "2", "--device", "cpu"]
+
+
+@pytest.fixture()
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 256, (30, 20), dtype=np.uint8)).save(folder / "b.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_folders_expand_to_their_images_in_order(images: Path) -> None:
+    assert [p.name for p in expand_paths([images])] == ["a.png", "b.jpg"]
+
+
+def test_repeated_stems_get_distinct_output_names() -> None:
+    assert unique_names([Path("x/a.jpg"), Path("y/a.png"), Path("b.jpg")]) == ["a", "a_2", "b"]
+
+
+def test_cli_writes_coco_json_mask_pngs_and_overlays(images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main([str(images), "--out", str(out), *FAST, "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]) == 0
+    coco = json.loads((out / "annotations.json").read_text())
+    assert [image["file_name"] for image in coco["images"]] == [str(images / "a.png"), str(images / "b.jpg")]
+    assert (coco["images"][0]["height"], coco["images"][0]["width"]) == (40, 60)
+    for name, image_id in (("a", 1), ("b", 2)):
+        assert Image.open(out / name / "overlay.png").size == (Image.open(next(images.glob(name + ".*"))).size)
+        n_masks = sum(1 for a in coco["annotations"] if a["image_id"] == image_id)
+        assert len(list((out / name).glob("mask_*.png"))) == n_masks
+
+
+def test_unreadable_image_is_skipped_and_the_exit_status_is_1(images: Path, tmp_path: Path, capsys) -> None:
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "out"
+    assert main([str(images), "--out", str(out), "--format", "coco", *FAST]) == 1
+    assert "broken.jpg" in capsys.readouterr().err
+    coco = json.loads((out / "annotations.json").read_text())
+    assert len(coco["images"]) == 2
+
+
+def test_random_weights_print_a_warning(images: Path, tmp_path: Path, capsys) -> None:
+    main([str(images / "a.png"), "--out", str(tmp_path / "out"), "--format", "coco", "--no-overlay", *FAST])
+    assert "MEANINGLESS" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_reported_without_traceback(images: Path, tmp_path: Path, capsys) -> None:
+    code = main([str(images), "--out", str(tmp_path / "out"), "--checkpoint", str(tmp_path / "missing.pt")])
+    assert code == 2
+    assert "missing.pt" in capsys.readouterr().err
+
+
+def test_help_explains_the_generator_knobs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "everything", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert "--pred-iou-thresh" in result.stdout and "--min-mask-region-area" in result.stdout
