@@ -8,6 +8,10 @@ from .modeling import Sam
 from .utils.transforms import ResizeLongestSide
 
 
+# Upper bound on the full-size float logits held at once while thresholding a batch of masks.
+POSTPROCESS_CHUNK_BYTES = 64 << 20
+
+
 class ImageNotSetError(RuntimeError):
     """`predict` was called before `set_image`."""
 
@@ -59,6 +63,7 @@ class SamPredictor:
         self.input_size = tuple(int(v) for v in transformed_image.shape[-2:])
         input_image = self.model.preprocess(transformed_image.to(self.device, torch.float32))
         self.features = self.model.image_encoder(input_image)
+        self.dense_pe = self.model.prompt_encoder.get_dense_pe()
         self.is_image_set = True
 
     def get_image_embedding(self) -> torch.Tensor:
@@ -70,6 +75,7 @@ class SamPredictor:
         """Forget the current image and its embedding."""
         self.is_image_set = False
         self.features: torch.Tensor | None = None
+        self.dense_pe: torch.Tensor | None = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
 
@@ -162,15 +168,29 @@ class SamPredictor:
             raise ValueError("prompt batch sizes disagree")
         low_res, scores = self.model.mask_decoder(
             image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            image_pe=self.dense_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
         )
-        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
-        if not return_logits:
-            masks = masks > self.model.mask_threshold
-        return masks, scores, low_res
+        if return_logits:
+            return self.model.postprocess_masks(low_res, self.input_size, self.original_size), scores, low_res
+        return self._binary_masks(low_res), scores, low_res
+
+    def _binary_masks(self, low_res: torch.Tensor) -> torch.Tensor:
+        """Thresholded full-size masks (B, C, H, W) bool, upsampled a few prompts at a time.
+
+        Full-size float logits for a large batch would be B * C * H * W * 4 bytes at once (550 MB for 64
+        boxes on a 1800x1200 photo); chunks keep that bounded to about 64 MB.
+        """
+        batch, channels = low_res.shape[:2]
+        height, width = self.original_size
+        masks = torch.empty((batch, channels, height, width), dtype=torch.bool, device=low_res.device)
+        chunk = max(1, POSTPROCESS_CHUNK_BYTES // (4 * channels * height * width))
+        for start in range(0, batch, chunk):
+            logits = self.model.postprocess_masks(low_res[start : start + chunk], self.input_size, self.original_size)
+            torch.gt(logits, self.model.mask_threshold, out=masks[start : start + chunk])
+        return masks
 
     def _require_image(self) -> None:
         if not self.is_image_set:

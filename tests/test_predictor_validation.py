@@ -141,3 +141,24 @@ def test_reset_image_forgets_the_embedding(model):
     assert not predictor.is_image_set
     with pytest.raises(ImageNotSetError):
         predictor.get_image_embedding()
+
+
+def test_postprocess_equals_full_upsample_then_crop(model):
+    import torch.nn.functional as F
+
+    low_res = torch.randn(2, 3, 256, 256)
+    for input_size, original_size in [((576, 1024), (603, 1072)), ((1024, 683), (1200, 800)), ((1, 1024), (1, 1500))]:
+        full = F.interpolate(low_res, (1024, 1024), mode="bilinear", align_corners=False)
+        expected = F.interpolate(
+            full[..., : input_size[0], : input_size[1]], original_size, mode="bilinear", align_corners=False
+        )
+        assert torch.equal(model.postprocess_masks(low_res, input_size, original_size), expected)
+
+
+def test_large_batches_are_thresholded_like_the_logits(predictor, monkeypatch):
+    monkeypatch.setattr("mobile_sam.predictor.POSTPROCESS_CHUNK_BYTES", 4 * 3 * HEIGHT * WIDTH * 7)  # chunks of 7
+    boxes = torch.tensor([[0.0, 0.0, 500.0, 400.0]]).repeat(40, 1) + torch.arange(40.0)[:, None]
+    masks, _, _ = predictor.predict_torch(None, None, boxes=boxes, multimask_output=True)
+    logits, _, _ = predictor.predict_torch(None, None, boxes=boxes, multimask_output=True, return_logits=True)
+    assert masks.dtype == torch.bool and masks.shape == (40, 3, HEIGHT, WIDTH)
+    assert torch.equal(masks, logits > 0.0)

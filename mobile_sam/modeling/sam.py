@@ -81,10 +81,14 @@ class Sam(nn.Module):
         """Low-res logits (B, C, 256, 256) -> logits (B, C, H, W) at the original image size.
 
         Upsamples bilinearly to the square input frame, removes the padding (keeps `input_size`), then
-        upsamples bilinearly to `original_size`.
+        upsamples bilinearly to `original_size`. Only the low-res rows and columns that reach the kept
+        region are upsampled (the same values as upsampling everything and cropping).
         """
-        size = self.image_size
-        masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
+        scale = self.image_size // masks.shape[-1]
+        # Output pixel i reads low-res pixels floor(i / scale - 0.375) and the next one; keep one spare.
+        rows = min(masks.shape[-2], -(-input_size[0] // scale) + 1)
+        cols = min(masks.shape[-1], -(-input_size[1] // scale) + 1)
+        masks = F.interpolate(masks[..., :rows, :cols], scale_factor=scale, mode="bilinear", align_corners=False)
         masks = masks[..., : input_size[0], : input_size[1]]
         return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
 
