@@ -27,11 +27,11 @@ import numpy as np
 from mobile_sam.checkpoints import CheckpointError, resolve_checkpoint
 from mobile_sam.device import resolve_device
 from mobile_sam.embedding_cache import EmbeddingCache, image_key
-from mobile_sam.export import mask_records, mask_to_rle, rle_to_mask, save_coco_json, save_cutout_png, save_mask_png
+from mobile_sam.export import mask_records, mask_to_rle, save_coco_json, save_cutout_png, save_mask_png
 from mobile_sam.image import ImageLoadError, limit_image_side, load_image
 from mobile_sam.model_store import ModelStore
 from mobile_sam.prompts import Prompts
-from mobile_sam.session import predictor_for, segment
+from mobile_sam.session import segment
 from mobile_sam.visualize import draw_prompts, mask_colors, overlay_masks
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
@@ -41,6 +41,7 @@ MODE_BACKGROUND = "Background point"
 MODE_BOX = "Box (drag, or click two corners)"
 MODES = (MODE_FOREGROUND, MODE_BACKGROUND, MODE_BOX)
 THUMBNAIL_SIDE = 320
+EXAMPLES = ("cat_chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")  # see assets/README.md
 REFERENCES = {"SAM ViT-H (as in the paper)": "vit_h", "SAM ViT-L": "vit_l", "SAM ViT-B": "vit_b"}
 COMPARED = {"MobileSAM": "vit_t", "FastSAM-s": "fastsam-s", "FastSAM-x": "fastsam-x"}
 RANDOM_BANNER = (
@@ -256,7 +257,7 @@ class Handlers:
             return cleared
         try:
             embedding, cached = self.store.embedding("vit_t", random_weights, state.image)
-            result = segment(self.store.model("vit_t", random_weights), embedding, prompts, multimask_output=True)
+            result = segment(embedding, prompts, multimask_output=True)
         except CheckpointError as error:
             return replace(cleared, message=_weights_message(error))
         except ValueError as error:
@@ -313,10 +314,10 @@ class Handlers:
         for index, (mask, score) in enumerate(zip(state.masks, state.scores)):
             thumbnail = _thumbnail(overlay_masks(state.image, [mask], colors=colors[index : index + 1].astype(np.uint8)))
             if state.candidates:
-                chosen = " ✓ chosen" if index == state.selected else ""
-                caption = f"Candidate {index + 1}: predicted IoU {score:.3f}{chosen}"
+                chosen = " ✓" if index == state.selected else ""
+                caption = f"#{index + 1} IoU {score:.3f}{chosen}"
             else:
-                caption = f"Box {index + 1}: predicted IoU {score:.3f}"
+                caption = f"box {index + 1} IoU {score:.3f}"
             items.append((thumbnail, caption))
         return items
 
@@ -349,17 +350,19 @@ class Handlers:
         knobs: EverythingKnobs,
         random_weights: bool,
         progress: Any = None,
-    ) -> tuple[np.ndarray, list[dict], str, tuple[int, int]]:
+    ) -> tuple[np.ndarray, list[dict], dict, str]:
         """
         Run the automatic mask generator on an uploaded image.
 
         Returns:
-          (np.ndarray): the overlay (HxWx3 uint8, the generator's input size).
-          (list[dict]): COCO-style records (segmentation RLE, area, bbox, predicted_iou, ...).
+          (np.ndarray): the overlay (HxWx3 uint8, seeded colours and contours, at the generator's input size).
+          (list[dict]): the generator's records (segmentation as HxW bool).
+          (dict): the COCO dataset dict of the records (everything.export.coco_dict).
           (str): a summary line with the mask count and latency.
-          (tuple): the (H, W) the masks refer to.
         """
-        from everything import SamAutomaticMaskGenerator  # imported lazily: a separate package
+        from everything import SamAutomaticMaskGenerator
+        from everything.export import ImageMasks, coco_dict
+        from everything.export import overlay_masks as overlay_records
 
         image, notice, _ = self.read_image(path)
         image, _ = limit_image_side(image, int(knobs.input_size))
@@ -377,40 +380,35 @@ class Handlers:
         start = time.perf_counter()
         records = generator.generate(image, progress=progress)
         seconds = time.perf_counter() - start
-        masks = [record["segmentation"] for record in records]
-        overlay = overlay_masks(image, masks, colors=mask_colors(len(masks), seed=0)) if masks else image.copy()
-        coco = [
-            {
-                "segmentation": mask_to_rle(record["segmentation"]),
-                **{key: value for key, value in record.items() if key != "segmentation"},
-            }
-            for record in records
-        ]
-        summary = f"{len(records)} masks in {seconds:.2f} s on a {image.shape[1]}x{image.shape[0]} image."
+        overlay = overlay_records(image, records, seed=0)
+        height, width = image.shape[:2]
+        coco = coco_dict([ImageMasks(f"{_safe_stem(Path(path).stem)}.png", height, width, records)])
+        summary = f"{len(records)} masks in {seconds:.2f} s on a {width}x{height} image."
         if notice:
             summary += " " + notice
-        return overlay, coco, summary, image.shape[:2]
+        return overlay, records, coco, summary
 
     def everything_ui(self, path: str | None, *values: Any, request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
         """The everything tab's button: overlay, summary and the COCO JSON / PNG ZIP downloads."""
+        from everything.export import write_mask_pngs
+
         *knob_values, random_weights = values
-        knobs = EverythingKnobs(*knob_values)
         try:
-            overlay, coco, summary, size = self.everything(
-                path, knobs, random_weights, progress=lambda fraction: progress(fraction, desc="Segmenting everything")
+            overlay, records, coco, summary = self.everything(
+                path, EverythingKnobs(*knob_values), random_weights,
+                progress=lambda fraction: progress(fraction, desc="Segmenting everything"),
             )
         except (ImageLoadError, ValueError, CheckpointError) as error:
             return None, _with_banner(f"**{error}**", random_weights), None, None
         folder = self.session_dir(request)
         stem = _safe_stem(Path(path).stem)
-        coco_path = save_coco_json(coco, size, folder / f"{stem}_everything.json", f"{stem}.png")
+        coco_path = folder / f"{stem}_everything.json"
+        coco_path.write_text(json.dumps(coco))
         zip_path = folder / f"{stem}_masks.zip"
         with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for index, record in enumerate(coco):
-                png = save_mask_png(rle_to_mask(record["segmentation"]), folder / "mask.png")
-                archive.write(png, f"mask_{index:04d}.png")
+            for png in write_mask_pngs(folder / "masks", records):
+                archive.write(png, png.name)
         return overlay, _with_banner(summary, random_weights), str(coco_path), str(zip_path)
-
 
     # ---- compare ----------------------------------------------------------------------------------
 
@@ -438,7 +436,7 @@ class Handlers:
         embedding, _ = self.store.embedding(name, random_weights, image)
         backend_type = MobileSamBackend if name == "vit_t" else SamBackend
         backend = backend_type(model=model, device=self.store.device) if name == "vit_t" else backend_type(name, model=model, device=self.store.device)
-        backend.predictor = predictor_for(model, embedding)
+        backend.predictor = embedding.predictor  # prepared once, shared read-only
         return backend, 1000 * embedding.encode_seconds
 
     def fastsam_module(self, variant: str, random_weights: bool) -> Any:
@@ -543,7 +541,7 @@ class Handlers:
             prompts = Prompts.from_lists(prompts.points * scale, prompts.labels, prompts.boxes * scale)
             prompts.validate(image.shape[:2])
             embedding, _ = self.store.embedding("vit_t", self.config.random_weights, image)
-            result = segment(self.store.model("vit_t", self.config.random_weights), embedding, prompts, bool(multimask))
+            result = segment(embedding, prompts, bool(multimask))
         except (ImageLoadError, ValueError, CheckpointError) as error:
             raise gr.Error(str(error)) from error
         return {
@@ -559,18 +557,12 @@ class Handlers:
         }
 
     def api_everything(self, path: str | None, *knob_values: Any) -> tuple[dict, np.ndarray]:
-        """/everything: COCO-style records and the overlay."""
+        """/everything: the COCO dataset dict of all masks (plus a summary) and the overlay."""
         try:
-            overlay, coco, summary, size = self.everything(path, EverythingKnobs(*knob_values), self.config.random_weights)
+            overlay, _, coco, summary = self.everything(path, EverythingKnobs(*knob_values), self.config.random_weights)
         except (ImageLoadError, ValueError, CheckpointError) as error:
             raise gr.Error(str(error)) from error
-        document = {
-            "image_size": list(size),
-            "annotations": coco,
-            "summary": summary,
-            "random_weights": self.config.random_weights,
-        }
-        return document, overlay
+        return {**coco, "summary": summary, "random_weights": self.config.random_weights}, overlay
 
     # ---- status -----------------------------------------------------------------------------------
 
@@ -588,7 +580,7 @@ def build_app(config: AppConfig, store: ModelStore | None = None) -> gr.Blocks:
         store = ModelStore(resolve_device(config.device), config.checkpoint_dir, config.download, config.embedding_cache_items)
     handlers = Handlers(config, store)
     heavy = {"concurrency_id": MODEL_CALLS, "concurrency_limit": config.model_concurrency}
-    examples = sorted(p for p in ASSETS_DIR.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    examples = [ASSETS_DIR / name for name in EXAMPLES if (ASSETS_DIR / name).is_file()]
 
     with gr.Blocks(title="MobileSAM: Faster Segment Anything", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
@@ -620,7 +612,7 @@ def build_app(config: AppConfig, store: ModelStore | None = None) -> gr.Blocks:
                     if examples:
                         gr.Examples([[str(p)] for p in examples], inputs=[upload], label="Examples")
                     candidates = gr.Gallery(
-                        label="Masks (click a candidate to choose it)", columns=3, height="auto",
+                        label="Masks with predicted IoU (click a candidate to choose it)", columns=3, height=230,
                         allow_preview=False, elem_id="segment-candidates",
                     )
                     with gr.Row():
@@ -744,7 +736,7 @@ _DRAG_BOX_JS = r"""
   let start = null, suppressClick = false;
   const toImage = (img, ev) => {
     const r = img.getBoundingClientRect();
-    const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+    const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight, 1);
     const dx = (r.width - img.naturalWidth * scale) / 2, dy = (r.height - img.naturalHeight * scale) / 2;
     return [Math.round((ev.clientX - r.left - dx) / scale), Math.round((ev.clientY - r.top - dy) / scale)];
   };
@@ -817,7 +809,7 @@ def _format_info(state: SegmentState, random_weights: bool) -> str:
 
 def _with_banner(text: str, random_weights: bool) -> str:
     if random_weights:
-        return "🟥 **Random weights: these masks are meaningless.**\n\n" + text
+        return "**RANDOM WEIGHTS: these masks are meaningless.**\n\n" + text
     return text
 
 

@@ -1,9 +1,10 @@
 """
 Interactive segmentation with an image embedding computed once and reused for every prompt.
 
-`embed_image` runs the image encoder; `segment` runs only the prompt encoder and mask decoder
-on a stored embedding, through a fresh `SamPredictor`, so one embedding can serve any number
-of threads at once (embeddings and models are only read).
+`embed_image` runs the image encoder once and keeps the prepared `SamPredictor`; `segment` runs
+only the prompt encoder and mask decoder through it. `SamPredictor.predict` only reads the
+predictor's state, so one prepared predictor serves any number of threads at once, as long as
+nobody calls `set_image` or `reset_image` on it again.
 """
 from __future__ import annotations
 
@@ -20,12 +21,25 @@ from .prompts import Prompts
 
 @dataclass(frozen=True)
 class ImageEmbedding:
-    """The image encoder's output for one image, with the sizes needed to decode masks for it."""
+    """One encoded image: a predictor with the image set (read-only from now on) and the encoder time."""
 
-    features: torch.Tensor  # 1x256x64x64, on the model's device
-    original_size: tuple[int, int]  # (H, W) of the image
-    input_size: tuple[int, int]  # (H, W) after resizing the longest side to the encoder size
+    predictor: SamPredictor
     encode_seconds: float
+
+    @property
+    def features(self) -> torch.Tensor:
+        """The image embedding, 1x256x64x64 on the model's device."""
+        return self.predictor.features
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """(H, W) of the image."""
+        return tuple(self.predictor.original_size)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) after resizing the longest side to the encoder size."""
+        return tuple(self.predictor.input_size)
 
 
 @dataclass(frozen=True)
@@ -46,15 +60,10 @@ def embed_image(model: Sam, image: np.ndarray) -> ImageEmbedding:
     start = time.perf_counter()
     predictor.set_image(image)
     seconds = time.perf_counter() - start
-    return ImageEmbedding(
-        features=predictor.features,
-        original_size=tuple(predictor.original_size),
-        input_size=tuple(predictor.input_size),
-        encode_seconds=seconds,
-    )
+    return ImageEmbedding(predictor=predictor, encode_seconds=seconds)
 
 
-def segment(model: Sam, embedding: ImageEmbedding, prompts: Prompts, multimask_output: bool = True) -> Segmentation:
+def segment(embedding: ImageEmbedding, prompts: Prompts, multimask_output: bool = True) -> Segmentation:
     """
     Decode masks for prompts on an encoded image.
 
@@ -67,7 +76,7 @@ def segment(model: Sam, embedding: ImageEmbedding, prompts: Prompts, multimask_o
     """
     prompts.validate(embedding.original_size)
     groups, unused = prompts.groups()
-    predictor = predictor_for(model, embedding)
+    predictor = embedding.predictor
     single = len(groups) == 1
     start = time.perf_counter()
     results = [
@@ -88,13 +97,3 @@ def segment(model: Sam, embedding: ImageEmbedding, prompts: Prompts, multimask_o
         unused_points=unused,
         decode_seconds=seconds,
     )
-
-
-def predictor_for(model: Sam, embedding: ImageEmbedding) -> SamPredictor:
-    """A new predictor whose image is already set to a stored embedding (no encoder run)."""
-    predictor = SamPredictor(model)
-    predictor.features = embedding.features
-    predictor.original_size = embedding.original_size
-    predictor.input_size = embedding.input_size
-    predictor.is_image_set = True
-    return predictor

@@ -31,7 +31,7 @@ def direct(store, image) -> SamPredictor:
 def test_segment_on_a_stored_embedding_equals_the_predictor(store, image, direct):
     embedding, _ = store.embedding("vit_t", True, image)
     prompts = Prompts.from_lists([[20, 30], [40, 10]], [1, 0])
-    result = segment(store.model("vit_t", True), embedding, prompts, multimask_output=True)
+    result = segment(embedding, prompts, multimask_output=True)
     masks, scores, logits = direct.predict(point_coords=prompts.points, point_labels=prompts.labels, multimask_output=True)
     assert result.candidates and result.masks.shape == (3, 48, 64)
     np.testing.assert_array_equal(result.masks, masks)
@@ -42,7 +42,7 @@ def test_segment_on_a_stored_embedding_equals_the_predictor(store, image, direct
 def test_several_boxes_give_one_mask_per_box_with_the_points_inside_each(store, image, direct):
     embedding, _ = store.embedding("vit_t", True, image)
     prompts = Prompts.from_lists([[10, 10]], [1], [[2, 2, 30, 30], [35, 5, 60, 40]])
-    result = segment(store.model("vit_t", True), embedding, prompts)
+    result = segment(embedding, prompts)
     assert not result.candidates and result.masks.shape == (2, 48, 64)
     first, _, _ = direct.predict(point_coords=np.array([[10, 10]]), point_labels=np.array([1]), box=prompts.boxes[0], multimask_output=False)
     second, _, _ = direct.predict(box=prompts.boxes[1], multimask_output=False)
@@ -53,7 +53,7 @@ def test_several_boxes_give_one_mask_per_box_with_the_points_inside_each(store, 
 def test_segment_validates_prompts_against_the_image(store, image):
     embedding, _ = store.embedding("vit_t", True, image)
     with pytest.raises(ValueError, match="zero area"):
-        segment(store.model("vit_t", True), embedding, Prompts.from_lists(boxes=[[3, 3, 3, 20]]))
+        segment(embedding, Prompts.from_lists(boxes=[[3, 3, 3, 20]]))
 
 
 def test_the_store_encodes_an_image_once_per_model(store, image):
@@ -99,3 +99,21 @@ def test_embed_image_reports_the_sizes(store, image):
     embedding = embed_image(store.model("vit_t", True), image)
     assert embedding.features.shape == (1, 256, 64, 64)
     assert embedding.original_size == (48, 64) and embedding.input_size == (768, 1024)
+
+
+def test_threads_decoding_on_one_shared_embedding_get_their_own_masks(store, image, direct):
+    embedding, _ = store.embedding("vit_t", True, image)
+    points = [[5 + 7 * i, 4 + 5 * i] for i in range(6)]
+    results = {}
+
+    def run(index):
+        results[index] = segment(embedding, Prompts.from_lists([points[index]], [1]))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index, point in enumerate(points):
+        masks, _, _ = direct.predict(point_coords=np.array([point], float), point_labels=np.array([1]))
+        np.testing.assert_array_equal(results[index].masks, masks)
