@@ -36,8 +36,10 @@ from .amg import (
     uncropped_mask_rles,
 )
 from .mask_data import MaskData
+from .point_decoder import PointBatchDecoder
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+CPU_DECODE_GROUP = 4
 
 # Points (B, 2) in the input frame -> (low-res logits (B, 3, 256, 256), predicted IoU (B, 3)).
 DecodePoints = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -218,14 +220,15 @@ class SamAutomaticMaskGenerator:
         if min(input_size) < 1:
             raise ValueError(f"image region of size {crop_size} is too thin to resize to the model's input frame")
         tracker.check_cancel()
-        if self.predictor is not None:
-            self.predictor.set_image(crop)
+        decode = self._crop_decoder(crop)
         points_for_image = self.point_grids[layer_idx] * np.array(crop_size, dtype=np.float64)[None, ::-1]
+        group = self._decode_group_size()
         data = _empty_mask_data()
         for start in range(0, len(points_for_image), self.points_per_batch):
             tracker.check_cancel()
             points = points_for_image[start : start + self.points_per_batch]
-            data.cat(self._process_batch(points, crop_size, input_size, crop_box, orig_size))
+            for first in range(0, len(points), group):
+                data.cat(self._process_batch(decode, points[first : first + group], crop_size, input_size, crop_box, orig_size))
             tracker.advance(len(points))
         if self.predictor is not None:
             self.predictor.reset_image()
@@ -242,28 +245,46 @@ class SamAutomaticMaskGenerator:
         data["crop_boxes"] = torch.tensor(crop_box, dtype=torch.int64).repeat(len(data), 1)
         return data
 
-    def _decode(self, points: np.ndarray, crop_size: tuple[int, int]) -> DecodedBatch:
-        """Decode B points given in crop pixels (B, 2) XY."""
-        in_points = torch.as_tensor(self.transform.apply_coords(points, crop_size))
+    def _crop_decoder(self, crop: np.ndarray) -> Callable[[np.ndarray], DecodedBatch]:
+        """A function decoding B points given in crop pixels (B, 2) XY (encodes the crop with the model)."""
+        crop_size = (int(crop.shape[0]), int(crop.shape[1]))
         if self.decode_points is not None:
-            low_res, iou = self.decode_points(in_points)
-            return DecodedBatch(iou.cpu(), lambda prompts: low_res[prompts.to(low_res.device)])
-        model = self.model
-        in_points = in_points.to(model.device)
-        labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
-        sparse, dense = model.prompt_encoder(points=(in_points[:, None, :], labels[:, None]), boxes=None, masks=None)
-        iou, hyper_in, image_tokens = model.mask_decoder.decode_tokens(
-            self.predictor.features, model.prompt_encoder.get_dense_pe(), sparse, dense
-        )
 
-        def low_res_logits(prompts: torch.Tensor) -> torch.Tensor:
-            prompts = prompts.to(image_tokens.device)
-            return model.mask_decoder.upscale_masks(hyper_in[prompts, 1:], image_tokens[prompts])
+            def decode_synthetic(points: np.ndarray) -> DecodedBatch:
+                low_res, iou = self.decode_points(torch.as_tensor(self.transform.apply_coords(points, crop_size)))
+                return DecodedBatch(iou.cpu(), lambda prompts: low_res[prompts.to(low_res.device)])
 
-        return DecodedBatch(iou[:, 1:].cpu(), low_res_logits)
+            return decode_synthetic
+
+        self.predictor.set_image(crop)
+        device = self.model.device
+        point_decoder = PointBatchDecoder(self.model, self.predictor.features)
+        upscale_masks = self.model.mask_decoder.upscale_masks
+        # The official code passes float64 coordinates; MPS has no float64.
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+
+        def decode_model(points: np.ndarray) -> DecodedBatch:
+            in_points = torch.as_tensor(self.transform.apply_coords(points, crop_size), dtype=dtype, device=device)
+            iou, hyper_in, image_tokens = point_decoder.decode_tokens(in_points)
+
+            def low_res_logits(prompts: torch.Tensor) -> torch.Tensor:
+                prompts = prompts.to(device)
+                return upscale_masks(hyper_in[prompts, 1:], image_tokens[prompts])
+
+            return DecodedBatch(iou[:, 1:].cpu(), low_res_logits)
+
+        return decode_model
+
+    def _decode_group_size(self) -> int:
+        """Points decoded at once. On a CPU, small groups keep every tensor small enough to be reused by
+        the allocator instead of being mapped afresh (page faults cost more than the arithmetic there)."""
+        if self.predictor is None or self.model.device.type != "cpu":
+            return self.points_per_batch
+        return min(self.points_per_batch, CPU_DECODE_GROUP)
 
     def _process_batch(
         self,
+        decode: Callable[[np.ndarray], DecodedBatch],
         points: np.ndarray,
         crop_size: tuple[int, int],
         input_size: tuple[int, int],
@@ -275,7 +296,7 @@ class SamAutomaticMaskGenerator:
         Survivors keep the official order (prompt-major, then output); their masks are computed for a few
         prompts at a time and upsampled in chunks of at most `chunk_bytes` of float logits.
         """
-        decoded = self._decode(points, crop_size)
+        decoded = decode(points)
         n_masks = decoded.iou_predictions.shape[1]
         iou_preds = decoded.iou_predictions.flatten()
         points_t = torch.as_tensor(points).repeat_interleave(n_masks, dim=0)

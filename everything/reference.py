@@ -7,27 +7,33 @@ measures how much faster and leaner the reordered pipeline is.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .amg import batched_mask_to_box, calculate_stability_score, is_box_near_crop_edge, uncropped_mask_rles
-from .generator import SamAutomaticMaskGenerator
+from .generator import DecodedBatch, SamAutomaticMaskGenerator
 from .mask_data import MaskData
 
 
 class ReferenceMaskGenerator(SamAutomaticMaskGenerator):
     """Same constructor and results as `SamAutomaticMaskGenerator`, computed in the official order."""
 
+    def _decode_group_size(self) -> int:
+        return self.points_per_batch
+
     def _process_batch(
         self,
+        decode: Callable[[np.ndarray], DecodedBatch],
         points: np.ndarray,
         crop_size: tuple[int, int],
         input_size: tuple[int, int],
         crop_box: list[int],
         orig_size: tuple[int, int],
     ) -> MaskData:
-        low_res, iou_preds = self._decode_all(points, crop_size)
+        low_res, iou_preds = self._decode_all(points, crop_size)  # `decode` is bypassed: everything is decoded
         masks = self._postprocess_masks(low_res, input_size, crop_size)
         data = MaskData(
             masks=masks.flatten(0, 1),
