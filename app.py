@@ -237,6 +237,12 @@ class Handlers:
             return self.render(state, random_weights, request)
         return self.render(replace(state, selected=index, message=""), random_weights, request)
 
+    def change_mode(self, state: SegmentState, random_weights: bool, request: gr.Request | None = None) -> tuple:
+        """Another click mode: drop a half-drawn box; nothing else changes (no re-render)."""
+        if state.pending_corner is None:
+            return tuple(gr.skip() for _ in range(7))
+        return self.render(replace(state, pending_corner=None, message=""), random_weights, request)
+
     def change_weights(self, state: SegmentState, random_weights: bool, request: gr.Request | None = None) -> tuple:
         """The random-weights toggle changed: encode with the other model and decode again."""
         if state.image is None:
@@ -619,8 +625,8 @@ def build_app(config: AppConfig, store: ModelStore | None = None) -> gr.Blocks:
                         mask_file = gr.DownloadButton("Mask PNG", value=None)
                         cutout_file = gr.DownloadButton("Cut-out PNG", value=None)
                         coco_file = gr.DownloadButton("COCO RLE JSON", value=None)
-            drag = gr.Textbox(visible=False, elem_id="segment-drag")
-            drag_apply = gr.Button(visible=False, elem_id="segment-drag-apply")
+            drag = gr.Textbox(visible="hidden", elem_id="segment-drag")
+            drag_apply = gr.Button(visible="hidden", elem_id="segment-drag-apply")
             outputs = [state, canvas, candidates, info, mask_file, cutout_file, coco_file]
             private = {"api_visibility": "private"}
             upload.change(handlers.load, [upload, random_weights], outputs, **private, **heavy)
@@ -629,7 +635,7 @@ def build_app(config: AppConfig, store: ModelStore | None = None) -> gr.Blocks:
             undo.click(handlers.undo, [state, random_weights], outputs, **private, **heavy)
             clear.click(handlers.clear, [state, random_weights], outputs, **private, **heavy)
             candidates.select(handlers.pick, [state, random_weights], outputs, **private)
-            mode.change(lambda s, r: handlers.render(replace(s, pending_corner=None), r), [state, random_weights], outputs, **private)
+            mode.change(handlers.change_mode, [state, random_weights], outputs, **private)
             random_weights.change(handlers.change_weights, [state, random_weights], outputs, **private, **heavy)
 
         with gr.Tab("Segment everything", id="everything"):
@@ -750,8 +756,9 @@ _DRAG_BOX_JS = r"""
     if (!start) return;
     const moved = Math.hypot(ev.clientX - start.x, ev.clientY - start.y);
     const mode = document.querySelector('input[type=radio][value^="Box"]');
-    if (moved > 6 && mode && mode.checked) {
-      const p = toImage(start.img, ev);
+    const img = root() && root().querySelector('img');
+    if (moved > 6 && mode && mode.checked && img) {
+      const p = toImage(img, ev);
       const box = document.querySelector('#segment-drag textarea, #segment-drag input');
       if (box) {
         box.value = JSON.stringify([start.p[0], start.p[1], p[0], p[1]]);
