@@ -167,3 +167,9 @@ def test_constructor_rejects_stage_lists_of_unequal_length():
     config = dict(VIT_T_CONFIG, depths=[2, 2, 6])
     with pytest.raises(ValueError, match="4 stages"):
         TinyViT(img_size=1024, **config)
+
+
+def test_builds_on_meta_device_without_allocating():
+    with torch.device("meta"):
+        model = TinyViT(img_size=1024, **VIT_T_CONFIG)
+    assert all(value.is_meta for value in model.state_dict().values())

@@ -354,7 +354,8 @@ class TinyViT(nn.Module):
         self.layer_lr_decay = layer_lr_decay
 
         self.patch_embed = PatchEmbed(in_chans, embed_dims[0])
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # stochastic depth grows linearly
         self.layers = nn.ModuleList()
         for i, (dim, depth) in enumerate(zip(embed_dims, depths)):
             block_rates = rates[sum(depths[:i]) : sum(depths[: i + 1])]
