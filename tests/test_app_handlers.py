@@ -208,3 +208,23 @@ def test_compare_reports_miou_against_the_reference_for_every_model(handlers, cl
     assert rows[0]["miou"] is None and 0.0 <= rows[1]["miou"] <= 1.0
     assert masks["fastsam-s"][0].shape == state.image.shape[:2]
     assert all(row["encoder_ms"] > 0 and row["status"] == "ok" for row in rows)
+
+
+def test_changing_the_click_mode_drops_a_half_drawn_box(handlers, loaded):
+    pending = handlers.add_click(loaded[STATE], app.MODE_BOX, 5, 5, True)[STATE]
+    assert handlers.change_mode(pending, True)[STATE].pending_corner is None
+
+
+def test_the_status_panel_says_where_missing_weights_go(tmp_path):
+    config = app.AppConfig(download=False)
+    text = app.Handlers(config, ModelStore("cpu", checkpoint_dir=tmp_path, download=False)).status_markdown()
+    for name in ("mobile_sam.pt", "sam_vit_b_01ec64.pth", "sam_vit_h_4b8939.pth"):
+        assert name in text
+    assert "**missing**" in text and "https://" in text and str(tmp_path) in text
+
+
+def test_turning_random_weights_off_without_checkpoints_explains_what_to_download(tmp_path, loaded):
+    config = app.AppConfig(download=False)
+    other = app.Handlers(config, ModelStore("cpu", checkpoint_dir=tmp_path, download=False))
+    out = other.change_weights(loaded[STATE], False)
+    assert out[STATE].masks is None and "mobile_sam.pt" in out[INFO] and "meaningless" not in out[INFO]
