@@ -137,6 +137,19 @@ def uncropped_mask_rles(masks: torch.Tensor, crop_box: list[int], orig_size: tup
     return mask_utils.encode(buffer.view(np.uint8).transpose(2, 1, 0))
 
 
+def rle_boxes_in_crop(rles: list[dict[str, Any]], crop_box: list[int]) -> torch.Tensor:
+    """Tight boxes of full-image RLEs in the crop's coordinates: (N, 4) int64 XYXY, inclusive maxima.
+
+    Empty masks give 0s, as `batched_mask_to_box` does for the cropped mask.
+    """
+    if not rles:
+        return torch.zeros(0, 4, dtype=torch.int64)
+    xywh = torch.from_numpy(mask_utils.toBbox(rles)).round().to(torch.int64).reshape(-1, 4)
+    x0, y0 = crop_box[0], crop_box[1]
+    boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:] - 1], dim=1) - torch.tensor([[x0, y0, x0, y0]])
+    return boxes.masked_fill((xywh[:, 2] == 0).unsqueeze(1), 0)
+
+
 def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     """A compressed RLE -> (H, W) bool mask."""
     return mask_utils.decode(rle).astype(bool)

@@ -28,6 +28,7 @@ from .amg import (
     mask_to_rle,
     remove_small_regions,
     rle_area,
+    rle_boxes_in_crop,
     rle_to_coco,
     rle_to_mask,
     rle_to_uncompressed,
@@ -353,18 +354,17 @@ class SamAutomaticMaskGenerator:
         masks = logits > self.mask_threshold
         if not bool(keep.all()):
             masks = masks[keep]
-        boxes = batched_mask_to_box(masks)
+        rles = uncropped_mask_rles(masks, crop_box, orig_size)
+        boxes = rle_boxes_in_crop(rles, crop_box)
         orig_h, orig_w = orig_size
         inside = ~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
-        if not bool(inside.all()):
-            masks, boxes = masks[inside], boxes[inside]
         kept = torch.nonzero(keep).flatten()[inside]
         return MaskData(
             iou_preds=iou_preds[kept],
             points=points[kept],
             stability_score=stability[kept],
-            boxes=boxes,
-            rles=uncropped_mask_rles(masks, crop_box, orig_size),
+            boxes=boxes[inside],
+            rles=[rle for rle, ok in zip(rles, inside.tolist()) if ok],
         )
 
     def _postprocess_small_regions(self, data: MaskData, nms_thresh: float) -> None:
