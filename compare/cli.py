@@ -106,8 +106,8 @@ def comparison_parser() -> argparse.ArgumentParser:
                    help="explicit checkpoint for one model, e.g. vit_h=/data/sam_vit_h_4b8939.pth (repeatable)")
     p.add_argument("--download", action="store_true", help="download missing official checkpoints")
     p.add_argument("--random-weights", action="store_true",
-                   help="build every model with random weights (no files needed; masks and mIoU are meaningless, "
-                        "timings and parameter counts are real)")
+                   help="build every model with random weights drawn with --seed (no files needed; masks and mIoU "
+                        "are meaningless, timings and parameter counts are real)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads for every model (default: torch's)")
     p.add_argument("--warmup", type=_non_negative_int, default=1,
@@ -166,6 +166,8 @@ def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) ->
         download=args.download,
         num_threads=torch.get_num_threads(),
     )
+    if args.random_weights:
+        torch.manual_seed(args.seed)  # the same random weights on every run with this seed
     try:
         reference = factory(args.reference, options)
         models = [factory(name, options) for name in args.models]

@@ -10,11 +10,12 @@ from matplotlib.figure import Figure
 from .report import miou_rows
 from .results import ComparisonResult, MaskExample
 
-_RANDOM_NOTE = "random weights: values are meaningless"
+_RANDOM_NOTE = "random weights: masks and mIoU are meaningless"
+_RANDOM_LATENCY_NOTE = "random weights: FastSAM finds few or no objects, so its time is understated"
 
 
-def _title(text: str, result_settings: dict) -> str:
-    return f"{text}\n({_RANDOM_NOTE})" if result_settings.get("random_weights") else text
+def _title(text: str, result_settings: dict, note: str = _RANDOM_NOTE) -> str:
+    return f"{text}\n({note})" if result_settings.get("random_weights") else text
 
 
 def plot_miou_vs_distance(result: ComparisonResult, path: str | Path) -> Path:
@@ -57,16 +58,19 @@ def plot_latency(result: ComparisonResult, path: str | Path) -> Path:
     ax.set_ylabel("median latency (ms)")
     device = result.settings.get("device", "?")
     threads = result.settings.get("threads", "?")
-    ax.set_title(_title(f"Latency on {device}, {threads} threads", result.settings), fontsize=10)
+    ax.set_title(_title(f"Latency on {device}, {threads} threads", result.settings, _RANDOM_LATENCY_NOTE), fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)
 
 
-def _overlay(rgb: np.ndarray, mask: np.ndarray, color: Sequence[float] = (0.12, 0.56, 1.0)) -> np.ndarray:
-    out = rgb.astype(np.float64) / 255.0
-    out[mask] = 0.45 * out[mask] + 0.55 * np.asarray(color)
+def _overlay(rgb: np.ndarray, mask: np.ndarray, max_side: int, color: Sequence[float] = (0.12, 0.56, 1.0)) -> np.ndarray:
+    """The image with the mask tinted, shrunk (nearest pixel) so its longest side is at most `max_side`."""
+    step = max(1, int(np.ceil(max(rgb.shape[:2]) / max_side)))
+    out = rgb[::step, ::step].astype(np.float64) / 255.0
+    small = mask[::step, ::step]
+    out[small] = 0.45 * out[small] + 0.55 * np.asarray(color)
     return out
 
 
@@ -83,19 +87,26 @@ def _draw_prompt(ax, prompt: dict) -> None:
 
 
 def plot_mask_grid(examples: Sequence[MaskExample], models: Sequence[str], path: str | Path,
-                   random_weights: bool = False) -> Path:
-    """A grid of masks: one row per example prompt, one column per model, IoU vs the reference in each title."""
+                   random_weights: bool = False, max_side: int = 240) -> Path:
+    """A grid of masks: one row per example prompt, one column per model, IoU vs the reference in each title.
+
+    Images are shown at most `max_side` pixels on their longest side (prompts stay in original-pixel coordinates).
+    """
     if not examples:
         raise ValueError("no examples to draw")
     rows, cols = len(examples), len(models)
-    fig = Figure(figsize=(3.2 * cols, 2.6 * rows + (0.4 if random_weights else 0)), dpi=100)
+    fig = Figure(figsize=(2.6 * cols, 2.3 * rows + (0.4 if random_weights else 0)), dpi=80)
     axes = fig.subplots(rows, cols, squeeze=False)
     for r, example in enumerate(examples):
+        h, w = example.rgb.shape[:2]
         for c, model in enumerate(models):
             ax = axes[r][c]
-            ax.imshow(_overlay(example.rgb, example.masks[model]))
+            ax.imshow(_overlay(example.rgb, example.masks[model], max_side), extent=(-0.5, w - 0.5, h - 0.5, -0.5))
             _draw_prompt(ax, example.prompt)
-            ax.set_title(f"{model}\nIoU {example.ious[model]:.2f}", fontsize=8)
+            ax.set_xlim(-0.5, w - 0.5)
+            ax.set_ylim(h - 0.5, -0.5)
+            label = f"{example.image}\n{model}" if c == 0 else f"\n{model}"
+            ax.set_title(f"{label}, IoU {example.ious[model]:.2f}", fontsize=7)
             ax.set_axis_off()
     if random_weights:
         fig.suptitle(_RANDOM_NOTE, fontsize=10)

@@ -8,7 +8,8 @@ from .results import ComparisonResult
 
 RANDOM_WEIGHTS_NOTE = (
     "**Random weights**: every model here has randomly initialised weights, so masks, mIoU values and scores are "
-    "meaningless; only the timings and parameter counts describe the architectures."
+    "meaningless; only the timings and parameter counts describe the architectures (FastSAM's time grows with "
+    "the number of objects it finds, few or none with random weights, so its time is understated)."
 )
 
 

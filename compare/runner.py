@@ -58,7 +58,7 @@ def _protocol_cases(
         return point_pair_cases(image_size, spec.distances, spec.prompts_per_image, rng)
     if spec.name in ("point", "box"):
         return random_point_cases(image_size, spec.prompts_per_image, rng)
-    if image_name not in spec.user_prompts:
+    if not spec.user_prompts.get(image_name):
         raise ValueError(f"no user prompts for image {image_name!r} (prompts are matched by file name)")
     return user_cases(spec.user_prompts[image_name])
 

@@ -13,10 +13,11 @@ from compare.prompt import Prompt
 from mobile_sam.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 
-def tiny_sam(seed: int = 0) -> Sam:
+def tiny_sam(seed: int | None = 0) -> Sam:
     """A SAM with the real code paths but small sizes, random weights: 256x256 input (16x16 embedding), ViT depth 2
-    and width 32, 32-channel prompt encoder and mask decoder."""
-    torch.manual_seed(seed)
+    and width 32, 32-channel prompt encoder and mask decoder. `seed` None draws from torch's current RNG state."""
+    if seed is not None:
+        torch.manual_seed(seed)
     dim = 32
     sam = Sam(
         image_encoder=ImageEncoderViT(

@@ -58,6 +58,19 @@ def test_cli_runs_end_to_end_with_random_weights(images, tmp_path, capsys):
     assert "| vit_t |" in capsys.readouterr().out
 
 
+def _tiny_unseeded_factory(name: str, options: BuildOptions):
+    return SamBackend(name, model=tiny_sam(seed=None), device=options.device)
+
+
+def test_random_weights_are_the_same_for_a_seed(images, tmp_path):
+    args = ["--reference", "vit_b", "--models", "vit_l", "--protocol", "point", "--prompts-per-image", "3",
+            "--warmup", "0", "--random-weights", "--device", "cpu", "--seed", "5"]
+    for run in ("a", "b"):
+        assert main([*images, *args, "--out", str(tmp_path / run)], factory=_tiny_unseeded_factory) == 0
+    a, b = (ComparisonResult.load_json(tmp_path / run / "results.json") for run in ("a", "b"))
+    assert [(c.iou, c.mask_area) for c in a.cases] == [(c.iou, c.mask_area) for c in b.cases]
+
+
 def test_missing_checkpoint_says_where_to_get_it(images, tmp_path, capsys):
     empty = tmp_path / "checkpoints"
     empty.mkdir()
