@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from itertools import product
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -70,6 +70,44 @@ def calculate_stability_score(logits: torch.Tensor, mask_threshold: float, offse
     intersections = (logits > (mask_threshold + offset)).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
     unions = (logits > (mask_threshold - offset)).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
     return intersections / unions
+
+
+def stability_scores(logits: np.ndarray, mask_threshold: float, offset: float) -> torch.Tensor:
+    """`calculate_stability_score` of float32 logits (K, H, W) as numpy, one mask at a time: (K,) float32.
+
+    Gives the same values (float32 comparisons, integer counts, int32 / int32 division) with one reused
+    (H, W) buffer instead of (K, H, W) temporaries.
+    """
+    high, low = np.float32(mask_threshold + offset), np.float32(mask_threshold - offset)
+    buffer = np.empty(logits.shape[1:], dtype=bool)
+    intersections = np.empty(logits.shape[0], dtype=np.int32)
+    unions = np.empty(logits.shape[0], dtype=np.int32)
+    for k, plane in enumerate(logits):
+        intersections[k] = np.count_nonzero(np.greater(plane, high, out=buffer))
+        unions[k] = np.count_nonzero(np.greater(plane, low, out=buffer))
+    return torch.from_numpy(intersections) / torch.from_numpy(unions)
+
+
+def threshold_to_rles(
+    logits: Sequence[np.ndarray], mask_threshold: float, crop_box: list[int], orig_size: tuple[int, int]
+) -> list[dict[str, Any]]:
+    """Compressed RLEs of `logits > mask_threshold` for K crop logits (h, w) float32, placed at `crop_box`
+    in an all-background (H, W) image.
+
+    Masks are written transposed into a (K, W, H) buffer, which is the (H, W, K) Fortran-ordered layout
+    that pycocotools encodes.
+    """
+    if len(logits) == 0:
+        return []
+    orig_h, orig_w = orig_size
+    x0, y0, x1, y1 = crop_box
+    threshold = np.float32(mask_threshold)
+    buffer = np.zeros((len(logits), orig_w, orig_h), dtype=np.uint8)
+    mask = np.empty(logits[0].shape, dtype=bool)
+    for k, plane in enumerate(logits):
+        np.greater(plane, threshold, out=mask)
+        buffer[k, x0:x1, y0:y1] = cv2.transpose(mask.view(np.uint8))
+    return mask_utils.encode(buffer.transpose(2, 1, 0))
 
 
 def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,6 @@ from .amg import (
     batched_mask_to_box,
     box_xyxy_to_xywh,
     build_all_layer_point_grids,
-    calculate_stability_score,
     generate_crop_boxes,
     is_box_near_crop_edge,
     mask_to_rle,
@@ -32,9 +31,10 @@ from .amg import (
     rle_to_coco,
     rle_to_mask,
     rle_to_uncompressed,
+    stability_scores,
+    threshold_to_rles,
     uncrop_boxes_xyxy,
     uncrop_points,
-    uncropped_mask_rles,
 )
 from .mask_data import MaskData
 from .point_decoder import PointBatchDecoder
@@ -347,14 +347,13 @@ class SamAutomaticMaskGenerator:
         orig_size: tuple[int, int],
     ) -> MaskData:
         """Stability filter, threshold, boxes, crop-edge filter and RLE of K candidates: logits (K, H, W)."""
-        stability = calculate_stability_score(logits, self.mask_threshold, self.stability_score_offset)
+        planes = logits.numpy()
+        stability = stability_scores(planes, self.mask_threshold, self.stability_score_offset)
         keep = torch.ones_like(stability, dtype=torch.bool)
         if self.stability_score_thresh > 0.0:
             keep = stability >= self.stability_score_thresh
-        masks = logits > self.mask_threshold
-        if not bool(keep.all()):
-            masks = masks[keep]
-        rles = uncropped_mask_rles(masks, crop_box, orig_size)
+        kept_planes = [planes[i] for i in torch.nonzero(keep).flatten().tolist()]
+        rles = threshold_to_rles(kept_planes, self.mask_threshold, crop_box, orig_size)
         boxes = rle_boxes_in_crop(rles, crop_box)
         orig_h, orig_w = orig_size
         inside = ~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
