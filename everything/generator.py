@@ -260,19 +260,16 @@ class SamAutomaticMaskGenerator:
         self.predictor.set_image(crop)
         device = self.model.device
         point_decoder = PointBatchDecoder(self.model, self.predictor.features)
-        upscale_masks = self.model.mask_decoder.upscale_masks
         # The official code passes float64 coordinates; MPS has no float64.
         dtype = torch.float32 if device.type == "mps" else torch.float64
 
         def decode_model(points: np.ndarray) -> DecodedBatch:
             in_points = torch.as_tensor(self.transform.apply_coords(points, crop_size), dtype=dtype, device=device)
-            iou, hyper_in, image_tokens = point_decoder.decode_tokens(in_points)
-
-            def low_res_logits(prompts: torch.Tensor) -> torch.Tensor:
-                prompts = prompts.to(device)
-                return upscale_masks(hyper_in[prompts, 1:], image_tokens[prompts])
-
-            return DecodedBatch(iou[:, 1:].cpu(), low_res_logits)
+            decoding = point_decoder.decode(in_points)
+            return DecodedBatch(
+                decoding.iou_predictions[:, 1:].cpu(),
+                lambda prompts: point_decoder.multimask_logits(decoding, prompts.to(device)),
+            )
 
         return decode_model
 

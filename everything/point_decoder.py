@@ -12,16 +12,31 @@ reassociated so that each prompt multiplies its image tokens only by small per-p
 * the first block's image-side projections (before any prompt has touched the image tokens) are computed
   once per image.
 
-The result is the same function as `MaskDecoder.decode_tokens` (the order of floating-point operations
-differs, so values agree to float32 rounding, ~1e-6 relative). The weights are read from the model's
-`MaskDecoder` and `TwoWayTransformer`; upscaling stays `MaskDecoder.upscale_masks`.
+* the final attention runs for the IoU token of every prompt, and for the mask tokens only of the prompts
+  whose masks are wanted.
+
+The result is the same function as `MaskDecoder` with multimask output (the order of floating-point
+operations differs, so values agree to float32 rounding, ~1e-6 relative). The weights are read from the
+model's `MaskDecoder` and `TwoWayTransformer`; upscaling stays `MaskDecoder.upscale_masks`.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+
+@dataclass
+class PointDecoding:
+    """The transformer's state for B prompts: tokens (B, N, C), image tokens (B, HW, C), IoU (B, 4)."""
+
+    queries: torch.Tensor
+    point_embedding: torch.Tensor
+    keys: torch.Tensor
+    keys_with_pe: torch.Tensor
+    iou_predictions: torch.Tensor
 
 
 class PointBatchDecoder:
@@ -50,12 +65,11 @@ class PointBatchDecoder:
         self.image_size = image_embedding.shape[-2:]
 
     @torch.inference_mode()
-    def decode_tokens(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Points (B, 2) XY in the input frame, one positive point per prompt.
+    def decode(self, points: torch.Tensor) -> "PointDecoding":
+        """Run the transformer for points (B, 2) XY in the input frame, one positive point per prompt.
 
-        Returns:
-            iou_predictions (B, 4), hyper_in (B, 4, C/8) and image_tokens (B, C, 64, 64), as
-            `MaskDecoder.decode_tokens` returns them.
+        Only the IoU token goes through the final attention here; the mask tokens of the prompts that
+        survive the IoU filter follow in `multimask_logits`.
         """
         model, decoder = self.model, self.decoder
         labels = torch.ones(points.shape[0], 1, dtype=torch.int, device=points.device)
@@ -67,17 +81,35 @@ class PointBatchDecoder:
         queries, keys = self._first_block(point_embedding)
         for layer in self.transformer.layers[1:]:
             queries, keys = self._block(layer, queries, keys, point_embedding)
-        final = self.transformer.final_attn_token_to_image
-        keys_with_pe = keys + self.key_pe
-        queries = self.transformer.norm_final_attn(
-            queries + _token_to_image(final, queries + point_embedding, keys_with_pe, keys)
-        )
+        decoding = PointDecoding(queries, point_embedding, keys, keys + self.key_pe, torch.empty(0))
+        iou_token = self._final_tokens(decoding, slice(None), slice(0, 1))
+        decoding.iou_predictions = decoder.iou_prediction_head(iou_token[:, 0, :])
+        return decoding
 
-        mask_tokens = queries[:, 1 : 1 + decoder.num_mask_tokens, :]
-        hyper_in = torch.stack([mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
-        iou_predictions = decoder.iou_prediction_head(queries[:, 0, :])
-        image_tokens = keys.transpose(1, 2).unflatten(2, tuple(self.image_size))  # a view: no copy
-        return iou_predictions, hyper_in, image_tokens
+    @torch.inference_mode()
+    def multimask_logits(self, decoding: "PointDecoding", prompts: torch.Tensor) -> torch.Tensor:
+        """Low-res logits (S, 3, 256, 256) of the three multimask outputs for prompt indices (S,)."""
+        decoder = self.decoder
+        mask_tokens = self._final_tokens(decoding, prompts, slice(2, 1 + decoder.num_mask_tokens))
+        hyper_in = torch.stack(
+            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps[1:])], dim=1
+        )
+        image_tokens = decoding.keys[prompts].transpose(1, 2).unflatten(2, tuple(self.image_size))
+        return decoder.upscale_masks(hyper_in, image_tokens)
+
+    def _final_tokens(self, decoding: "PointDecoding", prompts: torch.Tensor | slice, tokens: slice) -> torch.Tensor:
+        """The final token-to-image attention for some prompts and output tokens: (S, T, C).
+
+        Queries do not interact in this attention, so any subset of tokens gives the same values.
+        """
+        queries = decoding.queries[prompts, tokens]
+        attended = _token_to_image(
+            self.transformer.final_attn_token_to_image,
+            queries + decoding.point_embedding[prompts, tokens],
+            decoding.keys_with_pe[prompts],
+            decoding.keys[prompts],
+        )
+        return self.transformer.norm_final_attn(queries + attended)
 
     def _first_block(self, point_embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The first two-way block (no positional encoding in its self-attention), image side shared."""

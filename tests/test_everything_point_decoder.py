@@ -17,31 +17,28 @@ def model(conformance_dir: Path):
     return sam_model_registry["vit_t"](conformance_dir / "mobile_sam_vit_t_seed0.pt")
 
 
-@pytest.fixture(scope="module")
-def predictor_data(conformance_dir: Path):
-    return np.load(conformance_dir / "vit_t_predictor_seed0.npz")
+def test_one_point_outputs_match_the_official_predictor(model, conformance_dir: Path) -> None:
+    data = np.load(conformance_dir / "vit_t_predictor_seed0.npz")
+    point = ResizeLongestSide(1024).apply_coords(data["one_point_multi/in/point_coords"], (603, 1072))
+    decoder = PointBatchDecoder(model, torch.from_numpy(data["embedding"]))
+    decoding = decoder.decode(torch.as_tensor(point, dtype=torch.float64))
+    low_res = decoder.multimask_logits(decoding, torch.tensor([0]))
+    np.testing.assert_allclose(decoding.iou_predictions[0, 1:].numpy(), data["one_point_multi/scores"], atol=1e-4)
+    np.testing.assert_allclose(low_res[0].numpy(), data["one_point_multi/low_res_logits"], atol=1e-3)
 
 
-def test_one_point_outputs_match_the_official_predictor(model, predictor_data) -> None:
-    embedding = torch.from_numpy(predictor_data["embedding"])
-    point = ResizeLongestSide(1024).apply_coords(predictor_data["one_point_multi/in/point_coords"], (603, 1072))
-    decoder = PointBatchDecoder(model, embedding)
-    with torch.inference_mode():
-        iou, hyper_in, image_tokens = decoder.decode_tokens(torch.as_tensor(point, dtype=torch.float64))
-        low_res = model.mask_decoder.upscale_masks(hyper_in[:, 1:], image_tokens)
-    np.testing.assert_allclose(iou[0, 1:].numpy(), predictor_data["one_point_multi/scores"], atol=1e-4)
-    np.testing.assert_allclose(low_res[0].numpy(), predictor_data["one_point_multi/low_res_logits"], atol=1e-3)
-
-
-def test_batch_outputs_match_mask_decoder_decode_tokens(model) -> None:
+def test_batch_outputs_match_the_mask_decoder(model) -> None:
     generator = torch.Generator().manual_seed(0)
     embedding = torch.randn(1, 256, 64, 64, generator=generator)
     points = torch.rand(5, 2, generator=generator, dtype=torch.float64) * 1000
     labels = torch.ones(5, 1, dtype=torch.int)
     with torch.inference_mode():
         sparse, dense = model.prompt_encoder(points=(points[:, None, :], labels), boxes=None, masks=None)
-        expected = model.mask_decoder.decode_tokens(embedding, model.prompt_encoder.get_dense_pe(), sparse, dense)
-        got = PointBatchDecoder(model, embedding).decode_tokens(points)
-    for name, a, b in zip(("iou", "hyper_in", "image_tokens"), got, expected):
-        assert a.shape == b.shape, name
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=name)
+        expected_logits, expected_iou = model.mask_decoder(
+            embedding, model.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=True
+        )
+    decoder = PointBatchDecoder(model, embedding)
+    decoding = decoder.decode(points)
+    torch.testing.assert_close(decoding.iou_predictions[:, 1:], expected_iou, atol=1e-5, rtol=1e-4)
+    some = torch.tensor([3, 0])
+    torch.testing.assert_close(decoder.multimask_logits(decoding, some), expected_logits[some], atol=1e-3, rtol=1e-4)
