@@ -49,6 +49,10 @@ def worker(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.malloc == "keep":
+        from everything.allocator import keep_freed_memory
+
+        keep_freed_memory()
     image = load_image(args.image[0])
     cls = SamAutomaticMaskGenerator if args.mode == "exact" else ReferenceMaskGenerator
     if args.decoder == "synthetic":
@@ -113,6 +117,8 @@ def main() -> None:
     parser.add_argument("--decoders", default="model,synthetic", help="comma-separated: model, synthetic")
     parser.add_argument("--weights", help="vit_t checkpoint for the model decoder (default: random init)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                        help="keep: everything.allocator.keep_freed_memory() in every run, as the CLI does (default)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--decoder", help=argparse.SUPPRESS)
@@ -129,6 +135,7 @@ def main() -> None:
         decoders.remove("synthetic")
     modes = args.modes.split(",")
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f} (timings on a shared machine are noisy)")
+    print(f"malloc: {args.malloc}")
     if "model" in decoders and not args.weights:
         print("model decoder: vit_t with RANDOM weights -- the masks are meaningless; only the cost is measured")
     with tempfile.TemporaryDirectory() as scratch:
@@ -138,7 +145,8 @@ def main() -> None:
                 for mode in modes:
                     out = Path(scratch) / f"{image.stem}_{decoder}_{mode}.json"
                     command = [sys.executable, __file__, "--worker", "--mode", mode, "--decoder", decoder,
-                               "--image", str(image), "--records", str(out), "--threads", str(args.threads)]
+                               "--image", str(image), "--records", str(out), "--threads", str(args.threads),
+                               "--malloc", args.malloc]
                     if args.weights:
                         command += ["--weights", args.weights]
                     completed = subprocess.run(command, capture_output=True, text=True)

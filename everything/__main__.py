@@ -108,8 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mobile_sam.image import ImageLoadError, load_image
 
     from . import SamAutomaticMaskGenerator
+    from .allocator import keep_freed_memory
     from .export import ImageMasks, write_coco_json, write_mask_pngs, write_overlay_png
 
+    keep_freed_memory()
     files = expand_paths(args.paths)
     if not files:
         print("error: no images found in the given paths", file=sys.stderr)

@@ -72,3 +72,10 @@ def test_help_explains_the_generator_knobs() -> None:
         [sys.executable, "-m", "everything", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert "--pred-iou-thresh" in result.stdout and "--min-mask-region-area" in result.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning exists on Linux only")
+def test_keep_freed_memory_is_accepted_by_glibc() -> None:
+    from everything.allocator import keep_freed_memory
+
+    assert keep_freed_memory() is True
