@@ -363,9 +363,7 @@ class TinyViT(nn.Module):
             if i < 3:
                 downsample = PatchMerging(dim, embed_dims[i + 1], stride=1 if i == 2 else 2)
             if i == 0:
-                layer: nn.Module = ConvLayer(
-                    dim, depth, mbconv_expand_ratio, block_rates, downsample, use_checkpoint
-                )
+                layer: nn.Module = ConvLayer(dim, depth, mbconv_expand_ratio, block_rates, downsample, use_checkpoint)
             else:
                 layer = BasicLayer(
                     dim,
@@ -395,7 +393,8 @@ class TinyViT(nn.Module):
         """(B, in_chans, img_size, img_size) -> (B, 256, img_size / 16, img_size / 16) image embedding."""
         expected = (self.in_chans, self.img_size, self.img_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"TinyViT expects input of shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+            shape = ", ".join(map(str, expected))
+            raise ValueError(f"TinyViT expects input of shape (B, {shape}), got {tuple(x.shape)}")
         x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
         for layer in self.layers:
             x = layer(x)
