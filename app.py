@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,14 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from matplotlib.figure import Figure
 
+from compare import FastSamBackend, MobileSamBackend, Prompt, SamBackend, mask_iou, mean_iou
+from compare.backends import fastsam_architecture, load_fastsam_checkpoint
+from compare.protocols import protocol_rng, random_point_cases
+from everything import SamAutomaticMaskGenerator
+from everything.export import ImageMasks, coco_dict, write_mask_pngs
+from everything.export import overlay_masks as overlay_records
 from mobile_sam.checkpoints import CheckpointError, resolve_checkpoint
 from mobile_sam.device import resolve_device
 from mobile_sam.embedding_cache import EmbeddingCache, image_key
@@ -41,9 +49,12 @@ MODE_BACKGROUND = "Background point"
 MODE_BOX = "Box (drag, or click two corners)"
 MODES = (MODE_FOREGROUND, MODE_BACKGROUND, MODE_BOX)
 THUMBNAIL_SIDE = 320
+NO_IMAGE = "Upload an image or pick an example first."
 EXAMPLES = ("cat_chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")  # see assets/README.md
 REFERENCES = {"SAM ViT-H (as in the paper)": "vit_h", "SAM ViT-L": "vit_l", "SAM ViT-B": "vit_b"}
 COMPARED = {"MobileSAM": "vit_t", "FastSAM-s": "fastsam-s", "FastSAM-x": "fastsam-x"}
+USER_PROMPTS = "My points and boxes (Segment anything tab)"
+PROTOCOL_PROMPTS = "Random foreground points (seeded protocol)"
 RANDOM_BANNER = (
     '<div id="random-weights-banner" style="background:#b91c1c;color:white;padding:10px 14px;'
     'border-radius:8px;font-weight:600">Random weights: the models are randomly initialised, so every '
@@ -121,6 +132,9 @@ class Handlers:
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mobile-sam-app-")))
     fastsam_prepared: EmbeddingCache = field(default_factory=lambda: EmbeddingCache(4))
 
+    def __post_init__(self) -> None:
+        weakref.finalize(self, shutil.rmtree, str(self.work_dir), True)  # download files go with the app
+
     # ---- images -------------------------------------------------------------------------------
 
     def read_image(self, path: str | None) -> tuple[np.ndarray, str, float]:
@@ -133,7 +147,7 @@ class Handlers:
           (float): the scale applied (multiply original pixel coordinates by it).
         """
         if path is None:
-            raise ValueError("Upload an image or pick an example first.")
+            raise ValueError(NO_IMAGE)
         try:
             image = load_image(path)
         except ImageLoadError as error:  # name the file as the user knows it, not the server's temp path
@@ -153,9 +167,8 @@ class Handlers:
         return image, notice, scale
 
     def encoder_timing(self, image: np.ndarray, random_weights: bool) -> str:
-        embedding, cached = self.store.embedding("vit_t", random_weights, image)
-        how = "from the cache, first encoded in" if cached else "encoded in"
-        return f"Image encoder: {how} {1000 * embedding.encode_seconds:.0f} ms"
+        """Encode image with MobileSAM (or find it in the cache) and describe the encoder latency."""
+        return _encoder_text(*self.store.embedding("vit_t", random_weights, image))
 
     # ---- segment anything: events ----------------------------------------------------------------
 
@@ -185,7 +198,7 @@ class Handlers:
         self, state: SegmentState, mode: str, x: float, y: float, random_weights: bool, request: gr.Request | None = None
     ) -> tuple:
         if state.image is None:
-            return self.render(replace(state, message="Upload an image or pick an example first."), random_weights, request)
+            return self.render(replace(state, message=NO_IMAGE), random_weights, request)
         if mode == MODE_BOX:
             if state.pending_corner is None:
                 state = state.with_prompts(pending_corner=(x, y))
@@ -198,7 +211,7 @@ class Handlers:
     def drag_box(self, state: SegmentState, box_json: str, random_weights: bool, request: gr.Request | None = None) -> tuple:
         """A box dragged on the image (sent by the page's script as JSON [x0, y0, x1, y1])."""
         if state.image is None:
-            return self.render(replace(state, message="Upload an image or pick an example first."), random_weights, request)
+            return self.render(replace(state, message=NO_IMAGE), random_weights, request)
         try:
             box = [float(v) for v in json.loads(box_json)]
             if len(box) != 4:
@@ -268,11 +281,7 @@ class Handlers:
             return replace(cleared, message=_weights_message(error))
         except ValueError as error:
             return replace(cleared, message=str(error))
-        how = "from the cache, first encoded in" if cached else "encoded in"
-        timing = (
-            f"Image encoder: {how} {1000 * embedding.encode_seconds:.0f} ms · "
-            f"mask decoder: {1000 * result.decode_seconds:.0f} ms"
-        )
+        timing = f"{_encoder_text(embedding, cached)} · mask decoder: {1000 * result.decode_seconds:.0f} ms"
         message = state.message
         if len(result.unused_points):
             message = f"{len(result.unused_points)} point(s) outside every box were not used (with several boxes, points refine the box they are in)."
@@ -366,10 +375,6 @@ class Handlers:
           (dict): the COCO dataset dict of the records (everything.export.coco_dict).
           (str): a summary line with the mask count and latency.
         """
-        from everything import SamAutomaticMaskGenerator
-        from everything.export import ImageMasks, coco_dict
-        from everything.export import overlay_masks as overlay_records
-
         image, notice, _ = self.read_image(path)
         image, _ = limit_image_side(image, int(knobs.input_size))
         model = self.store.model("vit_t", random_weights)
@@ -396,7 +401,6 @@ class Handlers:
 
     def everything_ui(self, path: str | None, *values: Any, request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
         """The everything tab's button: overlay, summary and the COCO JSON / PNG ZIP downloads."""
-        from everything.export import write_mask_pngs
 
         *knob_values, random_weights = values
         try:
@@ -425,7 +429,6 @@ class Handlers:
         SAM-family encodings come from the shared embedding cache; FastSAM's prepared instances
         are cached per image too, so a second comparison on the same image runs no encoder.
         """
-        from compare import FastSamBackend, MobileSamBackend, SamBackend
 
         if name.startswith("fastsam-"):
             variant = name.split("-", 1)[1]
@@ -446,7 +449,6 @@ class Handlers:
         return backend, 1000 * embedding.encode_seconds
 
     def fastsam_module(self, variant: str, random_weights: bool) -> Any:
-        from compare.backends import fastsam_architecture, load_fastsam_checkpoint
 
         if random_weights:
             return fastsam_architecture(variant).eval()
@@ -454,24 +456,19 @@ class Handlers:
         return load_fastsam_checkpoint(path)
 
     def compare(
-        self, image: np.ndarray, prompts: Prompts, reference: str, models: list[str], random_weights: bool, progress: Any = None
+        self, image: np.ndarray, cases: list[Any], reference: str, models: list[str], random_weights: bool, progress: Any = None
     ) -> tuple[list[dict], dict[str, list[np.ndarray]]]:
         """
-        Run the same prompts on the reference and the compared models.
+        Run the same prompts (compare.Prompt, one mask each) on the reference and the compared models.
 
         Returns:
           (list[dict]): one row per model: model, role, miou (vs the reference, None for it),
             encoder_ms, decoder_ms (mean per prompt), total_ms, status.
-          (dict): model name -> its masks, one HxW bool mask per prompt group.
+          (dict): model name -> its masks, one HxW bool mask per prompt.
         """
-        from compare import Prompt, mask_iou, mean_iou
 
-        prompts.validate(image.shape[:2])
-        groups, _ = prompts.groups()
-        cases = [
-            Prompt(group.points if len(group.points) else None, group.labels if len(group.points) else None, group.box)
-            for group in groups
-        ]
+        if not cases:
+            raise ValueError("Add at least one point or box first.")
         names = [reference] + [name for name in dict.fromkeys(models) if name != reference]
         rows, masks = [], {}
         for index, name in enumerate(names):
@@ -497,14 +494,20 @@ class Handlers:
         return rows, masks
 
     def compare_ui(
-        self, state: SegmentState, reference: str, models: list[str], random_weights: bool, progress: gr.Progress = gr.Progress()
+        self, state: SegmentState, reference: str, models: list[str], source: str, count: int, seed: int,
+        random_weights: bool, progress: gr.Progress = gr.Progress(),
     ) -> tuple:
         """The compare tab's button: masks side by side, the table and the latency chart."""
         if state.image is None:
-            return [], None, None, _with_banner("**Load an image and add prompts in the Segment anything tab first.**", random_weights)
+            return [], None, None, _with_banner("**Load an image in the Segment anything tab first.**", random_weights)
         try:
+            if source == PROTOCOL_PROMPTS:
+
+                cases = [case.prompt for case in random_point_cases(state.image.shape[:2], int(count), protocol_rng(int(seed), 0))]
+            else:
+                cases = compare_prompts(state.prompts(), state.image.shape[:2])
             rows, masks = self.compare(
-                state.image, state.prompts(), REFERENCES.get(reference, reference),
+                state.image, cases, REFERENCES.get(reference, reference),
                 [COMPARED.get(m, m) for m in models], random_weights,
                 progress=lambda fraction, desc: progress(fraction, desc=desc),
             )
@@ -515,12 +518,15 @@ class Handlers:
             if row["model"] in masks:
                 shown = masks[row["model"]]
                 overlay = overlay_masks(state.image, shown, colors=mask_colors(len(shown), seed=0))
-                overlay = draw_prompts(overlay, state.points, state.labels, state.boxes)
+                overlay = draw_prompts(overlay, *_case_markers(cases))
                 caption = row["model"] + (" (reference)" if row["role"] == "reference" else f": mIoU {row['miou']:.3f}")
                 gallery.append((_thumbnail(overlay), caption))
         table = [[row["model"], row["role"], _fmt(row["miou"], 3), _fmt(row["encoder_ms"], 0), _fmt(row["decoder_ms"], 1),
                   _fmt(row["total_ms"], 0), row["status"]] for row in rows]
-        summary = f"{len(state.prompts().groups()[0])} prompt(s); mIoU is against {rows[0]['model']}. Encoder times come from the first encoding of this image."
+        summary = (
+            f"{len(cases)} prompt(s), one mask each; mIoU is against {rows[0]['model']}. "
+            "Encoder times come from the first encoding of this image (later runs reuse it)."
+        )
         return gallery, table, _latency_figure(rows), _with_banner(summary, random_weights)
 
     def api_compare(self, path: str | None, prompts_json: str, models_json: str, reference: str) -> list[dict]:
@@ -532,7 +538,7 @@ class Handlers:
             models = json.loads(models_json) if models_json and models_json.strip().startswith("[") else [
                 m.strip() for m in (models_json or "").split(",") if m.strip()
             ]
-            rows, _ = self.compare(image, prompts, reference or "vit_h", models, self.config.random_weights)
+            rows, _ = self.compare(image, compare_prompts(prompts, image.shape[:2]), reference or "vit_h", models, self.config.random_weights)
         except (ImageLoadError, ValueError, CheckpointError) as error:
             raise gr.Error(str(error)) from error
         return rows
@@ -675,7 +681,11 @@ def build_app(config: AppConfig, store: ModelStore | None = None) -> gr.Blocks:
             with gr.Row():
                 reference = gr.Dropdown(list(REFERENCES), value=next(iter(REFERENCES)), label="Reference")
                 compared = gr.CheckboxGroup(list(COMPARED), value=["MobileSAM"], label="Models to compare")
-                run_compare = gr.Button("Compare", variant="primary", elem_id="compare-run")
+            with gr.Row():
+                prompt_source = gr.Radio([USER_PROMPTS, PROTOCOL_PROMPTS], value=USER_PROMPTS, label="Prompts", scale=3)
+                protocol_count = gr.Number(8, label="Random points", precision=0, minimum=1, maximum=64, scale=1)
+                protocol_seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1)
+                run_compare = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=1)
             compare_summary = gr.Markdown()
             compare_gallery = gr.Gallery(label="Masks per model", columns=4, height="auto", allow_preview=False)
             compare_table = gr.Dataframe(
@@ -684,7 +694,7 @@ def build_app(config: AppConfig, store: ModelStore | None = None) -> gr.Blocks:
             )
             compare_plot = gr.Plot(label="Latency")
             run_compare.click(
-                handlers.compare_ui, [state, reference, compared, random_weights],
+                handlers.compare_ui, [state, reference, compared, prompt_source, protocol_count, protocol_seed, random_weights],
                 [compare_gallery, compare_table, compare_plot, compare_summary], **private, **heavy,
             )
 
@@ -692,6 +702,7 @@ def build_app(config: AppConfig, store: ModelStore | None = None) -> gr.Blocks:
             status = gr.Markdown(handlers.status_markdown())
             refresh = gr.Button("Refresh")
             refresh.click(handlers.status_markdown, None, status, **private, queue=False)
+            gr.Timer(3.0).tick(handlers.status_markdown, None, status, **private, queue=False, show_progress="hidden")
 
         random_weights.change(lambda on: gr.update(visible=on), random_weights, banner, **private, queue=False)
 
@@ -776,14 +787,40 @@ _DRAG_BOX_JS = r"""
 """
 
 
+def compare_prompts(prompts: Prompts, image_size: tuple[int, int]) -> list[Any]:
+    """The user's prompts as compare.Prompt objects, one per mask (one per box when there are several)."""
+
+    prompts.validate(image_size)
+    groups, _ = prompts.groups()
+    return [
+        Prompt(group.points if len(group.points) else None, group.labels if len(group.points) else None, group.box)
+        for group in groups
+    ]
+
+
+def _case_markers(cases: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points, labels and boxes of compare prompts, for draw_prompts."""
+    points = [case.point_coords for case in cases if case.point_coords is not None]
+    labels = [case.point_labels for case in cases if case.point_labels is not None]
+    boxes = [case.box for case in cases if case.box is not None]
+    return (
+        np.concatenate(points) if points else np.zeros((0, 2)),
+        np.concatenate(labels) if labels else np.zeros((0,), np.int64),
+        np.stack(boxes) if boxes else np.zeros((0, 4)),
+    )
+
+
+def _encoder_text(embedding: Any, cached: bool) -> str:
+    how = "from the cache, first encoded in" if cached else "encoded in"
+    return f"Image encoder: {how} {1000 * embedding.encode_seconds:.0f} ms"
+
+
 def _fmt(value: float | None, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def _latency_figure(rows: list[dict]) -> Any:
+def _latency_figure(rows: list[dict]) -> Figure:
     """Stacked bars: encoder time per image plus decoder time for all prompts, per model."""
-    from matplotlib.figure import Figure
-
     done = [row for row in rows if row["encoder_ms"] is not None]
     figure = Figure(figsize=(6, 3), dpi=100)
     axes = figure.add_subplot()

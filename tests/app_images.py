@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 EXIF_ORIENTATION = 0x0112
 
 

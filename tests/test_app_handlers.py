@@ -1,6 +1,5 @@
 """The app's event handlers, called directly with a random-weight MobileSAM (masks are meaningless)."""
 import json
-import types
 import zipfile
 
 import numpy as np
@@ -8,7 +7,7 @@ import pytest
 from PIL import Image
 
 import app
-from app_images import ASSETS, photo, write_bad_inputs
+from app_images import photo, write_bad_inputs
 from mobile_sam import SamPredictor
 from mobile_sam.export import rle_to_mask
 from mobile_sam.model_store import ModelStore
@@ -203,7 +202,8 @@ def test_everything_returns_an_overlay_a_count_coco_json_and_a_zip_with_progress
 
 def test_compare_reports_miou_against_the_reference_for_every_model(handlers, clicked):
     state = clicked[STATE]
-    rows, masks = handlers.compare(state.image, state.prompts(), "vit_t", ["fastsam-s"], True)
+    cases = app.compare_prompts(state.prompts(), state.image.shape[:2])
+    rows, masks = handlers.compare(state.image, cases, "vit_t", ["fastsam-s"], True)
     assert [row["model"] for row in rows] == ["vit_t", "fastsam-s"]
     assert rows[0]["miou"] is None and 0.0 <= rows[1]["miou"] <= 1.0
     assert masks["fastsam-s"][0].shape == state.image.shape[:2]
@@ -228,3 +228,11 @@ def test_turning_random_weights_off_without_checkpoints_explains_what_to_downloa
     other = app.Handlers(config, ModelStore("cpu", checkpoint_dir=tmp_path, download=False))
     out = other.change_weights(loaded[STATE], False)
     assert out[STATE].masks is None and "mobile_sam.pt" in out[INFO] and "meaningless" not in out[INFO]
+
+
+def test_compare_tab_runs_the_seeded_random_point_protocol(handlers, clicked):
+    gallery, table, figure, summary = handlers.compare_ui(
+        clicked[STATE], "vit_t", ["FastSAM-s"], app.PROTOCOL_PROMPTS, 3, 0, True, progress=lambda *a, **k: None
+    )
+    assert "3 prompt(s)" in summary and [row[0] for row in table] == ["vit_t", "fastsam-s"]
+    assert len(gallery) == 2 and figure is not None
