@@ -1,7 +1,7 @@
 """`MaskData`: a batch of candidate masks as parallel columns that are filtered and concatenated together."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -28,17 +28,11 @@ class MaskData:
     def __delitem__(self, key: str) -> None:
         del self._columns[key]
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._columns
-
     def __len__(self) -> int:
         """Number of candidates (0 for no columns)."""
         for value in self._columns.values():
             return len(value)
         return 0
-
-    def keys(self) -> Iterator[str]:
-        return iter(self._columns.keys())
 
     def filter(self, keep: torch.Tensor) -> None:
         """Keep the candidates selected by `keep`: a bool mask (N,) or int64 indices (in that order)."""

@@ -1,0 +1,27 @@
+"""MaskData keeps its columns aligned through filter and cat."""
+import pytest
+import torch
+
+from everything.mask_data import MaskData
+
+
+def test_filter_by_bool_mask_and_by_indices_keeps_columns_aligned() -> None:
+    data = MaskData(scores=torch.tensor([0.1, 0.9, 0.5]), names=["a", "b", "c"])
+    data.filter(torch.tensor([True, False, True]))
+    assert data["scores"].tolist() == pytest.approx([0.1, 0.5]) and data["names"] == ["a", "c"]
+    data.filter(torch.tensor([1, 0]))
+    assert data["scores"].tolist() == pytest.approx([0.5, 0.1]) and data["names"] == ["c", "a"]
+
+
+def test_cat_appends_rows_and_rejects_different_columns() -> None:
+    data = MaskData()
+    data.cat(MaskData(boxes=torch.zeros(2, 4), names=["a", "b"]))
+    data.cat(MaskData(boxes=torch.ones(1, 4), names=["c"]))
+    assert len(data) == 3 and data["boxes"][2].tolist() == [1, 1, 1, 1] and data["names"] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="columns"):
+        data.cat(MaskData(boxes=torch.zeros(1, 4)))
+
+
+def test_columns_must_be_tensors_or_lists() -> None:
+    with pytest.raises(TypeError, match="tensors or lists"):
+        MaskData(boxes=(1, 2))
