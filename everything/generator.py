@@ -1,9 +1,16 @@
 """`SamAutomaticMaskGenerator`: segment everything in an image with a grid of point prompts.
 
 The results are those of the official `segment_anything.SamAutomaticMaskGenerator` (same candidates,
-filters, thresholds, NMS and output records); the work is ordered to be cheap: candidates are filtered by
-predicted IoU before their masks are computed, only survivors are upsampled, and full-resolution work runs
-over bounded chunks of masks instead of (B, 3, H, W) tensors.
+filters, thresholds, NMS and output records); the work is ordered to be cheap:
+  * prompts are decoded by `PointBatchDecoder` (the mask decoder's algebra reassociated for one-point
+    prompts on a shared image), which predicts IoU before any mask is made;
+  * candidates are filtered by predicted IoU first; only prompts with a survivor get their masks upscaled,
+    and only surviving candidates are upsampled to full resolution (with exactly the values of the
+    official `postprocess_masks`);
+  * full-resolution work (stability score, threshold, RLE, box) runs a few masks at a time, bounded by
+    `chunk_megabytes`, instead of on (B, 3, H, W) tensors.
+With `decode_points` the pipeline reproduces the official records bit for bit; with a model, values
+differ from the official decoder's only by float32 rounding (~1e-6).
 """
 from __future__ import annotations
 
@@ -76,7 +83,8 @@ class SamAutomaticMaskGenerator:
         `decode_points` is given.
       points_per_side: points along one side of the grid (points_per_side**2 prompts); None if
         `point_grids` is given.
-      points_per_batch: prompts decoded together; more is faster and uses more memory.
+      points_per_batch: prompts per batch; progress and cancellation are checked between batches. On a
+        CPU the model decodes them 4 at a time (fastest there); elsewhere all at once.
       pred_iou_thresh: keep candidates whose predicted IoU is above this, in [0, 1] (0 keeps all).
       stability_score_thresh: keep candidates whose stability score is at least this (0 keeps all).
       stability_score_offset: logit offset of the two thresholds of the stability score.
