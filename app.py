@@ -53,6 +53,8 @@ NO_IMAGE = "Upload an image or pick an example first."
 EXAMPLES = ("cat_chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")  # see assets/README.md
 REFERENCES = {"SAM ViT-H (as in the paper)": "vit_h", "SAM ViT-L": "vit_l", "SAM ViT-B": "vit_b"}
 COMPARED = {"MobileSAM": "vit_t", "FastSAM-s": "fastsam-s", "FastSAM-x": "fastsam-x"}
+MODEL_NAMES = {"vit_t": "MobileSAM", "vit_b": "SAM ViT-B", "vit_l": "SAM ViT-L", "vit_h": "SAM ViT-H",
+               "fastsam-s": "FastSAM-s", "fastsam-x": "FastSAM-x"}
 USER_PROMPTS = "My points and boxes (Segment anything tab)"
 PROTOCOL_PROMPTS = "Random foreground points (seeded protocol)"
 RANDOM_BANNER = (
@@ -519,12 +521,13 @@ class Handlers:
                 shown = masks[row["model"]]
                 overlay = overlay_masks(state.image, shown, colors=mask_colors(len(shown), seed=0))
                 overlay = draw_prompts(overlay, *_case_markers(cases))
-                caption = row["model"] + (" (reference)" if row["role"] == "reference" else f": mIoU {row['miou']:.3f}")
+                name = MODEL_NAMES.get(row["model"], row["model"])
+                caption = name + (" (reference)" if row["role"] == "reference" else f": mIoU {row['miou']:.3f}")
                 gallery.append((_thumbnail(overlay), caption))
-        table = [[row["model"], row["role"], _fmt(row["miou"], 3), _fmt(row["encoder_ms"], 0), _fmt(row["decoder_ms"], 1),
+        table = [[MODEL_NAMES.get(row["model"], row["model"]), row["role"], _fmt(row["miou"], 3), _fmt(row["encoder_ms"], 0), _fmt(row["decoder_ms"], 1),
                   _fmt(row["total_ms"], 0), row["status"]] for row in rows]
         summary = (
-            f"{len(cases)} prompt(s), one mask each; mIoU is against {rows[0]['model']}. "
+            f"{len(cases)} prompt(s), one mask each; mIoU is against {MODEL_NAMES.get(rows[0]['model'], rows[0]['model'])}. "
             "Encoder times come from the first encoding of this image (later runs reuse it)."
         )
         return gallery, table, _latency_figure(rows), _with_banner(summary, random_weights)
@@ -827,8 +830,8 @@ def _latency_figure(rows: list[dict]) -> Figure:
     names = [row["model"] for row in done]
     encoder = np.array([row["encoder_ms"] for row in done])
     decoder = np.array([row["total_ms"] - row["encoder_ms"] for row in done])
-    axes.barh(names, encoder, label="image encoder")
-    axes.barh(names, decoder, left=encoder, label="decoder (all prompts)")
+    axes.barh([MODEL_NAMES.get(name, name) for name in names], encoder, label="image encoder")
+    axes.barh([MODEL_NAMES.get(name, name) for name in names], decoder, left=encoder, label="decoder (all prompts)")
     axes.set_xlabel("latency (ms)")
     axes.invert_yaxis()
     axes.legend(loc="lower right", fontsize=8)

@@ -135,4 +135,4 @@ def test_click_segments_and_box_and_everything_work_in_a_real_browser(page):
 
     page.get_by_role("tab", name="Compare").click()
     page.wait_for_selector("#compare-run")
-    _shot(page, "compare", readme=True)
+    _shot(page, "compare")

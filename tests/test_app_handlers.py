@@ -234,5 +234,5 @@ def test_compare_tab_runs_the_seeded_random_point_protocol(handlers, clicked):
     gallery, table, figure, summary = handlers.compare_ui(
         clicked[STATE], "vit_t", ["FastSAM-s"], app.PROTOCOL_PROMPTS, 3, 0, True, progress=lambda *a, **k: None
     )
-    assert "3 prompt(s)" in summary and [row[0] for row in table] == ["vit_t", "fastsam-s"]
+    assert "3 prompt(s)" in summary and [row[0] for row in table] == ["MobileSAM", "FastSAM-s"]
     assert len(gallery) == 2 and figure is not None
