@@ -32,7 +32,7 @@ from compare.protocols import protocol_rng, random_point_cases
 from everything import SamAutomaticMaskGenerator
 from everything.export import ImageMasks, coco_dict, write_mask_pngs
 from everything.export import overlay_masks as overlay_records
-from mobile_sam.checkpoints import CheckpointError, resolve_checkpoint
+from mobile_sam.checkpoints import CheckpointError, checkpoint_status, resolve_checkpoint
 from mobile_sam.device import resolve_device
 from mobile_sam.embedding_cache import EmbeddingCache, image_key
 from mobile_sam.export import mask_records, mask_to_rle, save_coco_json, save_cutout_png, save_mask_png
@@ -582,10 +582,19 @@ class Handlers:
     # ---- status -----------------------------------------------------------------------------------
 
     def status_markdown(self) -> str:
+        """The models-and-weights panel: one row per model with its weights' state."""
         rows = ["| model | weights |", "|---|---|"]
-        for model_type, title in (("vit_t", "MobileSAM (vit_t)"), ("vit_b", "SAM ViT-B"), ("vit_l", "SAM ViT-L"), ("vit_h", "SAM ViT-H")):
+        for model_type in ("vit_t", "vit_b", "vit_l", "vit_h"):
             status = self.store.status(model_type)
-            rows.append(f"| {title} | **{status.state}**: {status.detail} |")
+            rows.append(f"| {MODEL_NAMES[model_type]} | **{status.state}**: {status.detail} |")
+        for name in ("fastsam-s", "fastsam-x"):
+            found = checkpoint_status(name, cache_dir=self.store.checkpoint_dir)
+            if found.present:
+                text = f"**available**: on disk at {found.path}; loads on first use"
+            else:
+                text = (f"**missing**: {found.info.filename} is not in {found.path.parent}; to install it by hand, "
+                        f"download {found.info.url} and save it as {found.path}")
+            rows.append(f"| {MODEL_NAMES[name]} | {text} |")
         return "\n".join(rows)
 
 
@@ -903,7 +912,11 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics must never download or pip-install at run time
-    store = ModelStore(resolve_device(config.device), config.checkpoint_dir, config.download, config.embedding_cache_items)
+    try:
+        device = resolve_device(config.device)
+    except ValueError as error:
+        raise SystemExit(f"--device {config.device}: {error}") from error
+    store = ModelStore(device, config.checkpoint_dir, config.download, config.embedding_cache_items)
     demo = build_app(config, store)
     demo.launch(server_name=config.host, server_port=config.port, share=config.share, max_file_size=config.max_file_size)
 

@@ -218,7 +218,7 @@ def test_changing_the_click_mode_drops_a_half_drawn_box(handlers, loaded):
 def test_the_status_panel_says_where_missing_weights_go(tmp_path):
     config = app.AppConfig(download=False)
     text = app.Handlers(config, ModelStore("cpu", checkpoint_dir=tmp_path, download=False)).status_markdown()
-    for name in ("mobile_sam.pt", "sam_vit_b_01ec64.pth", "sam_vit_h_4b8939.pth"):
+    for name in ("mobile_sam.pt", "sam_vit_b_01ec64.pth", "sam_vit_h_4b8939.pth", "FastSAM-x.pt"):
         assert name in text
     assert "**missing**" in text and "https://" in text and str(tmp_path) in text
 
