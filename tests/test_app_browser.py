@@ -87,6 +87,7 @@ def _wait_for_new_src(page, selector: str, old: str | None) -> None:
 
 def test_click_segments_and_box_and_everything_work_in_a_real_browser(page):
     canvas = "#segment-canvas img"
+    assert page.locator("#random-weights-banner").is_visible()  # random weights are never shown as real results
     page.set_input_files("#segment-upload input[type=file]", str(PHOTO))
     page.wait_for_selector(canvas)
     page.wait_for_function("() => document.querySelector('#segment-info').innerText.includes('encoded in')")

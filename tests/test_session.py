@@ -117,3 +117,22 @@ def test_threads_decoding_on_one_shared_embedding_get_their_own_masks(store, ima
     for index, point in enumerate(points):
         masks, _, _ = direct.predict(point_coords=np.array([point], float), point_labels=np.array([1]))
         np.testing.assert_array_equal(results[index].masks, masks)
+
+
+def test_status_reports_download_progress_while_a_checkpoint_downloads(tmp_path, monkeypatch):
+    import mobile_sam.model_store as model_store
+    from mobile_sam.checkpoints import CheckpointDownloadError
+
+    store = ModelStore("cpu", checkpoint_dir=tmp_path, download=True)
+    seen = []
+
+    def fake_resolve(name, cache_dir=None, download=True, progress=None):
+        progress(25_000_000, 100_000_000)
+        seen.append(store.status(name))
+        raise CheckpointDownloadError("no connection")
+
+    monkeypatch.setattr(model_store, "resolve_checkpoint", fake_resolve)
+    with pytest.raises(CheckpointDownloadError):
+        store.model("vit_t")
+    assert seen[0].state == "downloading" and seen[0].progress == pytest.approx(0.25) and "25 of 100 MB" in seen[0].detail
+    assert store.status("vit_t").state == "failed"
