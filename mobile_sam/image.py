@@ -103,6 +103,11 @@ def load_image(
         raise ImageLoadError(f"Image {name} is too large to load safely: {error}") from error
     except Image.UnidentifiedImageError as error:
         raise ImageLoadError(f"Cannot read image {name}: not a recognised image format.") from error
+    except ImportError as error:
+        # Third-party code may patch Image.open to try optional decoders (ultralytics tries pi_heif).
+        raise ImageLoadError(
+            f"Cannot read image {name}: not a recognised image format (optional decoder unavailable: {error})."
+        ) from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageLoadError(f"Cannot read image {name}: the file is corrupt or truncated ({error}).") from error
     try:

@@ -361,3 +361,14 @@ def test_limit_image_side_keeps_single_channel_axis() -> None:
 def test_limit_image_side_rejects_invalid_limit(max_side: object) -> None:
     with pytest.raises(ValueError, match="max_side"):
         limit_image_side(np.zeros((4, 4, 3), np.uint8), max_side)  # type: ignore[arg-type]
+
+
+def test_a_patched_open_that_needs_a_missing_decoder_gives_image_load_error(monkeypatch):
+    from PIL import Image
+
+    def open_needing_missing_module(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'pi_heif'")
+
+    monkeypatch.setattr(Image, "open", open_needing_missing_module)
+    with pytest.raises(ImageLoadError, match="not a recognised image format"):
+        load_image(b"not an image at all")
