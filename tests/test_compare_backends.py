@@ -86,6 +86,14 @@ def test_mobile_sam_backend_builds_tinyvit_with_random_weights():
     assert counts.encoder + counts.decoder + counts.unused == counts.total
 
 
+def test_mobile_sam_backend_loads_an_explicit_checkpoint(conformance_dir):
+    path = conformance_dir / "mobile_sam_vit_t_seed0.pt"
+    backend = MobileSamBackend(path, device="cpu")
+    expected = torch.load(path, map_location="cpu", weights_only=True)
+    loaded = backend.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in expected.items())
+
+
 def test_missing_checkpoint_error_says_how_to_get_it(tmp_path):
     with pytest.raises(CheckpointError) as info:
         SamBackend("vit_b", checkpoint_dir=tmp_path, device="cpu")
