@@ -48,6 +48,7 @@ from .point_decoder import PointBatchDecoder
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 CPU_DECODE_GROUP = 4
+LOW_RES_SIZE = 256  # side of the decoder's low-res logits
 
 # Points (B, 2) in the input frame -> (low-res logits (B, 3, 256, 256), predicted IoU (B, 3)).
 DecodePoints = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -268,6 +269,12 @@ class SamAutomaticMaskGenerator:
         self.predictor.set_image(crop)
         device = self.model.device
         point_decoder = PointBatchDecoder(self.model, self.predictor.features)
+        input_size = self.predictor.input_size
+        low_size = self.image_size // point_decoder.upscale_factor
+        extent = (
+            _low_res_extent(input_size[0], point_decoder.upscale_factor, low_size),
+            _low_res_extent(input_size[1], point_decoder.upscale_factor, low_size),
+        )
         # The official code passes float64 coordinates; MPS has no float64.
         dtype = torch.float32 if device.type == "mps" else torch.float64
 
@@ -276,7 +283,7 @@ class SamAutomaticMaskGenerator:
             decoding = point_decoder.decode(in_points)
             return DecodedBatch(
                 decoding.iou_predictions[:, 1:].cpu(),
-                lambda prompts: point_decoder.multimask_logits(decoding, prompts.to(device)),
+                lambda prompts: point_decoder.multimask_logits(decoding, prompts.to(device), extent),
             )
 
         return decode_model
@@ -329,9 +336,10 @@ class SamAutomaticMaskGenerator:
         """Low-res logits (K, 256, 256) -> (K, H, W) at the crop size, equal to the official `postprocess_masks`.
 
         Only the low-res rows and columns that reach the unpadded input frame are upsampled (at the same
-        scale, so every value is computed exactly as in the full-frame upsampling).
+        scale, so every value is computed exactly as in the full-frame upsampling); `low_res` may hold just
+        those (its top-left part).
         """
-        low_size = low_res.shape[-1]
+        low_size = LOW_RES_SIZE
         scale = self.image_size // low_size
         need_h = _low_res_extent(input_size[0], scale, low_size)
         need_w = _low_res_extent(input_size[1], scale, low_size)

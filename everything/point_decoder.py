@@ -63,6 +63,7 @@ class PointBatchDecoder:
         self.first_t2i_v = _heads(t2i.v_proj(self.src), t2i.num_heads)
         self.first_i2t_q = _heads(i2t.q_proj(keys_with_pe), i2t.num_heads)
         self.image_size = image_embedding.shape[-2:]
+        self.upscale_factor = 4  # two stride-2 transposed convolutions
 
     @torch.inference_mode()
     def decode(self, points: torch.Tensor) -> "PointDecoding":
@@ -87,14 +88,24 @@ class PointBatchDecoder:
         return decoding
 
     @torch.inference_mode()
-    def multimask_logits(self, decoding: "PointDecoding", prompts: torch.Tensor) -> torch.Tensor:
-        """Low-res logits (S, 3, 256, 256) of the three multimask outputs for prompt indices (S,)."""
+    def multimask_logits(
+        self, decoding: "PointDecoding", prompts: torch.Tensor, extent: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Low-res logits (S, 3, h, w) of the three multimask outputs for prompt indices (S,).
+
+        `extent` (h, w) asks for the top-left h x w of the (256, 256) logits only (rounded up to the
+        upscaling factor); the upscaling is local, so only the image tokens under that region are upscaled
+        and the values are those of the full logits.
+        """
         decoder = self.decoder
         mask_tokens = self._final_tokens(decoding, prompts, slice(2, 1 + decoder.num_mask_tokens))
         hyper_in = torch.stack(
             [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps[1:])], dim=1
         )
         image_tokens = decoding.keys[prompts].transpose(1, 2).unflatten(2, tuple(self.image_size))
+        if extent is not None:
+            factor = self.upscale_factor
+            image_tokens = image_tokens[..., : -(-extent[0] // factor), : -(-extent[1] // factor)]
         return decoder.upscale_masks(hyper_in, image_tokens)
 
     def _final_tokens(self, decoding: "PointDecoding", prompts: torch.Tensor | slice, tokens: slice) -> torch.Tensor:

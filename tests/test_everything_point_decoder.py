@@ -42,3 +42,14 @@ def test_batch_outputs_match_the_mask_decoder(model) -> None:
     torch.testing.assert_close(decoding.iou_predictions[:, 1:], expected_iou, atol=1e-5, rtol=1e-4)
     some = torch.tensor([3, 0])
     torch.testing.assert_close(decoder.multimask_logits(decoding, some), expected_logits[some], atol=1e-3, rtol=1e-4)
+
+
+def test_partial_extent_gives_the_top_left_of_the_full_logits(model) -> None:
+    generator = torch.Generator().manual_seed(1)
+    decoder = PointBatchDecoder(model, torch.randn(1, 256, 64, 64, generator=generator))
+    decoding = decoder.decode(torch.rand(3, 2, generator=generator, dtype=torch.float64) * 1000)
+    prompts = torch.tensor([0, 2])
+    full = decoder.multimask_logits(decoding, prompts)
+    part = decoder.multimask_logits(decoding, prompts, (171, 37))
+    assert part.shape[-2:] == (172, 40)
+    torch.testing.assert_close(part, full[..., :172, :40], atol=1e-5, rtol=1e-5)
