@@ -16,6 +16,7 @@ the exact mode's records agree with the reference's.
 
     python benchmarks/bench_everything.py                      # retina.jpg (+ truck.jpg if present)
     python benchmarks/bench_everything.py --image PHOTO --decoders synthetic --modes exact
+    python benchmarks/bench_everything.py --decoders model --set pred_iou_thresh=0 --set stability_score_thresh=0
 """
 from __future__ import annotations
 
@@ -55,14 +56,18 @@ def worker(args: argparse.Namespace) -> None:
         keep_freed_memory()
     image = load_image(args.image[0])
     cls = SamAutomaticMaskGenerator if args.mode == "exact" else ReferenceMaskGenerator
+    settings = {key: float(value) for key, value in (item.split("=", 1) for item in args.set)}
+    for key in ("points_per_side", "points_per_batch", "crop_n_layers", "min_mask_region_area"):
+        if key in settings:
+            settings[key] = int(settings[key])
     if args.decoder == "synthetic":
         spec = importlib.util.spec_from_file_location("synthetic_decoder", CONFORMANCE_DIR / "synthetic_decoder.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        generator = cls(None, output_mode="coco_rle", decode_points=module.synthetic_low_res_masks)
+        generator = cls(None, output_mode="coco_rle", decode_points=module.synthetic_low_res_masks, **settings)
     else:
         model = sam_model_registry["vit_t"](args.weights)
-        generator = cls(model, output_mode="coco_rle")
+        generator = cls(model, output_mode="coco_rle", **settings)
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     records = generator.generate(image)
@@ -119,6 +124,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
                         help="keep: everything.allocator.keep_freed_memory() in every run, as the CLI does (default)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a generator setting, e.g. --set pred_iou_thresh=0 (default: official defaults)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--decoder", help=argparse.SUPPRESS)
@@ -135,7 +142,7 @@ def main() -> None:
         decoders.remove("synthetic")
     modes = args.modes.split(",")
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f} (timings on a shared machine are noisy)")
-    print(f"malloc: {args.malloc}")
+    print(f"malloc: {args.malloc}; settings: {' '.join(args.set) or 'official defaults'}")
     if "model" in decoders and not args.weights:
         print("model decoder: vit_t with RANDOM weights -- the masks are meaningless; only the cost is measured")
     with tempfile.TemporaryDirectory() as scratch:
@@ -149,6 +156,8 @@ def main() -> None:
                                "--malloc", args.malloc]
                     if args.weights:
                         command += ["--weights", args.weights]
+                    for item in args.set:
+                        command += ["--set", item]
                     completed = subprocess.run(command, capture_output=True, text=True)
                     if completed.returncode != 0:
                         print(f"{image.name} {decoder} {mode}: FAILED\n{completed.stderr[-2000:]}")
