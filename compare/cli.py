@@ -14,8 +14,14 @@ from mobile_sam.checkpoints import CheckpointError
 from mobile_sam.device import resolve_device
 from mobile_sam.image import load_image
 
-from .models import MODEL_NAMES, BackendFactory, BuildOptions, architecture_parameter_counts, build_backend
-from .models import canonical_model_name
+from .models import (
+    MODEL_NAMES,
+    BackendFactory,
+    BuildOptions,
+    architecture_parameter_counts,
+    build_backend,
+    canonical_model_name,
+)
 from .outputs import write_outputs
 from .params import PAPER_FIGURES
 from .protocols import PAPER_DISTANCES, PROTOCOLS, load_user_prompts

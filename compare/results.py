@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .timing import TimingStats
 
 
@@ -168,7 +170,7 @@ class MaskExample:
     """
 
     image: str
-    rgb: Any
+    rgb: np.ndarray
     prompt: dict[str, Any]
-    masks: dict[str, Any]
+    masks: dict[str, np.ndarray]
     ious: dict[str, float]

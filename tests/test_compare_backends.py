@@ -7,11 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from compare.backends import FastSamBackend, MobileSamBackend, SamBackend, fastsam_architecture, load_fastsam_checkpoint
-from compare.models import architecture_parameter_counts, build_backend, BuildOptions
+from compare.backends import (
+    FastSamBackend,
+    MobileSamBackend,
+    SamBackend,
+    fastsam_architecture,
+    load_fastsam_checkpoint,
+)
+from compare.fastsam_rules import select_by_points
+from compare.models import BuildOptions, architecture_parameter_counts, build_backend
+from compare.params import build_without_weights
 from compare.prompt import Prompt
 from compare.runner import ProtocolSpec, run_comparison
 from compare_support import small_image, tiny_sam
+from mobile_sam import sam_model_registry
 from mobile_sam.checkpoints import CheckpointError
 
 IMAGE = small_image()
@@ -113,8 +122,6 @@ def test_fastsam_masks_are_instances_at_the_image_size(fastsam):
 
 
 def test_fastsam_point_prompt_follows_the_point_rule(fastsam):
-    from compare.fastsam_rules import select_by_points
-
     fastsam.prepare(IMAGE)
     expected = select_by_points(fastsam.instances, TWO_POINTS.point_coords, TWO_POINTS.point_labels)
     assert np.array_equal(fastsam.segment(TWO_POINTS).mask, expected)
@@ -179,9 +186,6 @@ def _official_parameter_total(conformance_dir, model_type, buffer_names):
 
 @pytest.mark.parametrize("model_type", ["vit_b", "vit_h", "vit_t"])
 def test_architecture_counts_match_the_official_checkpoint(conformance_dir, model_type):
-    from mobile_sam import sam_model_registry
-    from compare.params import build_without_weights
-
     model = build_without_weights(lambda: sam_model_registry[model_type](None))
     buffers = {name for name, _ in model.named_buffers()}
     counts = architecture_parameter_counts(model_type)
