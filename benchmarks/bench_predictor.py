@@ -115,11 +115,11 @@ def run_timing(image: np.ndarray, runs: int, seed: int) -> list[dict]:
 
 
 def run_side_for_rss(side: str, image_path: str | None, seed: int) -> None:
-    """Child process: run every workload once on one side, print its peak RSS in MB."""
+    """Child process: encode and run every workload on one side only, print its peak RSS in MB."""
     image = _load_image(Path(image_path) if image_path else None)
     ours, peer = _build(seed)
-    ours.set_image(image)
-    peer.set_image(image)
+    measured = ours if side == "ours" else peer
+    measured.set_image(image)
     index = 0 if side == "ours" else 1
     for pair in _workloads(image, ours, peer, np.random.default_rng(seed)).values():
         pair[index]()
