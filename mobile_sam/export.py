@@ -1,12 +1,16 @@
 """
-Saving interactive segmentation results: mask PNG, RGBA cut-out PNG and COCO-RLE JSON.
+Saving segmentation results: COCO RLE, mask PNG, RGBA cut-out PNG and COCO JSON, every file written atomically.
 
 Masks are HxW bool arrays in the pixel frame of the image they were predicted for.
-COCO RLE follows pycocotools: ``{"size": [H, W], "counts": str}`` in column-major order.
+COCO RLE follows pycocotools: ``{"size": [H, W], "counts": str}`` in column-major order; pycocotools'
+own compressed RLE holds the same runs with ``counts`` as bytes, and an uncompressed RLE as a list of ints.
 """
 from __future__ import annotations
 
+import io
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -19,17 +23,33 @@ from .visualize import cutout_rgba
 
 def mask_to_rle(mask: np.ndarray) -> dict:
     """Encode an HxW bool mask as COCO RLE with counts as a str (JSON-ready)."""
-    mask = _check_mask(mask)
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return rle_to_json(encode_rle(_check_mask(mask)))
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """An HxW bool mask -> pycocotools' compressed RLE (counts as bytes)."""
+    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+
+
+def compressed_rle(rle: dict) -> dict:
+    """Any RLE dict (counts as str, bytes or an uncompressed list of runs) -> pycocotools' compressed RLE."""
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise ValueError("Expected a COCO RLE dict with 'size' and 'counts'.")
+    height, width = rle["size"]
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects(rle, height, width)
+    return {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def rle_to_json(rle: dict) -> dict:
+    """A compressed RLE with counts as bytes -> COCO RLE with counts as a str (JSON-ready)."""
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
 def rle_to_mask(rle: dict) -> np.ndarray:
-    """Decode COCO RLE (counts as str or bytes) to an HxW bool mask."""
-    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-        raise ValueError("Expected a COCO RLE dict with 'size' and 'counts'.")
-    counts = rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"]
-    return mask_utils.decode({"size": list(rle["size"]), "counts": counts}).astype(bool)
+    """Decode an RLE dict (counts as str, bytes or an uncompressed list of runs) to an HxW bool mask."""
+    return mask_utils.decode(compressed_rle(rle)).astype(bool)
 
 
 def mask_bbox(mask: np.ndarray) -> list[int]:
@@ -69,17 +89,12 @@ def mask_records(masks: np.ndarray | Sequence[np.ndarray], scores: Sequence[floa
 
 def save_mask_png(mask: np.ndarray, path: str | Path) -> Path:
     """Write an HxW bool mask as an 8-bit grayscale PNG (255 inside, 0 outside)."""
-    mask = _check_mask(mask)
-    path = Path(path)
-    Image.fromarray(mask.astype(np.uint8) * np.uint8(255), mode="L").save(path, format="PNG")
-    return path
+    return atomic_write_bytes(path, png_bytes(_check_mask(mask).astype(np.uint8) * np.uint8(255)))
 
 
 def save_cutout_png(image: np.ndarray, mask: np.ndarray, path: str | Path) -> Path:
     """Write the masked part of an HxWx3 uint8 RGB image as an RGBA PNG, transparent outside the mask."""
-    path = Path(path)
-    Image.fromarray(cutout_rgba(image, mask), mode="RGBA").save(path, format="PNG")
-    return path
+    return atomic_write_bytes(path, png_bytes(cutout_rgba(image, mask)))
 
 
 def save_coco_json(records: list[dict], image_size: tuple[int, int], path: str | Path, file_name: str = "image.png") -> Path:
@@ -95,9 +110,31 @@ def save_coco_json(records: list[dict], image_size: tuple[int, int], path: str |
         "images": [{"id": 1, "file_name": file_name, "height": int(height), "width": int(width)}],
         "annotations": annotations,
     }
+    return atomic_write_bytes(path, json.dumps(document).encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to a temporary file beside `path`, then rename it into place (never a half-written file)."""
     path = Path(path)
-    path.write_text(json.dumps(document))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """PNG file contents of an HxW (grayscale), HxWx3 (RGB) or HxWx4 (RGBA) uint8 array."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _check_mask(mask: np.ndarray) -> np.ndarray:

@@ -1,10 +1,23 @@
-"""Exports of interactive results: COCO RLE, mask PNG, RGBA cut-out, COCO JSON."""
+"""Exports of interactive results: COCO RLE, mask PNG, RGBA cut-out, COCO JSON, atomic writes."""
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from mobile_sam.export import mask_bbox, mask_records, mask_to_rle, rle_to_mask, save_coco_json, save_cutout_png, save_mask_png
+from mobile_sam.export import (
+    atomic_write_bytes,
+    compressed_rle,
+    encode_rle,
+    mask_bbox,
+    mask_records,
+    mask_to_rle,
+    rle_to_json,
+    rle_to_mask,
+    save_coco_json,
+    save_cutout_png,
+    save_mask_png,
+)
 
 
 def _mask() -> np.ndarray:
@@ -51,3 +64,37 @@ def test_coco_json_lists_the_image_and_numbered_annotations(tmp_path):
     assert document["images"] == [{"id": 1, "file_name": "x.png", "height": 20, "width": 30}]
     assert [a["id"] for a in document["annotations"]] == [1, 2]
     np.testing.assert_array_equal(rle_to_mask(document["annotations"][1]["segmentation"]), _mask())
+
+
+def test_rle_to_mask_decodes_bytes_str_and_uncompressed_counts():
+    rle = encode_rle(_mask())
+    uncompressed = {"size": [20, 30], "counts": [int(n) for n in _uncompressed_runs(_mask())]}
+    for form in (rle, rle_to_json(rle), uncompressed):
+        np.testing.assert_array_equal(rle_to_mask(form), _mask())
+
+
+def test_compressed_rle_rejects_a_dict_without_counts():
+    with pytest.raises(ValueError, match="counts"):
+        compressed_rle({"size": [2, 2]})
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "annotations.json"
+    path.write_text('{"old": true}')
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("mobile_sam.export.os.replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(path, b'{"new": tru')
+    assert json.loads(path.read_text()) == {"old": True}
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def _uncompressed_runs(mask: np.ndarray) -> list[int]:
+    """Alternating background/foreground run lengths in column-major order, starting with background."""
+    flat = mask.ravel(order="F").astype(np.int8)
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    return [0] + runs if flat[0] else runs
