@@ -7,7 +7,7 @@ masks HxW bool, points XY in pixels, boxes XYXY in pixels.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -58,24 +58,51 @@ def overlay_masks(
       (np.ndarray): a new HxWx3 uint8 image.
     """
     _check_image(image)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
     masks = [_check_mask(mask, image.shape[:2]) for mask in masks]
     colors = mask_colors(len(masks)) if colors is None else np.asarray(colors, dtype=np.uint8)
     if colors.shape != (len(masks), 3):
         raise ValueError(f"Expected colors of shape ({len(masks)}, 3), got {colors.shape}.")
+    order = np.argsort([-int(mask.sum()) for mask in masks], kind="stable")
+    return paint_masks(image, (masks[index] for index in order), colors[order], alpha, contour_thickness)
+
+
+def paint_masks(
+    image: np.ndarray,
+    masks: Iterable[np.ndarray],
+    colors: np.ndarray,
+    alpha: float = 0.5,
+    contour_thickness: int | None = None,
+    antialiased: bool = True,
+) -> np.ndarray:
+    """
+    Blend masks over an image in the given order (later masks on top), then outline each one.
+
+    Masks are read one at a time, so they may be decoded lazily. Arguments as in overlay_masks,
+    except that masks are drawn in order and colors (Nx3 uint8) are required; antialiased=False
+    draws crisp outlines (pure CONTOUR_COLOR pixels).
+
+    Returns:
+      (np.ndarray): a new HxWx3 uint8 image.
+    """
+    _check_image(image)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+    colors = np.asarray(colors, dtype=np.uint8)
+    if colors.ndim != 2 or colors.shape[1] != 3:
+        raise ValueError(f"Expected colors of shape (N, 3), got {colors.shape}.")
     if contour_thickness is None:
         contour_thickness = _line_width(image.shape[:2])
     out = image.astype(np.float32)
-    order = np.argsort([-int(mask.sum()) for mask in masks], kind="stable")
-    for index in order:
-        mask = masks[index]
-        out[mask] = out[mask] * (1.0 - alpha) + colors[index].astype(np.float32) * alpha
+    outlines = []
+    for mask, color in zip(masks, colors, strict=True):
+        mask = _check_mask(mask, image.shape[:2])
+        out[mask] = out[mask] * (1.0 - alpha) + color.astype(np.float32) * alpha
+        if contour_thickness > 0:
+            outlines.append(mask_contours(mask))
     out = np.rint(out).astype(np.uint8)
-    if contour_thickness > 0:
-        for index in order:
-            contours = mask_contours(masks[index])
-            cv2.drawContours(out, contours, -1, CONTOUR_COLOR, contour_thickness, cv2.LINE_AA)
+    line_type = cv2.LINE_AA if antialiased else cv2.LINE_8
+    for contours in outlines:
+        cv2.drawContours(out, contours, -1, CONTOUR_COLOR, contour_thickness, line_type)
     return out
 
 

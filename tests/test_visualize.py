@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mobile_sam.visualize import cutout_rgba, draw_prompts, mask_colors, mask_contours, overlay_masks
+from mobile_sam.visualize import cutout_rgba, draw_prompts, mask_colors, mask_contours, overlay_masks, paint_masks
 
 
 def _image() -> np.ndarray:
@@ -84,3 +84,16 @@ def test_cutout_is_transparent_outside_the_mask_and_keeps_the_pixels_inside():
     assert rgba.shape == (40, 60, 4)
     np.testing.assert_array_equal(rgba[..., 3], mask * 255)
     np.testing.assert_array_equal(rgba[..., :3], image)
+
+
+def test_paint_masks_draws_later_masks_on_top():
+    image, big = _image(), np.ones((40, 60), dtype=bool)
+    small = _square_mask()
+    colors = np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
+    out = paint_masks(image, iter([big, small]), colors, alpha=1.0, contour_thickness=0)
+    assert out[20, 30].tolist() == [0, 0, 255] and out[0, 0].tolist() == [255, 0, 0]
+
+
+def test_paint_masks_rejects_more_masks_than_colors():
+    with pytest.raises(ValueError):
+        paint_masks(_image(), [_square_mask(), _square_mask()], np.zeros((1, 3), np.uint8))
