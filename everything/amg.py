@@ -15,6 +15,11 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+# RLE coding lives in mobile_sam.export; generator.py imports these three names from this module.
+from mobile_sam.export import encode_rle as mask_to_rle  # noqa: F401
+from mobile_sam.export import rle_to_json as rle_to_coco  # noqa: F401
+from mobile_sam.export import rle_to_mask
+
 
 def build_point_grid(n_per_side: int) -> np.ndarray:
     """An evenly spaced n x n grid of points in [0, 1] x [0, 1], cell centres, row-major: (n*n, 2) XY."""
@@ -188,24 +193,9 @@ def rle_boxes_in_crop(rles: list[dict[str, Any]], crop_box: list[int]) -> torch.
     return boxes.masked_fill((xywh[:, 2] == 0).unsqueeze(1), 0)
 
 
-def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
-    """A compressed RLE -> (H, W) bool mask."""
-    return mask_utils.decode(rle).astype(bool)
-
-
 def rle_area(rle: dict[str, Any]) -> int:
     """Number of foreground pixels of a compressed RLE."""
     return int(mask_utils.area(rle))
-
-
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """An (H, W) bool mask -> compressed RLE."""
-    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-
-
-def rle_to_coco(rle: dict[str, Any]) -> dict[str, Any]:
-    """A compressed RLE with `counts` as str (JSON-ready), the official `coco_rle` output."""
-    return {"size": list(rle["size"]), "counts": rle["counts"].decode("utf-8")}
 
 
 def rle_to_uncompressed(rle: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +205,7 @@ def rle_to_uncompressed(rle: dict[str, Any]) -> dict[str, Any]:
     when the first pixel is foreground).
     """
     height, width = rle["size"]
-    flat = mask_utils.decode(rle).ravel(order="F")
+    flat = rle_to_mask(rle).ravel(order="F")
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     bounds = np.concatenate([[0], change, [height * width]])
     counts = np.diff(bounds).tolist()

@@ -1,4 +1,4 @@
-"""everything.export: COCO JSON, mask PNGs, overlays, atomic writes."""
+"""everything.export: COCO JSON, mask PNGs, overlays."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,6 @@ from pycocotools import mask as mask_utils
 
 from everything.export import (
     ImageMasks,
-    atomic_write_bytes,
     coco_dict,
     overlay_masks,
     record_mask,
@@ -99,17 +98,3 @@ def test_overlay_contours_outline_masks_in_white() -> None:
     result = overlay_masks(image, [make_record(square(20, 20, 5, 5, 8))], contours=True)
     assert result[5, 5].tolist() == [255, 255, 255]
     assert result[9, 9].tolist() != [255, 255, 255]
-
-
-def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "annotations.json"
-    path.write_text('{"old": true}')
-
-    def fail(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr("everything.export.os.replace", fail)
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write_bytes(path, b'{"new": tru')
-    assert json.loads(path.read_text()) == {"old": True}
-    assert list(tmp_path.iterdir()) == [path]
