@@ -35,7 +35,14 @@ from everything.export import overlay_masks as overlay_records
 from mobile_sam.checkpoints import CheckpointError, checkpoint_status, resolve_checkpoint
 from mobile_sam.device import resolve_device
 from mobile_sam.embedding_cache import EmbeddingCache, image_key
-from mobile_sam.export import mask_records, mask_to_rle, save_coco_json, save_cutout_png, save_mask_png
+from mobile_sam.export import (
+    atomic_write_bytes,
+    mask_records,
+    mask_to_rle,
+    save_coco_json,
+    save_cutout_png,
+    save_mask_png,
+)
 from mobile_sam.image import ImageLoadError, limit_image_side, load_image
 from mobile_sam.model_store import ModelStore
 from mobile_sam.prompts import Prompts
@@ -415,7 +422,7 @@ class Handlers:
         folder = self.session_dir(request)
         stem = _safe_stem(Path(path).stem)
         coco_path = folder / f"{stem}_everything.json"
-        coco_path.write_text(json.dumps(coco))
+        atomic_write_bytes(coco_path, json.dumps(coco).encode())
         zip_path = folder / f"{stem}_masks.zip"
         with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for png in write_mask_pngs(folder / "masks", records):
