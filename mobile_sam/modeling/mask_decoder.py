@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import LayerNorm2d
+from .transformer import ImageTokens, TransformerState
 
 
 class MaskDecoder(nn.Module):
@@ -14,6 +15,10 @@ class MaskDecoder(nn.Module):
     Decoding runs in two steps that callers may use separately: `decode_tokens` (the transformer and the
     IoU head, cheap per prompt) and `upscale_masks` (the convolutional upscaling, the expensive part), so a
     caller can drop candidates by predicted IoU before paying for their masks.
+
+    Many prompt batches on one image go further: `prepare_image` once, then per batch `decode_iou` (the
+    final attention for the IoU token only) and `decode_mask_tokens` for the prompts whose masks are
+    wanted, whose outputs go to `upscale_masks`.
     """
 
     def __init__(
@@ -88,21 +93,63 @@ class MaskDecoder(nn.Module):
             hyper_in (B, 4, C / 8): per-output weights for `upscale_masks`.
             image_tokens (B, C, 64, 64): image features after the transformer.
         """
-        batch = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        tokens = torch.cat([output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
-
+        tokens = self._prompt_tokens(sparse_prompt_embeddings)
         src = _shared_batch(image_embeddings) + _shared_batch(dense_prompt_embeddings)
         height, width = src.shape[-2:]
         hs, image_tokens = self.transformer(src, image_pe[:1], tokens)
-        iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+        hyper_in = self._hyper_in(hs[:, 1 : 1 + self.num_mask_tokens], range(self.num_mask_tokens))
+        image_tokens = image_tokens.transpose(1, 2).unflatten(2, (height, width))
+        return self.iou_prediction_head(hs[:, 0]), hyper_in, image_tokens
 
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
-        )
-        image_tokens = image_tokens.transpose(1, 2).reshape(batch, -1, height, width)
-        return self.iou_prediction_head(iou_token_out), hyper_in, image_tokens
+    def prepare_image(
+        self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, dense_prompt_embeddings: torch.Tensor
+    ) -> ImageTokens:
+        """The image side of the transformer, computed once for any number of `decode_iou` batches.
+
+        Args:
+            image_embeddings: (1, C, 64, 64) from the image encoder.
+            image_pe: (1, C, 64, 64) positional encoding of the embedding grid.
+            dense_prompt_embeddings: (1, C, 64, 64), the same for every prompt to come (no mask prompt).
+        """
+        src = image_embeddings + _shared_batch(dense_prompt_embeddings)
+        return self.transformer.prepare_image(src, image_pe[:1], project=True)
+
+    def decode_iou(
+        self, image: ImageTokens, sparse_prompt_embeddings: torch.Tensor
+    ) -> tuple[torch.Tensor, TransformerState]:
+        """Predicted IoU (B, 4) of B prompts (B, N, C) on a prepared image, as in `decode_tokens`.
+
+        Only the IoU token goes through the final attention; the returned state gives the mask tokens of
+        chosen prompts with `decode_mask_tokens`.
+        """
+        state = self.transformer.run_blocks(image, self._prompt_tokens(sparse_prompt_embeddings))
+        iou_token = self.transformer.final_tokens(state, tokens=slice(0, 1))
+        return self.iou_prediction_head(iou_token[:, 0]), state
+
+    def decode_mask_tokens(
+        self, state: TransformerState, prompts: torch.Tensor, multimask_output: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`upscale_masks` inputs for prompt indices (S,) of a `decode_iou` state.
+
+        Returns:
+            hyper_in (S, 3 or 1, C / 8): the multimask outputs or the single-mask output.
+            image_tokens (S, C, 64, 64): image features after the transformer.
+        """
+        outputs = range(1, self.num_mask_tokens) if multimask_output else range(1)
+        mask_tokens = self.transformer.final_tokens(state, prompts, slice(1 + outputs[0], 1 + outputs[-1] + 1))
+        image_tokens = state.keys[prompts].transpose(1, 2).unflatten(2, state.image.size)
+        return self._hyper_in(mask_tokens, outputs), image_tokens
+
+    def _prompt_tokens(self, sparse_prompt_embeddings: torch.Tensor) -> torch.Tensor:
+        """The IoU token, the mask tokens, then the prompt's tokens: (B, 1 + masks + N, C)."""
+        batch = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        return torch.cat([output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
+
+    def _hyper_in(self, mask_tokens: torch.Tensor, outputs: range) -> torch.Tensor:
+        """Hypernetwork weights (B, K, C / 8) of processed mask tokens (B, K, C) for mask outputs (K,)."""
+        mlps = self.output_hypernetworks_mlps
+        return torch.stack([mlps[output](mask_tokens[:, i]) for i, output in enumerate(outputs)], dim=1)
 
     def upscale_masks(self, hyper_in: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
         """Mask logits from `decode_tokens` outputs: hyper_in (B, K, C/8), image_tokens (B, C, h, w) -> (B, K, 4h, 4w)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -9,12 +10,52 @@ from torch import nn
 from .common import MLPBlock
 
 
+@dataclass(frozen=True)
+class ProjectedImage:
+    """A block's image-side projections, per head (1, heads, HW, d): the keys and values of its
+    token-to-image attention and the queries of its image-to-token attention."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    queries: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ImageTokens:
+    """The image side of the transformer, prepared once and shared by any number of prompt batches.
+
+    tokens (1 or B, HW, C) and their positional encoding pe (1, HW, C) on a grid of `size` (H, W);
+    first_block: the first block's projections of the tokens, or None to fold them into the prompt tokens.
+    """
+
+    tokens: torch.Tensor
+    pe: torch.Tensor
+    size: tuple[int, int]
+    first_block: ProjectedImage | None
+
+
+@dataclass(frozen=True)
+class TransformerState:
+    """B prompts after the two-way blocks, before the final token-to-image attention.
+
+    queries (B, N, C): prompt tokens; point_embedding (B, N, C): their initial values, used as their
+    positional encoding; keys (B, HW, C): image tokens; image: the `ImageTokens` they started from.
+    """
+
+    queries: torch.Tensor
+    point_embedding: torch.Tensor
+    keys: torch.Tensor
+    image: ImageTokens
+
+
 class TwoWayTransformer(nn.Module):
     """A stack of `TwoWayAttentionBlock`s followed by a final token-to-image attention.
 
     The image side may have batch size 1 while the prompt side has batch size B: the image tokens are then
-    shared across the prompts until the first image-to-token attention makes them prompt-specific, which
-    saves B - 1 copies of the image projections of the first block.
+    shared across the prompts until the first image-to-token attention makes them prompt-specific. The
+    steps are public so that callers can prepare an image once (`prepare_image`), run the blocks for
+    batches of prompts (`run_blocks`) and the final attention for only the tokens they need
+    (`final_tokens`); `forward` chains the three.
     """
 
     def __init__(
@@ -52,19 +93,53 @@ class TwoWayTransformer(nn.Module):
 
         Args:
             image_embedding: (1 or B, C, H, W).
-            image_pe: positional encoding of the image grid, (1 or B, C, H, W).
+            image_pe: positional encoding of the image grid, (1, C, H, W).
             point_embedding: prompt tokens (B, N, C).
         Returns:
             processed prompt tokens (B, N, C) and image tokens (B, H*W, C).
         """
-        keys = image_embedding.flatten(2).permute(0, 2, 1)
-        key_pe = image_pe.flatten(2).permute(0, 2, 1)
-        queries = point_embedding
-        for layer in self.layers:
-            queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=key_pe)
-        attn_out = self.final_attn_token_to_image(q=queries + point_embedding, k=keys + key_pe, v=keys)
-        queries = self.norm_final_attn(queries + attn_out)
-        return queries, keys.expand(queries.shape[0], -1, -1)
+        batch, tokens = point_embedding.shape[:2]
+        shared = image_embedding.shape[0] == 1
+        project = shared and not self.layers[0].cross_attn_token_to_image.folds_projections(batch * tokens)
+        state = self.run_blocks(self.prepare_image(image_embedding, image_pe, project), point_embedding)
+        return self.final_tokens(state), state.keys.expand(batch, -1, -1)
+
+    def prepare_image(self, image_embedding: torch.Tensor, image_pe: torch.Tensor, project: bool) -> ImageTokens:
+        """Image tokens from image_embedding (1 or B, C, H, W) and image_pe (1, C, H, W).
+
+        project: compute the first block's image projections now (needs batch 1). That pays when many
+        prompt tokens share the image (see `Attention.folds_projections`), all the more when several
+        batches of prompts reuse the result.
+        """
+        if project and image_embedding.shape[0] != 1:
+            raise ValueError(f"only a batch-1 image embedding can be projected once, got batch {image_embedding.shape[0]}")
+        # Contiguous token-major copies: every later elementwise op over (B, HW, C) runs on dense rows.
+        tokens = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        first_block = self.layers[0].project_image(tokens, pe) if project else None
+        return ImageTokens(tokens, pe, (image_embedding.shape[2], image_embedding.shape[3]), first_block)
+
+    def run_blocks(self, image: ImageTokens, point_embedding: torch.Tensor) -> TransformerState:
+        """The two-way blocks for prompt tokens (B, N, C) on a prepared image."""
+        queries, keys = point_embedding, image.tokens
+        for i, layer in enumerate(self.layers):
+            projected = image.first_block if i == 0 else None
+            queries, keys = layer(queries, keys, point_embedding, image.pe, projected)
+        return TransformerState(queries, point_embedding, keys, image)
+
+    def final_tokens(
+        self, state: TransformerState, prompts: torch.Tensor | slice = slice(None), tokens: slice = slice(None)
+    ) -> torch.Tensor:
+        """The final token-to-image attention for some prompts (S,) and tokens (T,): (S, T, C).
+
+        Prompt tokens do not interact in this attention, so any subset gives the values of the full run.
+        """
+        queries = state.queries[prompts, tokens]
+        keys = state.keys[prompts]
+        attn_out = self.final_attn_token_to_image(
+            q=queries + state.point_embedding[prompts, tokens], k=keys + state.image.pe, v=keys
+        )
+        return self.norm_final_attn(queries + attn_out)
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -91,9 +166,17 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(
-        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        query_pe: torch.Tensor,
+        key_pe: torch.Tensor,
+        projected: ProjectedImage | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries (B, N, C), keys (1 or B, HW, C) -> queries (B, N, C), keys (B, HW, C)."""
+        """queries (B, N, C), keys (1 or B, HW, C) -> queries (B, N, C), keys (B, HW, C).
+
+        projected: `project_image(keys, key_pe)` of batch-1 keys, computed beforehand.
+        """
         if self.skip_first_layer_pe:
             queries = self.self_attn(q=queries, k=queries, v=queries)
         else:
@@ -101,13 +184,27 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q=q, k=q, v=queries)
         queries = self.norm1(queries)
 
-        k = keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q=queries + query_pe, k=k, v=keys))
-        queries = self.norm3(queries + self.mlp(queries))
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        if projected is None:
+            k = keys + key_pe
+            queries = self.norm2(queries + t2i(q=queries + query_pe, k=k, v=keys))
+            queries = self.norm3(queries + self.mlp(queries))
+            keys = i2t(q=k, k=queries + query_pe, v=queries, residual=keys)
+        else:
+            queries = self.norm2(queries + t2i.attend_projected_keys(queries + query_pe, projected.keys, projected.values))
+            queries = self.norm3(queries + self.mlp(queries))
+            keys = i2t.attend_projected_queries(projected.queries, queries + query_pe, queries, residual=keys)
+        return queries, self.norm4(keys)
 
-        attn_out = self.cross_attn_image_to_token(q=k, k=queries + query_pe, v=queries)
-        keys = self.norm4(keys + attn_out)
-        return queries, keys
+    def project_image(self, keys: torch.Tensor, key_pe: torch.Tensor) -> ProjectedImage:
+        """The image-side projections of this block's attentions for image tokens keys (1, HW, C), key_pe (1, HW, C)."""
+        with_pe = keys + key_pe
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        return ProjectedImage(
+            keys=t2i.separate_heads(t2i.k_proj(with_pe)),
+            values=t2i.separate_heads(t2i.v_proj(keys)),
+            queries=i2t.separate_heads(i2t.q_proj(with_pe)),
+        )
 
 
 class Attention(nn.Module):
@@ -133,33 +230,51 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q (Bq, Nq, C), k and v (Bk, Nk, C) -> (max(Bq, Bk), Nq, C)."""
-        if self._is_few(q.shape[1]) and k.shape[1] >= _MANY_TOKENS:
-            return self._few_queries(q, k, v)
-        if self._is_few(k.shape[1]) and q.shape[1] >= _MANY_TOKENS:
-            return self._few_keys(q, k, v)
-        return self._plain(q, k, v)
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """q (Bq, Nq, C), k and v (Bk, Nk, C) -> (max(Bq, Bk), Nq, C), plus residual (1 or B, Nq, C) if given."""
+        if self.folds_projections(k.shape[1]) and q.shape[1] >= _MANY_TOKENS:
+            return self._few_keys(q, k, v, residual)
+        if self.folds_projections(q.shape[1]) and k.shape[1] >= _MANY_TOKENS:
+            out = self._few_queries(q, k, v)
+        else:
+            out = self._plain(q, k, v)
+        return out if residual is None else residual + out
 
-    def _is_few(self, tokens: int) -> bool:
+    def folds_projections(self, tokens: int) -> bool:
+        """Whether folding the other side's projections into this many tokens costs less than applying them."""
         return tokens * self.num_heads < self.internal_dim
 
-    def _separate_heads(self, x: torch.Tensor) -> torch.Tensor:
+    def separate_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, heads * d) -> (B, heads, N, d)."""
-        batch, tokens, channels = x.shape
-        return x.reshape(batch, tokens, self.num_heads, channels // self.num_heads).transpose(1, 2)
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
-    def _recombine_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, heads, N, d) -> (B, N, heads * d)."""
-        batch, heads, tokens, head_dim = x.shape
-        return x.transpose(1, 2).reshape(batch, tokens, heads * head_dim)
+    def attend_projected_keys(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Queries q (B, N, C) over keys and values already projected, (1, heads, HW, d) each -> (B, N, C)."""
+        q = self._project_scaled(q, self.q_proj)
+        attn = torch.einsum("bhnd,hpd->bhnp", q, keys[0]).softmax(dim=-1)
+        return self.out_proj(_merge_heads(torch.einsum("bhnp,hpd->bhnd", attn, values[0])))
+
+    def attend_projected_queries(
+        self, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor
+    ) -> torch.Tensor:
+        """Projected queries (1, heads, HW, d) over few keys k, v (B, N, C) -> residual (1 or B, HW, C) + output."""
+        k = self._project_scaled(k, self.k_proj)
+        logits = torch.einsum("bhnd,hpd->bhnp", k, queries[0]).flatten(1, 2)  # (B, heads * N, HW)
+        return self._mix_few_values(logits, v, residual)
+
+    def _project_scaled(self, x: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
+        """(B, N, C) -> projected by proj per head and divided by sqrt(d), (B, heads, N, d)."""
+        x = self.separate_heads(proj(x))
+        return x / math.sqrt(x.shape[-1])
 
     def _plain(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q = self._separate_heads(self.q_proj(q))
-        k = self._separate_heads(self.k_proj(k))
-        v = self._separate_heads(self.v_proj(v))
-        attn = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-        return self.out_proj(self._recombine_heads(attn.softmax(dim=-1) @ v))
+        q = self._project_scaled(q, self.q_proj)
+        k = self.separate_heads(self.k_proj(k))
+        v = self.separate_heads(self.v_proj(v))
+        attn = q @ k.transpose(-2, -1)
+        return self.out_proj(_merge_heads(attn.softmax(dim=-1) @ v))
 
     def _few_queries(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Few queries over many keys: fold the key and value projections into the queries.
@@ -167,40 +282,55 @@ class Attention(nn.Module):
         logits = (W_k^T q') . k  (the bias term q'.b_k is the same for every key, so softmax drops it);
         output = W_v (softmax @ v) + b_v, since each softmax row sums to one.
         """
-        heads, head_dim = self.num_heads, self.internal_dim // self.num_heads
-        q_heads = self._separate_heads(self.q_proj(q))  # (Bq, h, Nq, d)
-        q_in = q_heads @ self.k_proj.weight.view(heads, head_dim, -1)  # (Bq, h, Nq, C)
-        batch_q, _, num_q, channels = q_in.shape
-        q_in = q_in.reshape(batch_q, heads * num_q, channels)
-        logits = _batched_matmul(q_in, k.transpose(1, 2))  # (B, h * Nq, Nk)
-        attn = (logits / math.sqrt(head_dim)).softmax(dim=-1)
-        mixed = _batched_matmul(attn, v)  # (B, h * Nq, C)
-        batch = mixed.shape[0]
-        out = mixed.view(batch, heads, num_q, channels) @ self.v_proj.weight.view(heads, head_dim, -1).transpose(1, 2)
-        out = out + self.v_proj.bias.view(heads, 1, head_dim)
-        return self.out_proj(self._recombine_heads(out))
+        heads = self.num_heads
+        q = self._project_scaled(q, self.q_proj)  # (Bq, h, Nq, d)
+        weight_k = self.k_proj.weight.unflatten(0, (heads, -1))  # (h, d, C)
+        query_matrix = torch.einsum("bhnd,hdc->bhnc", q, weight_k).flatten(1, 2)  # (Bq, h * Nq, C)
+        attn = _batched_matmul(query_matrix, k.transpose(1, 2)).softmax(dim=-1)  # (B, h * Nq, Nk)
+        mixed = _batched_matmul(attn, v).unflatten(1, (heads, -1))  # (B, h, Nq, C)
+        weight_v = self.v_proj.weight.unflatten(0, (heads, -1))  # (h, d, C)
+        out = torch.einsum("bhnc,hdc->bhnd", mixed, weight_v) + self.v_proj.bias.view(heads, 1, -1)
+        return self.out_proj(_merge_heads(out))
 
-    def _few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Many queries over few keys: fold the query and output projections into the keys and values.
+    def _few_keys(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Many queries over few keys: fold the query projection into the keys.
 
-        logits = q . (W_q^T k') + b_q . k';  output = sum over heads and keys of attn * (W_o v') + b_o.
+        logits = q . (W_q^T k') + b_q . k'.
         """
-        heads, head_dim = self.num_heads, self.internal_dim // self.num_heads
-        k_heads = self._separate_heads(self.k_proj(k))  # (Bk, h, Nk, d)
-        v_heads = self._separate_heads(self.v_proj(v))
-        batch_k, _, num_k, _ = k_heads.shape
-        k_in = (k_heads @ self.q_proj.weight.view(heads, head_dim, -1)).reshape(batch_k, heads * num_k, -1)
-        key_bias = (k_heads * self.q_proj.bias.view(heads, 1, head_dim)).sum(-1).reshape(batch_k, 1, heads * num_k)
-        logits = _batched_matmul(q, k_in.transpose(1, 2)) + key_bias  # (B, Nq, h * Nk)
-        batch, num_q, _ = logits.shape
-        attn = (logits / math.sqrt(head_dim)).view(batch, num_q, heads, num_k).softmax(dim=-1)
-        out_weight = self.out_proj.weight.view(-1, heads, head_dim).permute(1, 2, 0)  # (h, d, C)
-        v_out = (v_heads @ out_weight).reshape(batch_k, heads * num_k, -1)  # (Bk, h * Nk, C)
-        return _batched_matmul(attn.view(batch, num_q, heads * num_k), v_out) + self.out_proj.bias
+        heads = self.num_heads
+        k = self._project_scaled(k, self.k_proj)  # (Bk, h, Nk, d)
+        weight_q = self.q_proj.weight.unflatten(0, (heads, -1))  # (h, d, C)
+        key_matrix = torch.einsum("bhnd,hdc->bhnc", k, weight_q).flatten(1, 2)  # (Bk, h * Nk, C)
+        key_bias = torch.einsum("bhnd,hd->bhn", k, self.q_proj.bias.view(heads, -1)).flatten(1)  # (Bk, h * Nk)
+        logits = _batched_matmul(key_matrix, q.transpose(1, 2)).add_(key_bias.unsqueeze(2))  # (B, h * Nk, Nq)
+        return self._mix_few_values(logits, v, residual)
+
+    def _mix_few_values(self, logits: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        """residual + softmax over the few keys of logits (B, h * Nk, Nq) applied to v (B, Nk, C): (B, Nq, C).
+
+        The output projection is applied to the h * Nk value rows first, so the (B, Nq, h * d) per-head
+        outputs are never formed; its bias is spread over the rows (each head's weights sum to one), and
+        the residual is accumulated by the matrix product itself.
+        """
+        heads = self.num_heads
+        attn = logits.unflatten(1, (heads, -1)).softmax(dim=2).flatten(1, 2)  # (B, h * Nk, Nq)
+        weight_o = self.out_proj.weight.unflatten(1, (heads, -1))  # (C, h, d)
+        v = self.separate_heads(self.v_proj(v))  # (B, h, Nk, d)
+        projected = torch.einsum("bhnd,chd->bhnc", v, weight_o).flatten(1, 2) + self.out_proj.bias / heads
+        if residual is None:
+            return attn.transpose(1, 2) @ projected
+        return torch.baddbmm(residual.expand(attn.shape[0], -1, -1), attn.transpose(1, 2), projected)
 
 
 # Below this many tokens on the long side, folding projections saves too little to matter.
 _MANY_TOKENS = 256
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, heads, N, d) -> (B, N, heads * d)."""
+    return x.transpose(1, 2).flatten(2)
 
 
 def _batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

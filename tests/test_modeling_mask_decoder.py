@@ -1,0 +1,120 @@
+"""The mask decoder's reassociated attention and per-image decoding compute SAM's plain decoder maths."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mobile_sam import sam_model_registry
+from mobile_sam.modeling.transformer import Attention, TwoWayTransformer
+from mobile_sam.utils.transforms import ResizeLongestSide
+
+
+def plain_attention(attention: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SAM's attention as written in the paper's code: project, split heads, softmax, merge, project."""
+    heads = attention.num_heads
+
+    def split(x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, channels = x.shape
+        return x.reshape(batch, tokens, heads, channels // heads).transpose(1, 2)
+
+    q, k, v = split(attention.q_proj(q)), split(attention.k_proj(k)), split(attention.v_proj(v))
+    attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+    out = attn @ v
+    batch, _, tokens, head_dim = out.shape
+    return attention.out_proj(out.transpose(1, 2).reshape(batch, tokens, heads * head_dim))
+
+
+@pytest.fixture(scope="module")
+def attention() -> Attention:
+    torch.manual_seed(0)
+    return Attention(256, 8, downsample_rate=2).eval()
+
+
+@pytest.fixture(scope="module")
+def model(conformance_dir: Path):
+    return sam_model_registry["vit_t"](conformance_dir / "mobile_sam_vit_t_seed0.pt")
+
+
+@torch.no_grad()
+def test_few_queries_over_shared_image_tokens_match_plain_attention(attention: Attention) -> None:
+    generator = torch.Generator().manual_seed(1)
+    queries = torch.randn(3, 7, 256, generator=generator)
+    image = torch.randn(1, 4096, 256, generator=generator)
+    expected = plain_attention(attention, queries, image.expand(3, -1, -1), image.expand(3, -1, -1))
+    torch.testing.assert_close(attention(queries, image, image), expected, atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_image_tokens_over_few_keys_with_residual_match_plain_attention(attention: Attention) -> None:
+    generator = torch.Generator().manual_seed(2)
+    image = torch.randn(1, 4096, 256, generator=generator)
+    tokens = torch.randn(3, 7, 256, generator=generator)
+    residual = torch.randn(3, 4096, 256, generator=generator)
+    expected = residual + plain_attention(attention, image.expand(3, -1, -1), tokens, tokens)
+    torch.testing.assert_close(attention(image, tokens, tokens, residual=residual), expected, atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_first_block_on_projected_image_matches_plain_block() -> None:
+    torch.manual_seed(3)
+    transformer = TwoWayTransformer(depth=1, embedding_dim=256, num_heads=8, mlp_dim=512).eval()
+    block = transformer.layers[0]
+    generator = torch.Generator().manual_seed(4)
+    image, image_pe = torch.randn(1, 4096, 256, generator=generator), torch.randn(1, 4096, 256, generator=generator)
+    tokens = torch.randn(5, 7, 256, generator=generator)
+
+    queries = block.norm1(plain_attention(block.self_attn, tokens, tokens, tokens))
+    keys = image.expand(5, -1, -1)
+    t2i, i2t = block.cross_attn_token_to_image, block.cross_attn_image_to_token
+    queries = block.norm2(queries + plain_attention(t2i, queries + tokens, keys + image_pe, keys))
+    queries = block.norm3(queries + block.mlp(queries))
+    expected_keys = block.norm4(keys + plain_attention(i2t, keys + image_pe, queries + tokens, queries))
+
+    got_queries, got_keys = block(tokens, image, tokens, image_pe, block.project_image(image, image_pe))
+    torch.testing.assert_close(got_queries, queries, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got_keys, expected_keys, atol=1e-5, rtol=1e-4)
+
+
+def test_projecting_a_batch_of_images_is_rejected() -> None:
+    transformer = TwoWayTransformer(depth=1, embedding_dim=64, num_heads=8, mlp_dim=128)
+    with pytest.raises(ValueError, match="batch-1"):
+        transformer.prepare_image(torch.zeros(2, 64, 4, 4), torch.zeros(1, 64, 4, 4), project=True)
+
+
+@pytest.mark.parametrize("multimask_output", [True, False])
+def test_per_image_decoding_matches_forward_with_copied_embeddings(model, multimask_output: bool) -> None:
+    generator = torch.Generator().manual_seed(5)
+    embedding = torch.randn(1, 256, 64, 64, generator=generator)
+    points = torch.rand(5, 1, 2, generator=generator, dtype=torch.float64) * 1000
+    labels = torch.ones(5, 1, dtype=torch.int)
+    decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
+    selected = slice(1, None) if multimask_output else slice(0, 1)
+    with torch.inference_mode():
+        sparse, dense = model.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        expected_masks, expected_iou = decoder(
+            embedding.repeat(5, 1, 1, 1), image_pe, sparse, dense.contiguous(), multimask_output
+        )
+        iou, state = decoder.decode_iou(decoder.prepare_image(embedding, image_pe, dense[:1]), sparse)
+        some = torch.tensor([3, 0])
+        masks = decoder.upscale_masks(*decoder.decode_mask_tokens(state, some, multimask_output))
+    torch.testing.assert_close(iou[:, selected], expected_iou, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(masks, expected_masks[some], atol=1e-4, rtol=1e-4)
+
+
+def test_per_image_decoding_matches_the_official_predictor(model, conformance_dir: Path) -> None:
+    data = np.load(conformance_dir / "vit_t_predictor_seed0.npz")
+    point = ResizeLongestSide(1024).apply_coords(data["one_point_multi/in/point_coords"], (603, 1072))
+    decoder = model.mask_decoder
+    with torch.inference_mode():
+        sparse, dense = model.prompt_encoder(
+            points=(torch.as_tensor(point)[None], torch.ones(1, 1, dtype=torch.int)), boxes=None, masks=None
+        )
+        image = decoder.prepare_image(torch.from_numpy(data["embedding"]), model.prompt_encoder.get_dense_pe(), dense)
+        iou, state = decoder.decode_iou(image, sparse)
+        low_res = decoder.upscale_masks(*decoder.decode_mask_tokens(state, torch.tensor([0]), multimask_output=True))
+    np.testing.assert_allclose(iou[0, 1:].numpy(), data["one_point_multi/scores"], atol=1e-4)
+    np.testing.assert_allclose(low_res[0].numpy(), data["one_point_multi/low_res_logits"], atol=1e-3)
