@@ -123,7 +123,17 @@ def run_side_for_rss(side: str, image_path: str | None, seed: int) -> None:
     index = 0 if side == "ours" else 1
     for pair in _workloads(image, ours, peer, np.random.default_rng(seed)).values():
         pair[index]()
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_rss_mb": _peak_rss_of_this_process_mb()}))
+
+
+def _peak_rss_of_this_process_mb() -> float:
+    """VmHWM of this process (ru_maxrss would include the parent's peak, which Linux carries across fork)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _peak_rss(side: str, args: argparse.Namespace) -> float:
