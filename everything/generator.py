@@ -2,8 +2,8 @@
 
 The results are those of the official `segment_anything.SamAutomaticMaskGenerator` (same candidates,
 filters, thresholds, NMS and output records); the work is ordered to be cheap:
-  * prompts are decoded by `PointBatchDecoder` (the mask decoder's algebra reassociated for one-point
-    prompts on a shared image), which predicts IoU before any mask is made;
+  * prompts are decoded by the mask decoder's per-image API (`MaskDecoder.prepare_image`, `decode_iou`,
+    `decode_mask_tokens`), which predicts IoU before any mask token or mask is made;
   * candidates are filtered by predicted IoU first; only prompts with a survivor get their masks upscaled,
     and only surviving candidates are upsampled to full resolution (with exactly the values of the
     official `postprocess_masks`);
@@ -44,7 +44,6 @@ from .amg import (
     uncrop_points,
 )
 from .mask_data import MaskData
-from .point_decoder import PointBatchDecoder
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 CPU_DECODE_GROUP = 4
@@ -268,23 +267,30 @@ class SamAutomaticMaskGenerator:
 
         self.predictor.set_image(crop)
         device = self.model.device
-        point_decoder = PointBatchDecoder(self.model, self.predictor.features)
+        prompt_encoder, mask_decoder = self.model.prompt_encoder, self.model.mask_decoder
+        _, dense = prompt_encoder(points=None, boxes=None, masks=None)
+        features = self.predictor.features
+        image = mask_decoder.prepare_image(features, prompt_encoder.get_dense_pe(), dense)
         input_size = self.predictor.input_size
-        low_size = self.image_size // point_decoder.upscale_factor
-        extent = (
-            _low_res_extent(input_size[0], point_decoder.upscale_factor, low_size),
-            _low_res_extent(input_size[1], point_decoder.upscale_factor, low_size),
+        upscale = LOW_RES_SIZE // features.shape[-1]  # image tokens -> low-res logits
+        # Image tokens under the low-res logits that upsampling to the input frame reads (upscaling is local).
+        token_extent = tuple(
+            -(-_low_res_extent(side, self.image_size // LOW_RES_SIZE, LOW_RES_SIZE) // upscale) for side in input_size
         )
         # The official code passes float64 coordinates; MPS has no float64.
         dtype = torch.float32 if device.type == "mps" else torch.float64
 
         def decode_model(points: np.ndarray) -> DecodedBatch:
             in_points = torch.as_tensor(self.transform.apply_coords(points, crop_size), dtype=dtype, device=device)
-            decoding = point_decoder.decode(in_points)
-            return DecodedBatch(
-                decoding.iou_predictions[:, 1:].cpu(),
-                lambda prompts: point_decoder.multimask_logits(decoding, prompts.to(device), extent),
-            )
+            labels = torch.ones(in_points.shape[0], 1, dtype=torch.int, device=device)
+            sparse, _ = prompt_encoder(points=(in_points[:, None, :], labels), boxes=None, masks=None)
+            iou_predictions, state = mask_decoder.decode_iou(image, sparse)
+
+            def low_res_logits(prompts: torch.Tensor) -> torch.Tensor:
+                hyper_in, image_tokens = mask_decoder.decode_mask_tokens(state, prompts.to(device), True)
+                return mask_decoder.upscale_masks(hyper_in, image_tokens[..., : token_extent[0], : token_extent[1]])
+
+            return DecodedBatch(iou_predictions[:, 1:].cpu(), low_res_logits)
 
         return decode_model
 
