@@ -61,18 +61,15 @@ def fastsam_parameter_counts(model: nn.Module) -> ParameterCounts:
 def build_without_weights(builder: Callable[[], nn.Module]) -> nn.Module:
     """Build a model on the `meta` device (no memory for weights, no initialisation cost).
 
-    A constructor that reads tensor values (TinyViT's drop-path schedule does) cannot run on `meta`; such a
-    model is built on the CPU instead. Import the model's modules before calling this: tensors created at import
-    time inside the `meta` context would land on `meta` for good.
+    Import the model's modules before calling this: tensors created at import time inside the `meta` context
+    would land on `meta` for good.
     """
-    try:
-        with torch.device("meta"):
-            return builder()
-    except NotImplementedError:  # "Cannot copy out of meta tensor; no data!"
+    with torch.device("meta"):
         return builder()
 
 
-# Figures quoted by the MobileSAM paper / README, for comparison with the counts above (see compare/README_SECTION.md).
+# Figures quoted by the MobileSAM paper / README, for comparison with the counts above
+# (README section "Parameters: our counts against the paper's figures").
 PAPER_FIGURES: dict[str, str] = {
     "vit_h": "encoder 632M (ViT-H); 611M in the MobileSAM README; decoder 3.876M",
     "vit_l": "encoder 307M (ViT-L)",
