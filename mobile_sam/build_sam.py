@@ -15,6 +15,23 @@ IMAGE_SIZE = 1024
 VIT_PATCH_SIZE = 16
 IMAGE_EMBEDDING_SIZE = IMAGE_SIZE // VIT_PATCH_SIZE
 
+# MobileSAM's TinyViT configuration (the official `build_sam_vit_t`), apart from the input size.
+VIT_T_ENCODER_CONFIG = dict(
+    in_chans=3,
+    num_classes=1000,
+    embed_dims=[64, 128, 160, 320],
+    depths=[2, 2, 6, 2],
+    num_heads=[2, 4, 5, 10],
+    window_sizes=[7, 7, 14, 7],
+    mlp_ratio=4.0,
+    drop_rate=0.0,
+    drop_path_rate=0.0,
+    use_checkpoint=False,
+    mbconv_expand_ratio=4.0,
+    local_conv_size=3,
+    layer_lr_decay=0.8,
+)
+
 
 class StateDictMismatchError(ValueError):
     """A checkpoint whose keys or shapes do not match the model it is loaded into."""
@@ -37,22 +54,7 @@ def build_sam_vit_b(checkpoint: str | Path | None = None) -> Sam:
 
 def build_sam_vit_t(checkpoint: str | Path | None = None) -> Sam:
     """MobileSAM: SAM's prompt encoder and mask decoder with the 5.78M-parameter TinyViT image encoder."""
-    encoder = TinyViT(
-        img_size=IMAGE_SIZE,
-        in_chans=3,
-        num_classes=1000,
-        embed_dims=[64, 128, 160, 320],
-        depths=[2, 2, 6, 2],
-        num_heads=[2, 4, 5, 10],
-        window_sizes=[7, 7, 14, 7],
-        mlp_ratio=4.0,
-        drop_rate=0.0,
-        drop_path_rate=0.0,
-        use_checkpoint=False,
-        mbconv_expand_ratio=4.0,
-        local_conv_size=3,
-        layer_lr_decay=0.8,
-    )
+    encoder = TinyViT(img_size=IMAGE_SIZE, **VIT_T_ENCODER_CONFIG)
     return _build_sam(encoder, "vit_t", checkpoint)
 
 

@@ -9,24 +9,8 @@ import torch
 import torch.nn.functional as F
 from ultralytics.models.sam.modules.tiny_encoder import TinyViT as UltralyticsTinyViT
 
+from mobile_sam.build_sam import VIT_T_ENCODER_CONFIG as VIT_T_CONFIG
 from mobile_sam.modeling.tiny_vit import ConvBN, MBConv, TinyViT
-
-# MobileSAM's configuration, as in the official `build_sam_vit_t` and ultralytics' `build_mobile_sam`.
-VIT_T_CONFIG = dict(
-    in_chans=3,
-    num_classes=1000,
-    embed_dims=[64, 128, 160, 320],
-    depths=[2, 2, 6, 2],
-    num_heads=[2, 4, 5, 10],
-    window_sizes=[7, 7, 14, 7],
-    mlp_ratio=4.0,
-    drop_rate=0.0,
-    drop_path_rate=0.0,
-    use_checkpoint=False,
-    mbconv_expand_ratio=4.0,
-    local_conv_size=3,
-    layer_lr_decay=0.8,
-)
 
 
 def _randomize_(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
