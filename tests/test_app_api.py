@@ -1,6 +1,5 @@
 """The public API through gradio_client against the app served on 127.0.0.1 (random-weight MobileSAM)."""
 import json
-import socket
 import threading
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from PIL import Image
 
 import app
 from app_images import photo, write_bad_inputs
+from app_server import served_app
 from mobile_sam import SamPredictor
 from mobile_sam.export import rle_to_mask
 from mobile_sam.model_store import ModelStore
@@ -21,23 +21,12 @@ from gradio_client.exceptions import AppError  # noqa: E402
 MAX_SIDE = 512
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     store = ModelStore("cpu", download=False)
     config = app.AppConfig(random_weights=True, max_image_side=MAX_SIDE, download=False, max_file_size="1mb")
-    demo = app.build_app(config, store)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, max_file_size=config.max_file_size)
-    try:
-        yield f"http://127.0.0.1:{port}/", store
-    finally:
-        demo.close()
+    with served_app(config, store) as url:
+        yield url, store
 
 
 @pytest.fixture(scope="module")

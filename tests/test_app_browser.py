@@ -1,7 +1,6 @@
 """A real browser (Debian chromium, headless, driven by playwright) using the app on random weights."""
 import io
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 from PIL import Image
 
 import app
+from app_server import served_app
 from mobile_sam.model_store import ModelStore
 from mobile_sam.visualize import overlay_masks
 
@@ -26,21 +26,10 @@ PHOTO = REPO / "assets" / "cat_chelsea.jpg"
 TIMEOUT_MS = 180_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def url():
-    demo = app.build_app(app.AppConfig(random_weights=True, download=False), ModelStore("cpu", download=False))
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with served_app(app.AppConfig(random_weights=True, download=False), ModelStore("cpu", download=False)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
