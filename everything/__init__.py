@@ -1,4 +1,4 @@
 """Segment everything: automatic mask generation with MobileSAM / SAM (the official results, faster)."""
-from .generator import DecodePoints, GenerationCancelled, SamAutomaticMaskGenerator
+from mobile_sam.automatic_mask_generator import DecodePoints, GenerationCancelled, SamAutomaticMaskGenerator
 
 __all__ = ["DecodePoints", "GenerationCancelled", "SamAutomaticMaskGenerator"]

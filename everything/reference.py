@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .amg import batched_mask_to_box, calculate_stability_score, is_box_near_crop_edge, uncropped_mask_rles
-from .generator import DecodedBatch, SamAutomaticMaskGenerator
-from .mask_data import MaskData
+from mobile_sam.utils.amg import batched_mask_to_box, calculate_stability_score, is_box_near_crop_edge, uncropped_mask_rles
+from mobile_sam.automatic_mask_generator import DecodedBatch, SamAutomaticMaskGenerator
+from mobile_sam.utils.mask_data import MaskData
 
 
 class ReferenceMaskGenerator(SamAutomaticMaskGenerator):

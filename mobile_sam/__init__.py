@@ -8,8 +8,10 @@ from .build_sam import (
     sam_model_registry,
 )
 from .predictor import SamPredictor
+from .automatic_mask_generator import SamAutomaticMaskGenerator
 
 __all__ = [
+    "SamAutomaticMaskGenerator",
     "SamPredictor",
     "build_sam",
     "build_sam_vit_b",

@@ -45,7 +45,7 @@ class SamPredictor:
         input_tensor = torch.as_tensor(input_image, device=self.device).permute(2, 0, 1).contiguous()[None]
         self.set_torch_image(input_tensor, image.shape[:2])
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
         """Encode an image already resized to the input frame: (1, 3, h, w) with max(h, w) = 1024."""
         size = self.model.image_size
@@ -135,7 +135,7 @@ class SamPredictor:
         )
         return masks[0].cpu().numpy(), scores[0].float().cpu().numpy(), low_res[0].float().cpu().numpy()
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def predict_torch(
         self,
         point_coords: torch.Tensor | None,

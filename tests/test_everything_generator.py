@@ -200,7 +200,7 @@ def test_model_path_gives_the_records_of_the_reference_path(conformance_dir: Pat
 
 
 def test_numpy_stability_scores_equal_the_torch_formula() -> None:
-    from everything.amg import calculate_stability_score, stability_scores
+    from mobile_sam.utils.amg import calculate_stability_score, stability_scores
 
     logits = torch.randn(5, 37, 53) * 2
     logits[0, :3, :3] = 1.0  # values exactly at the thresholds count as below

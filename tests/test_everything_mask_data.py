@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from everything.mask_data import MaskData
+from mobile_sam.utils.mask_data import MaskData
 
 
 def test_filter_by_bool_mask_and_by_indices_keeps_columns_aligned() -> None:

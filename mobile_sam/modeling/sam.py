@@ -45,7 +45,7 @@ class Sam(nn.Module):
         """Side of the square input the image encoder takes (1024)."""
         return self.prompt_encoder.input_image_size[0]
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def forward(self, batched_input: list[dict[str, Any]], multimask_output: bool) -> list[dict[str, torch.Tensor]]:
         """Predict masks end to end for a batch of images (the official `Sam.forward` interface).
 

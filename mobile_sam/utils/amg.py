@@ -16,9 +16,9 @@ import torch
 from pycocotools import mask as mask_utils
 
 # RLE coding lives in mobile_sam.export; generator.py imports these three names from this module.
-from mobile_sam.export import encode_rle as mask_to_rle  # noqa: F401
-from mobile_sam.export import rle_to_json as rle_to_coco  # noqa: F401
-from mobile_sam.export import rle_to_mask
+from ..export import encode_rle as mask_to_rle  # noqa: F401
+from ..export import rle_to_json as rle_to_coco  # noqa: F401
+from ..export import rle_to_mask
 
 
 def build_point_grid(n_per_side: int) -> np.ndarray:

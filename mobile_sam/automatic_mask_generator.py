@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_area
 
-from mobile_sam.image import to_rgb_uint8
-from mobile_sam.utils.transforms import ResizeLongestSide
+from .image import to_rgb_uint8
+from .predictor import SamPredictor
+from .utils.transforms import ResizeLongestSide
 
-from .amg import (
+from .utils.amg import (
     batched_mask_to_box,
     box_xyxy_to_xywh,
     build_all_layer_point_grids,
@@ -43,7 +44,7 @@ from .amg import (
     uncrop_boxes_xyxy,
     uncrop_points,
 )
-from .mask_data import MaskData
+from .utils.mask_data import MaskData
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 CPU_DECODE_GROUP = 4
@@ -162,11 +163,9 @@ class SamAutomaticMaskGenerator:
         self.transform = ResizeLongestSide(self.image_size)
         self.predictor = None
         if decode_points is None:
-            from mobile_sam import SamPredictor
-
             self.predictor = SamPredictor(model)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def generate(
         self,
         image: np.ndarray,
