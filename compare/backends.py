@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mobile_sam import SamPredictor, sam_model_registry
-from mobile_sam.checkpoints import resolve_checkpoint
+from mobile_sam.checkpoints import load_ultralytics_checkpoint, resolve_checkpoint
 from mobile_sam.device import resolve_device
 from mobile_sam.image import to_rgb_uint8
 from mobile_sam.modeling import Sam
@@ -97,7 +97,8 @@ class SamBackend:
     Prompt rule: a single point (no box) asks for three masks (`multimask_output=True`) and keeps the one with
     the highest predicted IoU, as SAM recommends for ambiguous prompts; several points or a box ask for one mask.
     Encoder time covers resizing, normalisation and the image encoder; decoder time covers prompt encoding,
-    the mask decoder and upscaling the mask to the original size.
+    the mask decoder and upscaling the mask to the original size. Built around a `predictor` whose image is
+    already set, it answers prompts on that image without `prepare` (the predictor is then only read).
     """
 
     model_types: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
@@ -113,7 +114,10 @@ class SamBackend:
         model: Sam | None = None,
         device: str | torch.device = "auto",
         name: str | None = None,
+        predictor: SamPredictor | None = None,
     ) -> None:
+        if predictor is not None:  # an image is already set on it: prepare() is only needed for another image
+            model = predictor.model
         if model_type not in self.model_types:
             raise ValueError(f"{type(self).__name__} model_type must be one of {self.model_types}, got {model_type!r}")
         _check_source(checkpoint, random_weights, model)
@@ -127,7 +131,7 @@ class SamBackend:
         self.name = name or model_type
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.predictor = SamPredictor(self.model)
+        self.predictor = predictor if predictor is not None else SamPredictor(self.model)
 
     def prepare(self, image: np.ndarray) -> dict[str, float]:
         """Encode an HxWx3 RGB image (other layouts are converted first, outside the timed region)."""
@@ -181,28 +185,9 @@ def fastsam_architecture(variant: str) -> nn.Module:
 
 
 def load_fastsam_checkpoint(path: str | Path) -> nn.Module:
-    """The network inside an ultralytics FastSAM checkpoint (FastSAM-s.pt / FastSAM-x.pt), in eval mode.
-
-    These files are pickles that only ultralytics can read. They are read with ultralytics' restricted loader
-    (`torch.load(weights_only=True)` plus its allow-list of ultralytics classes); pass only files you trust:
-    the verified checkpoint cache or a path you chose.
-    """
-    from ultralytics.nn.tasks import torch_safe_load
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"FastSAM checkpoint {path} does not exist")
-    try:
-        checkpoint, _ = torch_safe_load(str(path), safe_only=True)
-    except TypeError as err:
-        raise ValueError(
-            f"{path} could not be read with ultralytics' restricted loader ({err}). If you trust the file, load it "
-            "yourself with ultralytics.FastSAM(path) and pass its .model to FastSamBackend(model=...)."
-        ) from err
-    network = (checkpoint.get("ema") or checkpoint.get("model")) if isinstance(checkpoint, dict) else None
-    if not isinstance(network, nn.Module):
-        raise ValueError(f"{path} is not an ultralytics checkpoint (no 'model' network inside)")
-    return network.float().eval()
+    """The network inside an ultralytics FastSAM checkpoint (FastSAM-s.pt / FastSAM-x.pt), in eval mode: see
+    `mobile_sam.checkpoints.load_ultralytics_checkpoint` (restricted loader; trusted files only)."""
+    return load_ultralytics_checkpoint(path)
 
 
 def _ultralytics_device(device: torch.device) -> str:

@@ -13,8 +13,9 @@ Where a checkpoint comes from (`resolve_checkpoint`):
   3. a download from the official URL into a temporary file in the cache folder, checked,
      then renamed into place atomically. Failures of any kind delete the temporary file.
 
-Files without a published hash (FastSAM) are trusted on first use: the hash of the first
-downloaded or found copy is recorded beside it and every later use is checked against it.
+Files without a published hash (FastSAM, MobileSAMv2's ObjectAwareModel) are trusted on first use:
+the hash of the first downloaded or found copy is recorded beside it and every later use is checked
+against it. Those files are ultralytics pickles, read only by `load_ultralytics_checkpoint`.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class ChecksumError(CheckpointError):
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """One official checkpoint file. `family` is "mobile_sam", "sam" or "fastsam"."""
+    """One official checkpoint file. `family` is "mobile_sam", "sam", "fastsam" or "objectaware"."""
 
     name: str
     filename: str
@@ -69,11 +70,12 @@ class CheckpointInfo:
     sha256: str | None
     size: int | None
     description: str
+    downloadable: bool = True  # False: `url` is a page that links the file (no direct download)
 
     @property
     def is_state_dict(self) -> bool:
-        """True for files `load_state_dict_file` reads (SAM, MobileSAM); FastSAM files are ultralytics pickles."""
-        return self.family != "fastsam"
+        """True for files `load_state_dict_file` reads (SAM, MobileSAM); the others are ultralytics pickles."""
+        return self.family in ("mobile_sam", "sam")
 
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -137,6 +139,16 @@ CHECKPOINTS: Mapping[str, CheckpointInfo] = MappingProxyType(
                 size=None,
                 description="FastSAM-x, YOLOv8-x segmentation (ultralytics)",
             ),
+            CheckpointInfo(
+                name="objectaware",
+                filename="ObjectAwareModel.pt",
+                url="https://github.com/ChaoningZhang/MobileSAM/tree/master/MobileSAMv2",
+                family="objectaware",
+                sha256=None,
+                size=None,
+                description="MobileSAMv2 object-aware box detector, YOLOv8 (ultralytics); linked from that README",
+                downloadable=False,
+            ),
         )
     }
 )
@@ -171,7 +183,7 @@ class CheckpointStatus:
 def get_checkpoint_info(name: str | CheckpointInfo) -> CheckpointInfo:
     """
     Look up a registry entry by name ("vit_t", "vit_b", "vit_l", "vit_h", "default",
-    "fastsam-s", "fastsam-x") or by file name ("mobile_sam.pt", ...), case-insensitively.
+    "fastsam-s", "fastsam-x", "objectaware") or by file name ("mobile_sam.pt", ...), case-insensitively.
     A CheckpointInfo is returned as is (custom or test entries).
     """
     if isinstance(name, CheckpointInfo):
@@ -252,10 +264,11 @@ def resolve_checkpoint(
     if cached.is_file():
         _verify_cached_file(cached, info)
         return cached
-    if not download:
+    if not download or not info.downloadable:
+        reason = "downloading is disabled" if info.downloadable else "it has no direct download link"
         raise CheckpointNotFoundError(
             f"Checkpoint {info.filename} ({info.description}) is not in {folder} "
-            f"and downloading is disabled.\n{_manual_install_hint(info, folder)}"
+            f"and {reason}.\n{_manual_install_hint(info, folder)}"
         )
     return download_checkpoint(info, cache_dir=folder, progress=progress, timeout=timeout)
 
@@ -276,6 +289,10 @@ def download_checkpoint(
     """
     info = get_checkpoint_info(name)
     folder = _cache_folder(cache_dir)
+    if not info.downloadable:
+        raise CheckpointDownloadError(
+            f"{info.filename} has no direct download link.\n{_manual_install_hint(info, folder)}"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(prefix=f".{info.filename}.", suffix=".part", dir=folder)
@@ -361,6 +378,37 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         detail = f"entry {bad!r} is not a tensor" if bad is not None else "it is empty"
         raise CheckpointError(f"Checkpoint {file} is not a state dict of tensors: {detail}.")
     return dict(loaded)
+
+
+def load_ultralytics_checkpoint(path: str | Path) -> torch.nn.Module:
+    """
+    The network inside an ultralytics checkpoint (FastSAM-s/x.pt, MobileSAMv2's ObjectAwareModel.pt), in
+    eval mode, float32, on the CPU.
+
+    These files are pickles that only ultralytics can read (it is imported here, not with `mobile_sam`).
+    They are read with ultralytics' restricted loader (`torch.load(weights_only=True)` plus its allow-list
+    of ultralytics classes); pass only the verified cache (`resolve_checkpoint`) or a path you chose.
+
+    Raises:
+      CheckpointNotFoundError: the file does not exist.
+      CheckpointError: the restricted loader cannot read it, or it holds no network.
+    """
+    from ultralytics.nn.tasks import torch_safe_load
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CheckpointNotFoundError(f"Checkpoint file {file} does not exist.")
+    try:
+        checkpoint, _ = torch_safe_load(str(file), safe_only=True)
+    except TypeError as error:
+        raise CheckpointError(
+            f"{file} could not be read with ultralytics' restricted loader ({error}). If you trust the file, load "
+            "it yourself with ultralytics and pass the network (its .model) instead of the path."
+        ) from error
+    network = (checkpoint.get("ema") or checkpoint.get("model")) if isinstance(checkpoint, dict) else None
+    if not isinstance(network, torch.nn.Module):
+        raise CheckpointError(f"{file} is not an ultralytics checkpoint (no 'model' network inside).")
+    return network.float().eval()
 
 
 def _root_cause(error: BaseException) -> str:

@@ -1,0 +1,354 @@
+"""`ObjectAwareMaskGenerator`: segment everything from box prompts (MobileSAMv2's object-aware prompting).
+
+A different algorithm from the grid generator, not its results: instead of a grid of point prompts (three
+candidates each, filtered by predicted IoU, stability and NMS), the boxes of an object-aware detector are
+decoded as box prompts, one mask each (`multimask_output=False`), on the image embedding computed once.
+MobileSAMv2's published behaviour is the default: at most 300 boxes, box sides within 20 px of the image
+border snapped to it, no IoU / stability / NMS filter, masks sorted by area (largest first).
+
+Masks are those of `SamPredictor.predict_torch(boxes=...)` with `multimask_output=False`: the decoder runs
+through its per-image API (`MaskDecoder.prepare_image`, `decode_iou`, `decode_mask_tokens`,
+`upscale_masks`) and the low-res logits go through `Sam.postprocess_masks`.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torchvision.ops import batched_nms
+
+from mobile_sam.automatic_mask_generator import (
+    CPU_DECODE_GROUP,
+    OUTPUT_MODES,
+    CancelFlag,
+    GenerationCancelled,
+    SamAutomaticMaskGenerator,
+)
+from mobile_sam.image import to_rgb_uint8
+from mobile_sam.predictor import SamPredictor
+from mobile_sam.utils.amg import (
+    box_xyxy_to_xywh,
+    area_from_rle,
+    rle_boxes_in_crop,
+    coco_encode_rle,
+    rle_to_mask,
+    rle_to_uncompressed,
+    calculate_stability_score,
+    threshold_to_rles,
+)
+from mobile_sam.utils.mask_data import MaskData
+
+from .box_sources import MAX_DETECTIONS, BoxSource
+
+BORDER_SNAP_PX = 20.0
+UPSCALE = 4  # the mask decoder's upscaling: low-res logits per image token along each side
+STAGES = ("detector", "encoder", "decoder", "postprocess")
+
+
+class ObjectAwareMaskGenerator:
+    """Generates one mask per detected box (MobileSAMv2's object-aware "segment everything").
+
+    Arguments:
+      model: a `mobile_sam` `Sam` model (vit_t, vit_b, vit_l or vit_h).
+      box_source: a detector (`everything.load_box_source(...)`, or anything with `detect(image)`); may be
+        None when every `generate` call passes `boxes`.
+      max_boxes: at most this many boxes are decoded (the first ones: detectors give them by confidence).
+      border_snap: box sides closer than this many pixels (original image) to the image border are moved
+        onto it (0: off). MobileSAMv2 snaps 20 px in the detector's 1024-px frame; here it is 20 px of the
+        original image.
+      boxes_per_batch: boxes per batch; progress and cancellation are checked between batches. On a CPU
+        the decoder runs 4 boxes at a time (fastest there); elsewhere a whole batch at once.
+      pred_iou_thresh: keep masks whose predicted IoU is above this (0: keep all, MobileSAMv2's behaviour).
+      stability_score_thresh: keep masks whose stability score is at least this (0: keep all).
+      stability_score_offset: logit offset of the stability score's two thresholds.
+      box_nms_thresh: remove masks whose box overlaps a higher-IoU mask's box by more than this (None: off).
+      min_mask_region_area: fill holes and drop islands smaller than this many pixels (0: off).
+      output_mode: "binary_mask", "uncompressed_rle" or "coco_rle", as in the grid generator.
+      chunk_megabytes: memory bound of the full-resolution float work done at once.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        box_source: BoxSource | None = None,
+        *,
+        max_boxes: int = MAX_DETECTIONS,
+        border_snap: float = BORDER_SNAP_PX,
+        boxes_per_batch: int = 64,
+        pred_iou_thresh: float = 0.0,
+        stability_score_thresh: float = 0.0,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float | None = None,
+        min_mask_region_area: int = 0,
+        output_mode: str = "binary_mask",
+        chunk_megabytes: float = 24.0,
+    ) -> None:
+        if model is None:
+            raise ValueError("a Sam model is required")
+        if output_mode not in OUTPUT_MODES:
+            raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+        if max_boxes < 0 or boxes_per_batch < 1 or border_snap < 0 or min_mask_region_area < 0 or chunk_megabytes <= 0:
+            raise ValueError(
+                "max_boxes >= 0, boxes_per_batch >= 1, border_snap >= 0, min_mask_region_area >= 0 and "
+                "chunk_megabytes > 0 are required"
+            )
+        if box_nms_thresh is not None and not 0.0 <= box_nms_thresh <= 1.0:
+            raise ValueError(f"box_nms_thresh must be in [0, 1] or None, got {box_nms_thresh}")
+        self.model = model
+        self.box_source = box_source
+        self.max_boxes = max_boxes
+        self.border_snap = float(border_snap)
+        self.boxes_per_batch = boxes_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.box_nms_thresh = box_nms_thresh
+        self.min_mask_region_area = min_mask_region_area
+        self.output_mode = output_mode
+        self.chunk_bytes = int(chunk_megabytes * 2**20)
+        self.mask_threshold = float(model.mask_threshold)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        image: np.ndarray,
+        *,
+        boxes: np.ndarray | torch.Tensor | None = None,
+        progress: Callable[[float], None] | None = None,
+        cancel: CancelFlag | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Segment everything in `image` from box prompts.
+
+        Args:
+            image: (H, W, 3) uint8 RGB (other layouts go through `mobile_sam.image.to_rgb_uint8`).
+            boxes: (N, 4) XYXY boxes in image pixels to use instead of the box source's. They are clipped
+                to the image; a non-finite box, an inverted one (x1 < x0 or y1 < y0) or one entirely
+                outside the image raises ValueError.
+            progress: called with the fraction done (0 to 1): detection and encoding, then box batches.
+            cancel: checked between stages and batches; once `cancel.is_set()`, raises GenerationCancelled.
+            timings: if given, receives the seconds spent per stage (`STAGES`).
+        Returns:
+            one record per mask, largest area first: `segmentation` (per output_mode), `area`, `bbox` (XYWH),
+            `predicted_iou`, `point_coords` ([[x, y]] the box centre), `stability_score`, `crop_box` (the
+            whole image, XYWH) and `box` (the XYXY prompt after clipping and snapping).
+        """
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+            image = to_rgb_uint8(image)
+        stage_times = dict.fromkeys(STAGES, 0.0)
+        report = _reporter(progress, cancel)
+        report(0.0)
+        start = time.perf_counter()
+        if boxes is None:
+            if self.box_source is None:
+                raise ValueError("no box source: pass boxes=... or build the generator with a box_source")
+            boxes = self.box_source.detect(image).boxes
+        height, width = image.shape[:2]
+        prompts = self.prepare_boxes(boxes, (height, width))
+        stage_times["detector"] = time.perf_counter() - start
+        report(0.05)
+        data = _empty_mask_data()
+        if len(prompts) > 0:
+            data = self._decode(image, prompts, stage_times, report)
+        start = time.perf_counter()
+        if self.min_mask_region_area > 0 and len(data) > 0:
+            nms = 1.0 if self.box_nms_thresh is None else self.box_nms_thresh
+            data = SamAutomaticMaskGenerator.postprocess_small_regions(data, self.min_mask_region_area, nms)
+        records = self._records(data, (height, width))
+        stage_times["postprocess"] += time.perf_counter() - start
+        report(1.0)
+        if timings is not None:
+            timings.update(stage_times)
+        return records
+
+    def prepare_boxes(self, boxes: np.ndarray | torch.Tensor, image_size: tuple[int, int]) -> np.ndarray:
+        """The prompts that `generate` decodes: checked, clipped, capped at `max_boxes`, border-snapped.
+
+        boxes (N, 4) XYXY in image pixels -> (M, 4) float64, M <= max_boxes; image_size is (H, W).
+        """
+        array = np.asarray(boxes.detach().cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=np.float64)
+        if array.size == 0:
+            return np.zeros((0, 4), dtype=np.float64)
+        if array.ndim != 2 or array.shape[1] != 4:
+            raise ValueError(f"boxes must be an (N, 4) XYXY array, got shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError("boxes must be finite")
+        if (array[:, 2] < array[:, 0]).any() or (array[:, 3] < array[:, 1]).any():
+            raise ValueError("boxes must be XYXY with x1 >= x0 and y1 >= y0")
+        height, width = image_size
+        outside = (array[:, 2] < 0) | (array[:, 3] < 0) | (array[:, 0] > width) | (array[:, 1] > height)
+        if outside.any():
+            raise ValueError(f"box {array[outside][0].tolist()} lies outside the {width}x{height} image")
+        array = array[: self.max_boxes].copy()
+        array[:, 0::2] = array[:, 0::2].clip(0, width)
+        array[:, 1::2] = array[:, 1::2].clip(0, height)
+        if self.border_snap > 0:
+            snap = self.border_snap
+            array[:, 0] = np.where(array[:, 0] < snap, 0.0, array[:, 0])
+            array[:, 1] = np.where(array[:, 1] < snap, 0.0, array[:, 1])
+            array[:, 2] = np.where(array[:, 2] > width - snap, float(width), array[:, 2])
+            array[:, 3] = np.where(array[:, 3] > height - snap, float(height), array[:, 3])
+        return array
+
+    # -- pipeline ----------------------------------------------------------------------------------------
+    def _decode(
+        self,
+        image: np.ndarray,
+        prompts: np.ndarray,
+        stage_times: dict[str, float],
+        report: Callable[[float], None],
+    ) -> MaskData:
+        """Encode the image once, decode the boxes batch by batch, and keep the masks that pass the filters."""
+        start = time.perf_counter()
+        predictor = SamPredictor(self.model)
+        predictor.set_image(image)
+        decoder = _BoxDecoder(predictor)
+        stage_times["encoder"] = time.perf_counter() - start
+        report(0.1)
+        group = self.boxes_per_batch if predictor.device.type != "cpu" else min(self.boxes_per_batch, CPU_DECODE_GROUP)
+        original_size = predictor.original_size
+        height, width = original_size
+        crop_box = [0, 0, width, height]
+        chunk = max(1, self.chunk_bytes // (4 * height * width))
+        data = _empty_mask_data()
+        for first_box in range(0, len(prompts), self.boxes_per_batch):
+            batch = prompts[first_box : first_box + self.boxes_per_batch]
+            for first in range(0, len(batch), group):
+                start = time.perf_counter()
+                boxes = batch[first : first + group]
+                low_res, iou_preds, kept = decoder.decode(boxes, self.pred_iou_thresh)
+                stage_times["decoder"] += time.perf_counter() - start
+                start = time.perf_counter()
+                for lo in range(0, len(kept), chunk):
+                    logits = self.model.postprocess_masks(low_res[lo : lo + chunk], predictor.input_size, original_size)
+                    data.cat(
+                        self._filter(
+                            logits[:, 0].cpu().numpy(), iou_preds[lo : lo + chunk], boxes[kept[lo : lo + chunk]], crop_box, original_size
+                        )
+                    )
+                stage_times["postprocess"] += time.perf_counter() - start
+            report(0.1 + 0.9 * min(first_box + self.boxes_per_batch, len(prompts)) / len(prompts))
+        if self.box_nms_thresh is not None and len(data) > 0:
+            keep = batched_nms(
+                data["boxes"].float(), data["iou_preds"], torch.zeros(len(data)), iou_threshold=self.box_nms_thresh
+            )
+            data.filter(keep)
+        return data
+
+    def _filter(
+        self,
+        planes: np.ndarray,
+        iou_preds: torch.Tensor,
+        prompt_boxes: np.ndarray,
+        crop_box: list[int],
+        original_size: tuple[int, int],
+    ) -> MaskData:
+        """Stability filter, threshold, RLE and tight box of K masks: planes (K, H, W) float32 logits, their
+        predicted IoU (K,) and prompts (K, 4)."""
+        stability = calculate_stability_score(torch.from_numpy(planes), self.mask_threshold, self.stability_score_offset)
+        keep = torch.ones_like(stability, dtype=torch.bool)
+        if self.stability_score_thresh > 0.0:
+            keep = stability >= self.stability_score_thresh
+        kept = torch.nonzero(keep).flatten()
+        rles = threshold_to_rles([planes[i] for i in kept.tolist()], self.mask_threshold, crop_box, original_size)
+        return MaskData(
+            iou_preds=iou_preds[kept],
+            prompt_boxes=torch.as_tensor(prompt_boxes, dtype=torch.float64)[kept],
+            stability_score=stability[kept],
+            boxes=rle_boxes_in_crop(rles, crop_box),
+            rles=rles,
+        )
+
+    def _records(self, data: MaskData, image_size: tuple[int, int]) -> list[dict[str, Any]]:
+        """Records sorted by area, largest first (ties keep the prompt order)."""
+        if len(data) == 0:
+            return []
+        encode = {"binary_mask": rle_to_mask, "uncompressed_rle": rle_to_uncompressed, "coco_rle": coco_encode_rle}[
+            self.output_mode
+        ]
+        height, width = image_size
+        areas = [area_from_rle(rle) for rle in data["rles"]]
+        order = sorted(range(len(areas)), key=lambda i: -areas[i])
+        boxes = data["boxes"].tolist()
+        prompt_boxes = data["prompt_boxes"].tolist()
+        iou_preds = data["iou_preds"].tolist()
+        stability = data["stability_score"].tolist()
+        return [
+            {
+                "segmentation": encode(data["rles"][i]),
+                "area": areas[i],
+                "bbox": box_xyxy_to_xywh(boxes[i]),
+                "predicted_iou": iou_preds[i],
+                "point_coords": [[(prompt_boxes[i][0] + prompt_boxes[i][2]) / 2, (prompt_boxes[i][1] + prompt_boxes[i][3]) / 2]],
+                "stability_score": stability[i],
+                "crop_box": [0, 0, width, height],
+                "box": prompt_boxes[i],
+            }
+            for i in order
+        ]
+
+
+class _BoxDecoder:
+    """Decodes box prompts on one encoded image: the mask decoder's image side is prepared once."""
+
+    def __init__(self, predictor: SamPredictor) -> None:
+        model = predictor.model
+        self.predictor = predictor
+        self.prompt_encoder, self.mask_decoder = model.prompt_encoder, model.mask_decoder
+        _, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
+        features = predictor.features
+        self.image = self.mask_decoder.prepare_image(features, self.prompt_encoder.get_dense_pe(), dense)
+        # Image tokens whose upscaled logits reach the unpadded input frame (upscaling is local: 4x4 logits per
+        # token), as far as `Sam.postprocess_masks` reads them (one spare low-res row and column).
+        tokens = features.shape[-1]
+        self.low_res_size = UPSCALE * tokens
+        scale = model.image_size // self.low_res_size
+        self.token_extent = tuple(min(tokens, -(-(-(-side // scale) + 1) // UPSCALE)) for side in predictor.input_size)
+        # The official code passes float64 coordinates; MPS has no float64.
+        self.dtype = torch.float32 if predictor.device.type == "mps" else torch.float64
+
+    def decode(self, boxes: np.ndarray, pred_iou_thresh: float) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Low-res logits (S, 1, 4h, 4w) for (h, w) image tokens (256 x 256 in SAM), predicted IoU (S,) and the indices (S,) of the boxes (B, 4) XYXY in
+        image pixels whose predicted IoU is above `pred_iou_thresh` (all when it is 0).
+
+        Logits outside the unpadded input frame (never read by `Sam.postprocess_masks`) are left at 0.
+        """
+        device = self.predictor.device
+        in_boxes = self.predictor.transform.apply_boxes_torch(
+            torch.as_tensor(boxes, dtype=self.dtype), self.predictor.original_size
+        ).to(device)
+        sparse, _ = self.prompt_encoder(points=None, boxes=in_boxes, masks=None)
+        iou_predictions, state = self.mask_decoder.decode_iou(self.image, sparse)
+        iou = iou_predictions[:, 0].cpu()
+        kept = torch.arange(len(iou)) if pred_iou_thresh <= 0.0 else torch.nonzero(iou > pred_iou_thresh).flatten()
+        rows, cols = self.token_extent
+        low_res = torch.zeros(len(kept), 1, self.low_res_size, self.low_res_size, device=device)
+        if len(kept) > 0:
+            hyper_in, image_tokens = self.mask_decoder.decode_mask_tokens(state, kept.to(device), False)
+            upscaled = self.mask_decoder.upscale_masks(hyper_in, image_tokens[..., :rows, :cols])
+            low_res[..., : upscaled.shape[-2], : upscaled.shape[-1]] = upscaled
+        return low_res, iou[kept], kept.numpy()
+
+
+def _reporter(progress: Callable[[float], None] | None, cancel: CancelFlag | None) -> Callable[[float], None]:
+    """A function that checks `cancel` and reports a fraction done to `progress`."""
+
+    def report(fraction: float) -> None:
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled("mask generation was cancelled")
+        if progress is not None:
+            progress(fraction)
+
+    return report
+
+
+def _empty_mask_data() -> MaskData:
+    return MaskData(
+        iou_preds=torch.zeros(0, dtype=torch.float32),
+        prompt_boxes=torch.zeros(0, 4, dtype=torch.float64),
+        stability_score=torch.zeros(0, dtype=torch.float32),
+        boxes=torch.zeros(0, 4, dtype=torch.int64),
+        rles=[],
+    )
