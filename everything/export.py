@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mobile_sam.export import atomic_write_bytes, compressed_rle, mask_to_rle, png_bytes, rle_to_json, rle_to_mask
+from mobile_sam.export import atomic_write_bytes, mask_to_rle, png_bytes, rle_to_mask
+from mobile_sam.utils.amg import coco_encode_rle
 from mobile_sam.visualize import mask_colors, paint_masks
 
 CATEGORY = {"id": 1, "name": "object", "supercategory": "object"}
@@ -38,7 +39,7 @@ def record_mask(record: dict[str, Any]) -> np.ndarray:
 
 def _coco_rle(segmentation: np.ndarray | dict[str, Any]) -> dict[str, Any]:
     """COCO RLE (counts as str) of a record's segmentation: a bool mask, an uncompressed RLE or a COCO RLE."""
-    return mask_to_rle(segmentation) if isinstance(segmentation, np.ndarray) else rle_to_json(compressed_rle(segmentation))
+    return mask_to_rle(segmentation) if isinstance(segmentation, np.ndarray) else coco_encode_rle(segmentation)
 
 
 def coco_dict(images: Sequence[ImageMasks]) -> dict[str, Any]:

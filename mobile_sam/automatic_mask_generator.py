@@ -27,24 +27,24 @@ from .predictor import SamPredictor
 from .utils.transforms import ResizeLongestSide
 
 from .utils.amg import (
+    MaskData,
+    area_from_rle,
     batched_mask_to_box,
     box_xyxy_to_xywh,
     build_all_layer_point_grids,
+    calculate_stability_score,
+    coco_encode_rle,
+    encode_like,
     generate_crop_boxes,
     is_box_near_crop_edge,
-    mask_to_rle,
     remove_small_regions,
-    rle_area,
     rle_boxes_in_crop,
-    rle_to_coco,
     rle_to_mask,
     rle_to_uncompressed,
-    stability_scores,
     threshold_to_rles,
     uncrop_boxes_xyxy,
     uncrop_points,
 )
-from .utils.mask_data import MaskData
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 CPU_DECODE_GROUP = 4
@@ -188,7 +188,9 @@ class SamAutomaticMaskGenerator:
             image = to_rgb_uint8(image)
         data = self._generate_masks(image, progress, cancel)
         if self.min_mask_region_area > 0:
-            self._postprocess_small_regions(data, max(self.box_nms_thresh, self.crop_nms_thresh))
+            data = self.postprocess_small_regions(
+                data, self.min_mask_region_area, max(self.box_nms_thresh, self.crop_nms_thresh)
+            )
         return self._records(data)
 
     # -- pipeline ----------------------------------------------------------------------------------------
@@ -366,7 +368,7 @@ class SamAutomaticMaskGenerator:
     ) -> MaskData:
         """Stability filter, threshold, boxes, crop-edge filter and RLE of K candidates: logits (K, H, W)."""
         planes = logits.numpy()
-        stability = stability_scores(planes, self.mask_threshold, self.stability_score_offset)
+        stability = calculate_stability_score(logits, self.mask_threshold, self.stability_score_offset)
         keep = torch.ones_like(stability, dtype=torch.bool)
         if self.stability_score_thresh > 0.0:
             keep = stability >= self.stability_score_thresh
@@ -384,17 +386,23 @@ class SamAutomaticMaskGenerator:
             rles=[rle for rle, ok in zip(rles, inside.tolist()) if ok],
         )
 
-    def _postprocess_small_regions(self, data: MaskData, nms_thresh: float) -> None:
-        """Fill small holes and drop small islands of every mask, then NMS preferring unchanged masks."""
-        if len(data) == 0:
-            return
+    @staticmethod
+    def postprocess_small_regions(mask_data: MaskData, min_area: int, nms_thresh: float) -> MaskData:
+        """Fill holes and drop islands smaller than `min_area` pixels in every mask, then box NMS at
+        `nms_thresh` preferring unchanged masks (the official static method; edits and returns `mask_data`).
+
+        `mask_data` needs "rles" (any RLE form; changed masks are re-encoded in the same form) and "boxes"
+        (N, 4) XYXY; both are updated for the changed masks that survive.
+        """
+        if len(mask_data["rles"]) == 0:
+            return mask_data
         new_rles, new_boxes, scores = [], [], []
-        for rle in data["rles"]:
+        for rle in mask_data["rles"]:
             mask = rle_to_mask(rle)
-            mask, changed_holes = remove_small_regions(mask, self.min_mask_region_area, mode="holes")
-            mask, changed_islands = remove_small_regions(mask, self.min_mask_region_area, mode="islands")
+            mask, changed_holes = remove_small_regions(mask, min_area, mode="holes")
+            mask, changed_islands = remove_small_regions(mask, min_area, mode="islands")
             changed = changed_holes or changed_islands
-            new_rles.append(mask_to_rle(mask) if changed else rle)
+            new_rles.append(encode_like(mask, rle) if changed else rle)
             new_boxes.append(batched_mask_to_box(torch.from_numpy(mask)))
             scores.append(0.0 if changed else 1.0)
         boxes = torch.stack(new_boxes)
@@ -403,14 +411,15 @@ class SamAutomaticMaskGenerator:
         )
         for i in keep.tolist():
             if scores[i] == 0.0:
-                data["rles"][i] = new_rles[i]
-                data["boxes"][i] = boxes[i]
-        data.filter(keep)
+                mask_data["rles"][i] = new_rles[i]
+                mask_data["boxes"][i] = boxes[i]
+        mask_data.filter(keep)
+        return mask_data
 
     def _records(self, data: MaskData) -> list[dict[str, Any]]:
         if len(data) == 0:
             return []
-        encode = {"binary_mask": rle_to_mask, "uncompressed_rle": rle_to_uncompressed, "coco_rle": rle_to_coco}[
+        encode = {"binary_mask": rle_to_mask, "uncompressed_rle": rle_to_uncompressed, "coco_rle": coco_encode_rle}[
             self.output_mode
         ]
         boxes = data["boxes"].tolist()
@@ -421,7 +430,7 @@ class SamAutomaticMaskGenerator:
         return [
             {
                 "segmentation": encode(rle),
-                "area": rle_area(rle),
+                "area": area_from_rle(rle),
                 "bbox": box_xyxy_to_xywh(boxes[i]),
                 "predicted_iou": iou_preds[i],
                 "point_coords": [points[i]],

@@ -1,4 +1,6 @@
-"""MaskData keeps its columns aligned through filter and cat."""
+"""MaskData keeps its columns aligned through filter and cat, with the official API (numpy columns, items,
+to_numpy)."""
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +24,24 @@ def test_cat_appends_rows_and_rejects_different_columns() -> None:
         data.cat(MaskData(boxes=torch.zeros(1, 4)))
 
 
-def test_columns_must_be_tensors_or_lists() -> None:
-    with pytest.raises(TypeError, match="tensors or lists"):
+def test_columns_must_be_tensors_arrays_or_lists() -> None:
+    with pytest.raises(TypeError, match="tensors, numpy arrays or lists"):
         MaskData(boxes=(1, 2))
+
+
+def test_numpy_columns_filter_and_cat_like_tensor_columns() -> None:
+    data = MaskData(scores=np.array([0.1, 0.9, 0.5]), ids=torch.tensor([7, 8, 9]))
+    data.filter(torch.tensor([False, True, True]))
+    data.cat(MaskData(scores=np.array([0.3]), ids=torch.tensor([10])))
+    assert data["scores"].tolist() == [0.9, 0.5, 0.3] and data["ids"].tolist() == [8, 9, 10]
+
+
+def test_items_setitem_delitem_and_to_numpy_follow_the_official_api() -> None:
+    data = MaskData(boxes=torch.zeros(2, 4), names=["a", "b"])
+    data["iou"] = torch.tensor([0.5, 0.25])
+    del data["boxes"]
+    data.to_numpy()
+    columns = dict(data.items())
+    assert sorted(columns) == ["iou", "names"]
+    assert isinstance(columns["iou"], np.ndarray) and columns["iou"].tolist() == [0.5, 0.25]
+    assert columns["names"] == ["a", "b"]

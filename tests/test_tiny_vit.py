@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ultralytics.models.sam.modules.tiny_encoder import TinyViT as UltralyticsTinyViT
 
 from mobile_sam.build_sam import VIT_T_ENCODER_CONFIG as VIT_T_CONFIG
-from mobile_sam.modeling.tiny_vit import ConvBN, MBConv, TinyViT
+from mobile_sam.modeling.tiny_vit_sam import ConvBN, MBConv, TinyViT
 
 
 def _randomize_(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:

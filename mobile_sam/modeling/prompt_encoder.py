@@ -30,7 +30,8 @@ class PromptEncoder(nn.Module):
         self.image_embedding_size = image_embedding_size
         self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
         # Learned offsets for: negative point, positive point, box top-left, box bottom-right.
-        self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(4))
+        self.num_point_embeddings: int = 4
+        self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(self.num_point_embeddings))
         self.not_a_point_embed = nn.Embedding(1, embed_dim)
         self.mask_input_size = (4 * image_embedding_size[0], 4 * image_embedding_size[1])
         self.mask_downscaling = nn.Sequential(

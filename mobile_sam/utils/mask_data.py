@@ -1,62 +1,82 @@
 """`MaskData`: a batch of candidate masks as parallel columns that are filtered and concatenated together."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ItemsView
 
+import numpy as np
 import torch
+
+Column = torch.Tensor | np.ndarray | list[Any]
 
 
 class MaskData:
-    """Columns of equal length: torch tensors (indexed on dim 0) or Python lists.
+    """Columns of equal length: torch tensors, numpy arrays (both indexed on dim 0) or Python lists.
 
-    Every column must describe the same candidates in the same order; `filter` and `cat` keep them aligned.
+    The official `MaskData` API: item access, `items`, `filter`, `cat` and `to_numpy`. Every column must
+    describe the same candidates in the same order; `filter` and `cat` keep them aligned.
     """
 
-    def __init__(self, **columns: torch.Tensor | list[Any]) -> None:
-        self._columns: dict[str, torch.Tensor | list[Any]] = {}
+    def __init__(self, **columns: Column) -> None:
+        self._stats: dict[str, Column] = {}
         for key, value in columns.items():
             self[key] = value
 
-    def __setitem__(self, key: str, value: torch.Tensor | list[Any]) -> None:
-        if not isinstance(value, (torch.Tensor, list)):
-            raise TypeError(f"MaskData columns are torch tensors or lists, got {type(value).__name__} for {key!r}")
-        self._columns[key] = value
+    def __setitem__(self, key: str, value: Column) -> None:
+        if not isinstance(value, (torch.Tensor, np.ndarray, list)):
+            raise TypeError(
+                f"MaskData columns are torch tensors, numpy arrays or lists, got {type(value).__name__} for {key!r}"
+            )
+        self._stats[key] = value
 
-    def __getitem__(self, key: str) -> torch.Tensor | list[Any]:
-        return self._columns[key]
+    def __getitem__(self, key: str) -> Column:
+        return self._stats[key]
 
     def __delitem__(self, key: str) -> None:
-        del self._columns[key]
+        del self._stats[key]
+
+    def items(self) -> ItemsView[str, Column]:
+        return self._stats.items()
 
     def __len__(self) -> int:
         """Number of candidates (0 for no columns)."""
-        for value in self._columns.values():
+        for value in self._stats.values():
             return len(value)
         return 0
 
-    def filter(self, keep: torch.Tensor) -> None:
-        """Keep the candidates selected by `keep`: a bool mask (N,) or int64 indices (in that order)."""
-        if keep.dtype == torch.bool:
-            indices = torch.nonzero(keep.cpu()).flatten()
-        else:
-            indices = keep.cpu().to(torch.int64)
+    def filter(self, keep: torch.Tensor | np.ndarray) -> None:
+        """Keep the candidates selected by `keep`: a bool mask (N,) or integer indices (kept in that order)."""
+        keep = torch.as_tensor(keep)
+        indices = torch.nonzero(keep.cpu()).flatten() if keep.dtype == torch.bool else keep.cpu().to(torch.int64)
         index_list = indices.tolist()
-        for key, value in self._columns.items():
+        for key, value in self._stats.items():
             if isinstance(value, torch.Tensor):
-                self._columns[key] = value[indices.to(value.device)]
+                self._stats[key] = value[indices.to(value.device)]
+            elif isinstance(value, np.ndarray):
+                self._stats[key] = value[indices.numpy()]
             else:
-                self._columns[key] = [value[i] for i in index_list]
+                self._stats[key] = [value[i] for i in index_list]
 
     def cat(self, other: "MaskData") -> None:
-        """Append the candidates of `other` (the first `cat` into an empty MaskData adopts its columns)."""
-        if not self._columns:
-            self._columns = dict(other._columns)
+        """Append the candidates of `other` (the first `cat` into an empty MaskData adopts its columns).
+
+        Both must have the same columns of the same kinds (the official code would misalign them silently).
+        """
+        if not self._stats:
+            self._stats = dict(other._stats)
             return
-        if set(self._columns) != set(other._columns):
-            raise ValueError(f"cannot concatenate MaskData with columns {sorted(self._columns)} and {sorted(other._columns)}")
-        for key, value in other._columns.items():
-            mine = self._columns[key]
+        if set(self._stats) != set(other._stats):
+            raise ValueError(f"cannot concatenate MaskData with columns {sorted(self._stats)} and {sorted(other._stats)}")
+        for key, value in other._stats.items():
+            mine = self._stats[key]
             if isinstance(mine, torch.Tensor):
-                self._columns[key] = torch.cat([mine, value], dim=0)
+                self._stats[key] = torch.cat([mine, torch.as_tensor(value, device=mine.device)], dim=0)
+            elif isinstance(mine, np.ndarray):
+                self._stats[key] = np.concatenate([mine, np.asarray(value)], axis=0)
             else:
-                self._columns[key] = mine + list(value)
+                self._stats[key] = mine + list(value)
+
+    def to_numpy(self) -> None:
+        """Turn every tensor column into a numpy array (on the CPU)."""
+        for key, value in self._stats.items():
+            if isinstance(value, torch.Tensor):
+                self._stats[key] = value.detach().cpu().numpy()
