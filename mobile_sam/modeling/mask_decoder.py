@@ -79,6 +79,24 @@ class MaskDecoder(nn.Module):
         masks = self.upscale_masks(hyper_in[:, selected], image_tokens)
         return masks, iou_predictions[:, selected]
 
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every output of B prompts (the official name; `forward` upscales only the selected outputs).
+
+        Returns:
+            low-res mask logits (B, 4, 256, 256) and predicted IoU (B, 4): the single-mask output first,
+            then the three multimask outputs.
+        """
+        iou_predictions, hyper_in, image_tokens = self.decode_tokens(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        return self.upscale_masks(hyper_in, image_tokens), iou_predictions
+
     def decode_tokens(
         self,
         image_embeddings: torch.Tensor,
