@@ -1,10 +1,17 @@
-"""Resizing images and prompts to the model's input frame (longest side = 1024)."""
+"""Resizing images and prompts to the model's input frame (longest side = 1024).
+
+The numpy methods need no torch (the ONNX Runtime predictor uses them without it); torch is imported by
+the `*_torch` methods only.
+"""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ResizeLongestSide:
@@ -45,11 +52,15 @@ class ResizeLongestSide:
 
     def apply_image_torch(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) float -> (B, C, h, w) with max(h, w) = target_length (antialiased bilinear)."""
+        import torch.nn.functional as F
+
         size = self.get_preprocess_shape(image.shape[2], image.shape[3], self.target_length)
         return F.interpolate(image, size, mode="bilinear", align_corners=False, antialias=True)
 
     def apply_coords_torch(self, coords: torch.Tensor, original_size: tuple[int, ...]) -> torch.Tensor:
         """Torch version of `apply_coords`: (..., 2) -> float (..., 2)."""
+        import torch
+
         old_h, old_w = original_size
         new_h, new_w = self.get_preprocess_shape(old_h, old_w, self.target_length)
         scale = torch.tensor([new_w / old_w, new_h / old_h], dtype=torch.float, device=coords.device)

@@ -1,0 +1,70 @@
+"""Command line: export SAM / MobileSAM to ONNX for `mobile_sam.onnx.OnnxPredictor`.
+
+    python -m mobile_sam.onnx export --model vit_t --checkpoint mobile_sam.pt --out DIR [--quantize] [--opset N]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .export import DEFAULT_OPSET
+
+MODEL_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mobile_sam.onnx", description="ONNX export of SAM / MobileSAM.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser(
+        "export",
+        help="write encoder.onnx and decoder.onnx",
+        description="Write DIR/encoder.onnx (preprocessed (1, 3, 1024, 1024) image -> (1, 256, 64, 64) embedding) "
+        "and DIR/decoder.onnx (the official SamOnnxModel graph, all four mask outputs, any number of points).",
+    )
+    export.add_argument("--model", choices=MODEL_TYPES, default="vit_t", help="vit_t = MobileSAM (default); vit_b/l/h = SAM")
+    weights = export.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--checkpoint", type=Path, help="official checkpoint file (mobile_sam.pt, sam_vit_b_01ec64.pth, ...)")
+    weights.add_argument("--random-weights", action="store_true",
+                         help="export randomly initialised weights (for testing only: the masks are MEANINGLESS)")
+    export.add_argument("--seed", type=int, default=0, help="seed of --random-weights (default 0)")
+    export.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
+    export.add_argument("--quantize", action="store_true",
+                        help="also write encoder_int8.onnx and decoder_int8.onnx (dynamic int8 weights, onnxruntime)")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 11..20 (default {DEFAULT_OPSET})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from ..build_sam import sam_model_registry
+    from ..checkpoints import CheckpointError
+    from .export import export_sam
+
+    if args.random_weights:
+        print(
+            f"WARNING: --random-weights: exporting a RANDOMLY INITIALISED {args.model} (seed {args.seed}); "
+            "its masks are MEANINGLESS (use this only to test the pipeline).",
+            file=sys.stderr,
+        )
+        torch.manual_seed(args.seed)
+        weights = f"random (seed {args.seed})"
+    else:
+        weights = args.checkpoint.name
+    try:
+        sam = sam_model_registry[args.model](None if args.random_weights else args.checkpoint).eval()
+        exported = export_sam(sam, args.out, model_type=args.model, weights=weights, opset=args.opset, quantize=args.quantize)
+    except (CheckpointError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for path in (exported.encoder, exported.decoder, exported.encoder_int8, exported.decoder_int8):
+        if path is not None:
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Export SAM / MobileSAM to ONNX: encoder.onnx (the image encoder) and decoder.onnx (`SamOnnxModel`).
+
+The TorchScript exporter (`dynamo=False`) is used: with torch 2.14 the dynamo exporter rejects the
+official decoder's dynamic number of points, and the TorchScript one gives graphs that match the torch
+modules (checked by tests/test_onnx_*.py). The encoder is exported from the very module `SamPredictor`
+runs (`sam.image_encoder`, in eval mode).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import onnx
+import torch
+from torch import nn
+
+from ..modeling import Sam
+from ..utils.onnx import SamOnnxModel
+from .files import (
+    DECODER_FILE,
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    ENCODER_FILE,
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    METADATA_KEY,
+    EncoderMetadata,
+)
+
+DEFAULT_OPSET = 17
+# The TorchScript exporter's range; 17 is the first opset with a LayerNormalization operator.
+MIN_OPSET, MAX_OPSET = 11, 20
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """Paths of an exported encoder / decoder pair (and their int8 versions when quantized)."""
+
+    encoder: Path
+    decoder: Path
+    encoder_int8: Path | None = None
+    decoder_int8: Path | None = None
+
+
+def export_encoder(
+    encoder: nn.Module,
+    path: str | Path,
+    image_size: int = 1024,
+    opset: int = DEFAULT_OPSET,
+    metadata: EncoderMetadata | None = None,
+) -> Path:
+    """Write an image encoder as ONNX: "image" (1, 3, S, S) preprocessed float -> "image_embeddings".
+
+    The encoder is traced in eval mode; its training flags are restored afterwards. `metadata` (what
+    `OnnxPredictor` needs to feed it) is stored in the file.
+    """
+    _check_opset(opset)
+    dummy = torch.zeros(1, 3, image_size, image_size)
+    with _eval_mode(encoder), _atomic_path(path) as tmp:
+        _torchscript_export(encoder, (dummy,), tmp, opset, [ENCODER_INPUT], [ENCODER_OUTPUT], None)
+        if metadata is not None:
+            model = onnx.load(tmp)
+            entry = model.metadata_props.add()
+            entry.key, entry.value = METADATA_KEY, metadata.to_json()
+            onnx.save(model, tmp)
+    return Path(path)
+
+
+def export_decoder(
+    sam: Sam, path: str | Path, opset: int = DEFAULT_OPSET, return_single_mask: bool = False
+) -> Path:
+    """Write `SamOnnxModel(sam, return_single_mask)` as ONNX with a dynamic number of points.
+
+    Inputs and outputs are the official ones (`DECODER_INPUTS` -> `DECODER_OUTPUTS`, see
+    `mobile_sam.utils.onnx`).
+    """
+    _check_opset(opset)
+    decoder = SamOnnxModel(sam, return_single_mask=return_single_mask)
+    embed_dim = sam.prompt_encoder.embed_dim
+    grid = sam.prompt_encoder.image_embedding_size
+    generator = torch.Generator().manual_seed(0)
+    dummy = (
+        torch.randn(1, embed_dim, *grid, generator=generator),
+        torch.randint(0, sam.image_size, (1, 5, 2), generator=generator).float(),
+        torch.randint(0, 4, (1, 5), generator=generator).float(),
+        torch.randn(1, 1, *sam.prompt_encoder.mask_input_size, generator=generator),
+        torch.tensor([1.0]),
+        torch.tensor([1500.0, 2250.0]),
+    )
+    dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
+    with _eval_mode(decoder), _atomic_path(path) as tmp:
+        _torchscript_export(decoder, dummy, tmp, opset, list(DECODER_INPUTS), list(DECODER_OUTPUTS), dynamic_axes)
+    return Path(path)
+
+
+def quantize_model(source: str | Path, destination: str | Path) -> Path:
+    """Dynamic int8 quantization of an ONNX model's weights (onnxruntime's `quantize_dynamic`)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _atomic_path(destination) as tmp:
+        quantize_dynamic(Path(source), tmp, weight_type=QuantType.QUInt8, per_channel=False, reduce_range=False)
+    return Path(destination)
+
+
+def export_sam(
+    sam: Sam,
+    out_dir: str | Path,
+    *,
+    model_type: str,
+    weights: str,
+    opset: int = DEFAULT_OPSET,
+    quantize: bool = False,
+) -> ExportedModel:
+    """Write encoder.onnx and decoder.onnx (all four mask outputs) into out_dir, for `OnnxPredictor`.
+
+    encoder.onnx carries the preprocessing constants and `weights` (a description of where the weights
+    came from) as `EncoderMetadata`. With `quantize`, encoder_int8.onnx and decoder_int8.onnx too.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metadata = EncoderMetadata(
+        model_type=model_type,
+        weights=weights,
+        image_size=sam.image_size,
+        image_format=sam.image_format,
+        pixel_mean=tuple(sam.pixel_mean.flatten().tolist()),
+        pixel_std=tuple(sam.pixel_std.flatten().tolist()),
+        mask_threshold=float(sam.mask_threshold),
+    )
+    encoder = export_encoder(sam.image_encoder, out / ENCODER_FILE, sam.image_size, opset, metadata)
+    decoder = export_decoder(sam, out / DECODER_FILE, opset)
+    if not quantize:
+        return ExportedModel(encoder, decoder)
+    return ExportedModel(
+        encoder,
+        decoder,
+        quantize_model(encoder, int8_path(encoder)),
+        quantize_model(decoder, int8_path(decoder)),
+    )
+
+
+def int8_path(path: Path) -> Path:
+    """encoder.onnx -> encoder_int8.onnx."""
+    return path.with_name(f"{path.stem}_int8{path.suffix}")
+
+
+def _torchscript_export(
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    path: Path,
+    opset: int,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]] | None,
+) -> None:
+    with warnings.catch_warnings():
+        # Trace-time notes about Python values becoming constants: the shapes involved are fixed by design.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(
+            module,
+            inputs,
+            str(path),
+            export_params=True,
+            opset_version=opset,
+            do_constant_folding=True,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            dynamo=False,
+        )
+
+
+def _check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"opset must be between {MIN_OPSET} and {MAX_OPSET} (the TorchScript exporter's range), got {opset}")
+
+
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run the block with `module` in eval mode, then restore its (and its children's) training flags."""
+    flags = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags.items():
+            m.training = training
+
+
+@contextmanager
+def _atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path`, renamed onto it when the block succeeds and removed when it fails."""
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        tmp.chmod(0o644)  # mkstemp creates files readable by their owner only
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

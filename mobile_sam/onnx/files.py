@@ -1,0 +1,47 @@
+"""What an exported model folder holds: file names, graph input/output names and the encoder's metadata.
+
+Torch-free: shared by the exporter (which writes these) and the ONNX Runtime predictor (which reads them).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+
+ENCODER_INPUT = "image"
+ENCODER_OUTPUT = "image_embeddings"
+# The official `SamOnnxModel` graph's names (scripts/export_onnx_model.py).
+DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size")
+DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
+
+METADATA_KEY = "mobile_sam"
+
+
+@dataclass(frozen=True)
+class EncoderMetadata:
+    """How to feed the encoder and read the decoder: stored as JSON in encoder.onnx's metadata.
+
+    image_size: side of the square input (1024); pixel_mean / pixel_std: per-channel normalisation of
+    RGB (or `image_format`) pixels in [0, 255]; mask_threshold: logit above which a pixel is in the mask;
+    weights: where the weights came from ("random (seed N)" for untrained weights).
+    """
+
+    model_type: str
+    weights: str
+    image_size: int
+    image_format: str
+    pixel_mean: tuple[float, float, float]
+    pixel_std: tuple[float, float, float]
+    mask_threshold: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> EncoderMetadata:
+        values = json.loads(text)
+        values["pixel_mean"] = tuple(values["pixel_mean"])
+        values["pixel_std"] = tuple(values["pixel_std"])
+        return cls(**values)
