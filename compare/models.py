@@ -16,6 +16,15 @@ SAM_MODELS = ("vit_h", "vit_l", "vit_b")
 MOBILE_SAM_MODEL = "vit_t"
 FASTSAM_MODELS = ("fastsam-x", "fastsam-s")
 MODEL_NAMES = (*SAM_MODELS, MOBILE_SAM_MODEL, *FASTSAM_MODELS)
+# How people call them (the app's labels, figures); the checkpoint registry (mobile_sam.checkpoints) has the files.
+LABELS = {
+    "vit_t": "MobileSAM",
+    "vit_b": "SAM ViT-B",
+    "vit_l": "SAM ViT-L",
+    "vit_h": "SAM ViT-H",
+    "fastsam-s": "FastSAM-s",
+    "fastsam-x": "FastSAM-x",
+}
 _ALIASES = {
     "default": "vit_h",
     "sam": "vit_h",

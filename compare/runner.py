@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -20,6 +21,20 @@ from .protocols import (
     user_cases,
 )
 from .results import CaseRecord, ComparisonResult, EncoderRecord, MaskExample
+
+
+class ComparisonCancelled(RuntimeError):
+    """`run_comparison` was stopped through its `cancel` argument."""
+
+
+class CancelFlag(Protocol):
+    """Anything with `is_set()`, such as `threading.Event`."""
+
+    def is_set(self) -> bool: ...
+
+
+# Called as on_mask(model name, image name, case index, HxW bool mask) for every mask.
+MaskCallback = Callable[[str, str, int, np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,8 @@ def run_comparison(
     warmup: int = 1,
     repeats: int = 1,
     progress: Callable[[str], None] | None = None,
+    cancel: CancelFlag | None = None,
+    on_mask: MaskCallback | None = None,
 ) -> ComparisonRun:
     """Run `reference` and `models` on every image and prompt.
 
@@ -95,6 +112,8 @@ def run_comparison(
         repeats: timed `prepare` runs per image and model (the encoder is timed `repeats` times per image);
             each prompt's `segment` is timed once.
         progress: called with a description after each (image, model) pair.
+        cancel: checked before each (image, model) pair; once `cancel.is_set()`, raises ComparisonCancelled.
+        on_mask: called with every mask (the result keeps only the first prompt's masks per image).
     Returns:
         The result (records, timings, parameter counts, settings) and one mask example per image.
     """
@@ -119,6 +138,8 @@ def run_comparison(
         example_masks: dict[str, np.ndarray] = {}
         example_ious: dict[str, float] = {}
         for backend in backends:
+            if cancel is not None and cancel.is_set():
+                raise ComparisonCancelled("the comparison was cancelled")
             if index == 0:
                 for _ in range(warmup):
                     backend.prepare(rgb)
@@ -135,6 +156,8 @@ def run_comparison(
                 answer = backend.segment(case.prompt)
                 if backend is reference:
                     reference_masks.append(answer.mask)
+                if on_mask is not None:
+                    on_mask(backend.name, image_name, case_index, answer.mask)
                 iou = mask_iou(answer.mask, reference_masks[case_index])
                 result.cases.append(
                     CaseRecord(

@@ -4,13 +4,16 @@ Lazily loaded, shared, read-only models for a server, with a per-model status.
 A `ModelStore` builds each model on first use (one load even when several threads ask at once),
 keeps it for every later caller, and reports for each model whether its weights are loaded,
 being downloaded (with progress), available on disk, or missing (with the file, URL and folder).
-It also owns the embedding cache, so an image is encoded once per model for all users.
-Models with random weights (for trying an interface without checkpoints) are built from a
+It also owns the embedding cache, so an image is encoded once per model for all users. At most
+`max_models` models (pretrained, random-weight and `shared` ones together) stay loaded; the least
+recently used one is dropped first. Large SAM checkpoints (ViT-B/L/H) are downloaded only with
+`download_large`. Models with random weights (for trying an interface without checkpoints) are built from a
 fixed seed, so every caller gets the same random model.
 """
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Hashable, TypeVar
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 
 from .build_sam import sam_model_registry
-from .checkpoints import CheckpointError, checkpoint_status, resolve_checkpoint
+from .checkpoints import CheckpointError, checkpoint_status, get_checkpoint_info, resolve_checkpoint
 from .embedding_cache import EmbeddingCache, image_key
 from .modeling import Sam
 from .session import ImageEmbedding, embed_image
@@ -47,13 +50,18 @@ class ModelStore:
         checkpoint_dir: str | Path | None = None,
         download: bool = True,
         embedding_cache_items: int = 8,
+        max_models: int = 8,
+        download_large: bool = True,
     ) -> None:
+        if max_models < 1:
+            raise ValueError(f"max_models must be at least 1, got {max_models}")
         self.device = torch.device(device)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.download = download
+        self.download_large = download_large
+        self.max_models = max_models
         self.embeddings: EmbeddingCache[ImageEmbedding] = EmbeddingCache(embedding_cache_items)
-        self._models: dict[tuple[str, bool], Sam] = {}
-        self._others: dict[Hashable, object] = {}
+        self._loaded: OrderedDict[Hashable, object] = OrderedDict()  # ("sam", type, random) or ("shared", key)
         self._lock = threading.Lock()
         self._load_locks: dict[Hashable, threading.Lock] = {}
         self._activity: dict[str, ModelStatus] = {}
@@ -71,34 +79,39 @@ class ModelStore:
         if model_type not in sam_model_registry or model_type == "default":
             known = ", ".join(k for k in sam_model_registry if k != "default")
             raise ValueError(f"Unknown model type {model_type!r}; expected one of {known}.")
-        key = (model_type, bool(random_weights))
-        with self._lock:
-            if key in self._models:
-                return self._models[key]
-            load_lock = self._load_locks.setdefault(("sam", key), threading.Lock())
-        with load_lock:
-            with self._lock:
-                if key in self._models:
-                    return self._models[key]
-            model = self._build(model_type, bool(random_weights))
-            with self._lock:
-                self._models[key] = model
-            return model
+        return self._get(("sam", model_type, bool(random_weights)), lambda: self._build(model_type, bool(random_weights)))
 
     def shared(self, key: Hashable, build: Callable[[], T]) -> T:
         """Any other read-only object (another model family, say) built once by build() and kept."""
+        return self._get(("shared", key), build)
+
+    def _get(self, key: Hashable, build: Callable[[], T]) -> T:
+        """The value for key, built once (concurrent callers wait for one build) and marked recently used."""
         with self._lock:
-            if key in self._others:
-                return self._others[key]
-            load_lock = self._load_locks.setdefault(("shared", key), threading.Lock())
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            load_lock = self._load_locks.setdefault(key, threading.Lock())
         with load_lock:
             with self._lock:
-                if key in self._others:
-                    return self._others[key]
+                if key in self._loaded:
+                    return self._loaded[key]
             value = build()
             with self._lock:
-                self._others[key] = value
+                self._loaded[key] = value
+                while len(self._loaded) > self.max_models:  # callers holding an evicted model keep it alive
+                    self._loaded.popitem(last=False)
             return value
+
+    def loaded_count(self) -> int:
+        """Models (and shared objects) held right now."""
+        with self._lock:
+            return len(self._loaded)
+
+    def may_download(self, name: str) -> bool:
+        """Whether a missing checkpoint may be downloaded (SAM ViT-B/L/H only with download_large)."""
+        return self.download and (self.download_large or get_checkpoint_info(name).family != "sam")
+
 
     def embedding(self, model_type: str, random_weights: bool, image: np.ndarray) -> tuple[ImageEmbedding, bool]:
         """
@@ -114,12 +127,12 @@ class ModelStore:
 
     def is_loaded(self, model_type: str, random_weights: bool = False) -> bool:
         with self._lock:
-            return (model_type, bool(random_weights)) in self._models
+            return ("sam", model_type, bool(random_weights)) in self._loaded
 
     def status(self, model_type: str) -> ModelStatus:
         """The status of model_type's pretrained weights (random-weight models do not count)."""
         with self._lock:
-            if (model_type, False) in self._models:
+            if ("sam", model_type, False) in self._loaded:
                 return ModelStatus(model_type, "loaded", f"loaded on {self.device}")
             if model_type in self._activity:
                 return self._activity[model_type]
@@ -134,7 +147,7 @@ class ModelStore:
             model_type,
             "missing",
             f"{info.filename} is not in {found.path.parent}"
-            + (" (it is downloaded on first use)" if self.download else "")
+            + (" (it is downloaded on first use)" if self.may_download(model_type) else "")
             + f"; to install it by hand, download {info.url} and save it as {found.path}",
         )
 
@@ -149,10 +162,10 @@ class ModelStore:
             path = resolve_checkpoint(
                 model_type,
                 cache_dir=self.checkpoint_dir,
-                download=self.download,
+                download=self.may_download(model_type),
                 progress=lambda done, total: self._set_activity(model_type, _download_status(model_type, done, total)),
             )
-            self._set_activity(model_type, ModelStatus(model_type, "loading", f"loading {path}"))
+            self._set_activity(model_type, ModelStatus(model_type, "loading", f"loading {path.name}"))
             model = sam_model_registry[model_type](path).to(self.device).eval()
         except (CheckpointError, OSError, RuntimeError, ValueError) as error:
             with self._lock:

@@ -1,4 +1,6 @@
 """The app's command line and its Hugging Face Spaces files."""
+import dataclasses
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +12,52 @@ import app
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_help_lists_every_option():
+def test_help_lists_every_config_field_with_its_default():
     result = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0
-    for option in ("--host", "--port", "--share", "--device", "--checkpoint-dir", "--random-weights", "--max-image-side"):
-        assert option in result.stdout
+    help_text = " ".join(result.stdout.split())
+    for item in dataclasses.fields(app.AppConfig):
+        assert "--" + item.name.replace("_", "-") in help_text
+    assert "(default: 60.0)" in help_text and "MOBILE_SAM_APP_" in help_text
+
+
+def test_help_answers_before_the_heavy_imports():
+    result = subprocess.run([sys.executable, "-X", "importtime", "app.py", "--help"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert result.returncode == 0 and not {"gradio", "torch", "numpy"} & imported
+
+
+def test_every_option_can_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MOBILE_SAM_APP_MAX_EVERYTHING_SECONDS", "12.5")
+    monkeypatch.setenv("MOBILE_SAM_APP_HEAVY_QUEUE", "7")
+    monkeypatch.setenv("MOBILE_SAM_APP_DOWNLOAD_LARGE", "true")
+    monkeypatch.setenv("MOBILE_SAM_APP_MODELS", "vit_t,fastsam-s")
+    config = app.parse_args([])
+    assert (config.max_everything_seconds, config.heavy_queue, config.download_large) == (12.5, 7, True)
+    assert config.model_list() == ["vit_t", "fastsam-s"]
+    assert app.parse_args(["--heavy-queue", "2"]).heavy_queue == 2  # the command line wins
+
+
+def test_a_port_in_use_names_the_port_option(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "app.py", "--random-weights", "--port", str(port)], cwd=REPO,
+                                capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "--port" in result.stderr and "server_port" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_libraries_import_no_gradio():
+    code = "import sys, compare, everything, everything.jobs, everything.scheduling, compare.prepared; print('gradio' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == "False"
+
+
+def test_app_py_is_layout_and_wiring_only():
+    assert len((REPO / "app.py").read_text().splitlines()) < 400
 
 
 def test_options_map_onto_the_config(tmp_path):
@@ -62,3 +105,19 @@ def test_building_the_app_loads_no_model():
     store = app.ModelStore("cpu", download=False)
     app.build_app(app.AppConfig(random_weights=True), store)
     assert not store.is_loaded("vit_t", True) and not store.is_loaded("vit_t", False)
+
+
+def test_large_checkpoints_are_downloaded_only_when_the_operator_allows_it(tmp_path):
+    config = app.parse_args(["--checkpoint-dir", str(tmp_path)])
+    store = app.new_store(config)
+    assert store.may_download("vit_t") and store.may_download("fastsam-x") and not store.may_download("vit_h")
+    assert app.new_store(app.parse_args(["--download-large"])).may_download("vit_h")
+    assert not app.new_store(app.parse_args(["--no-download"])).may_download("vit_t")
+
+
+def test_the_model_cache_keeps_at_most_its_size(monkeypatch):
+    store = app.ModelStore("cpu", download=False, max_models=2)
+    store.model("vit_t", True)
+    store.shared(("fastsam", "s", True), lambda: object())
+    store.shared(("fastsam", "x", True), lambda: object())
+    assert store.loaded_count() == 2 and not store.is_loaded("vit_t", True)

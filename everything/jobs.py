@@ -1,0 +1,232 @@
+"""
+Segment-everything jobs for a server: clamped settings, a cost estimate checked against a budget
+before any work, cancellation, reuse of a cached image embedding, and a bounded result cache.
+
+The cost model counts what the generator does (`everything_work`): one image-encoder pass per
+crop and one prompt decode per grid point per crop, with mask post-processing that grows with
+the crop's pixel count. `EverythingBudget` turns that into estimated seconds on the server with
+per-unit costs measured on a 2-core CPU (`benchmarks/bench_app_load.py` prints them again).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from mobile_sam.automatic_mask_generator import CancelFlag, SamAutomaticMaskGenerator
+from mobile_sam.embedding_cache import EmbeddingCache, image_key
+from mobile_sam.image import limit_image_side
+from mobile_sam.modeling import Sam
+from mobile_sam.predictor import SamPredictor
+from mobile_sam.session import ImageEmbedding
+from mobile_sam.utils.amg import generate_crop_boxes
+
+from .export import ImageMasks, coco_dict
+from .export import overlay_masks as overlay_records
+
+# Inclusive limits of every setting a user may choose (the UI sliders and the API share them).
+LIMITS: dict[str, tuple[float, float]] = {
+    "points_per_side": (1, 64),
+    "pred_iou_thresh": (0.0, 1.0),
+    "stability_score_thresh": (0.0, 1.0),
+    "box_nms_thresh": (0.05, 1.0),
+    "crop_n_layers": (0, 3),
+    "min_mask_region_area": (0, 100_000),
+    "input_size": (64, 2048),
+}
+INTEGER_SETTINGS = ("points_per_side", "crop_n_layers", "min_mask_region_area", "input_size")
+POINTS_PER_BATCH = 16  # small batches: cancellation and interactive requests wait at most one batch
+
+
+class BudgetExceeded(ValueError):
+    """A job's estimated cost is over the server's budget (the message says what to lower)."""
+
+
+@dataclass(frozen=True)
+class EverythingSettings:
+    """The generator settings a user chooses; build with `clamped` to apply LIMITS."""
+
+    points_per_side: int = 32
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    box_nms_thresh: float = 0.7
+    crop_n_layers: int = 0
+    min_mask_region_area: int = 0
+    input_size: int = 1024
+
+    @classmethod
+    def clamped(cls, **values: Any) -> "EverythingSettings":
+        """Settings from user values (None keeps the default), each clamped into LIMITS.
+
+        Raises:
+          ValueError: a value that is not a finite number.
+        """
+        defaults = cls()
+        chosen = {}
+        for item in fields(cls):
+            value = values.get(item.name)
+            if value is None:
+                value = getattr(defaults, item.name)
+            try:
+                number = float(value)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{item.name} must be a number, got {value!r}.") from error
+            if not math.isfinite(number):
+                raise ValueError(f"{item.name} must be a finite number, got {value!r}.")
+            low, high = LIMITS[item.name]
+            number = min(max(number, low), high)
+            chosen[item.name] = int(round(number)) if item.name in INTEGER_SETTINGS else number
+        return cls(**chosen)
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for SamAutomaticMaskGenerator (input_size is applied to the image instead)."""
+        kwargs = asdict(self)
+        kwargs.pop("input_size")
+        return kwargs
+
+
+@dataclass(frozen=True)
+class EverythingWork:
+    """What a job will compute: crops encoded, prompts decoded, and decoded-mask megapixels."""
+
+    crops: int
+    prompts: int
+    mask_megapixels: float  # sum over crops of prompts x crop pixels / 1e6
+
+
+def everything_work(image_size: tuple[int, int], settings: EverythingSettings) -> EverythingWork:
+    """The work of `settings` on an image of (H, W) pixels (after input_size is applied)."""
+    crop_boxes, layers = generate_crop_boxes(tuple(image_size), settings.crop_n_layers, 512 / 1500)
+    per_crop = settings.points_per_side**2  # crop_n_points_downscale_factor is 1, as in the official defaults
+    megapixels = sum(per_crop * (x1 - x0) * (y1 - y0) / 1e6 for x0, y0, x1, y1 in crop_boxes)
+    return EverythingWork(crops=len(crop_boxes), prompts=per_crop * len(crop_boxes), mask_megapixels=megapixels)
+
+
+@dataclass(frozen=True)
+class EverythingBudget:
+    """The most work one job may do, as estimated seconds, with per-unit costs of the server's CPU.
+
+    The default unit costs are MobileSAM's on a 2-core CPU: 64 points per side with one crop layer
+    (5 crops, 20,480 prompts) on a 451x300 photo took 763 s (37 ms per prompt, mask filtering
+    included); max_seconds is what one job may take there.
+    """
+
+    max_seconds: float = 60.0
+    encode_seconds: float = 1.0  # one 1024x1024 TinyViT pass
+    decode_seconds: float = 0.035  # one prompt through the prompt encoder and mask decoder
+    megapixel_seconds: float = 0.015  # upsampling and filtering one decoded megapixel of mask
+
+    def estimate(self, work: EverythingWork) -> float:
+        """Estimated seconds for work."""
+        return (
+            work.crops * self.encode_seconds
+            + work.prompts * self.decode_seconds
+            + work.mask_megapixels * self.megapixel_seconds
+        )
+
+    def check(self, image_size: tuple[int, int], settings: EverythingSettings) -> float:
+        """The estimate for settings on an (H, W) image; raises BudgetExceeded above max_seconds."""
+        work = everything_work(image_size, settings)
+        seconds = self.estimate(work)
+        if seconds > self.max_seconds:
+            raise BudgetExceeded(
+                f"This job is too large for this server: {work.prompts:,} prompts on {work.crops} crop(s) of a "
+                f"{image_size[1]}x{image_size[0]} image, estimated {seconds:.0f} s, over the limit of "
+                f"{self.max_seconds:.0f} s. Lower the points per side, the crop layers or the input size."
+            )
+        return seconds
+
+
+@dataclass(frozen=True)
+class EverythingResult:
+    """One finished job: COCO-RLE records (shareable, small), the overlay and how long it took."""
+
+    records: list[dict[str, Any]]  # segmentation as COCO RLE with str counts
+    overlay: np.ndarray  # HxWx3 uint8, seeded colours and contours
+    image_size: tuple[int, int]  # (H, W) the masks refer to
+    seconds: float
+    estimated_seconds: float
+
+    def coco(self, file_name: str) -> dict[str, Any]:
+        """The COCO dataset dict of the records (everything.export.coco_dict)."""
+        height, width = self.image_size
+        return coco_dict([ImageMasks(file_name, height, width, self.records)])
+
+
+class EmbeddingPredictor(SamPredictor):
+    """A SamPredictor that takes an already computed embedding when asked to encode the same image."""
+
+    def __init__(self, model: Sam, embedding: ImageEmbedding, key: str) -> None:
+        super().__init__(model)
+        self._embedding, self._key = embedding, key
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        if image_format == "RGB" and image_key(image) == self._key:
+            image_state = vars(self._embedding.predictor)
+            self.__dict__.update({k: v for k, v in image_state.items() if k not in ("model", "transform")})
+            return
+        super().set_image(image, image_format)
+
+
+def prepare_image(image: np.ndarray, settings: EverythingSettings) -> np.ndarray:
+    """The HxWx3 uint8 image the generator sees: longest side limited to settings.input_size."""
+    return limit_image_side(image, settings.input_size)[0]
+
+
+def run_everything(
+    model: Sam,
+    image: np.ndarray,
+    settings: EverythingSettings,
+    *,
+    budget: EverythingBudget | None = None,
+    embedding: ImageEmbedding | None = None,
+    cancel: CancelFlag | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> EverythingResult:
+    """
+    Segment everything in an HxWx3 uint8 image (already limited with prepare_image).
+
+    The budget is checked before any work. An embedding of exactly this image (from the
+    interactive tab's cache) skips the image encoder.
+
+    Raises:
+      BudgetExceeded: over budget.
+      GenerationCancelled: cancel was set.
+    """
+    budget = budget or EverythingBudget(max_seconds=math.inf)
+    estimated = budget.check(image.shape[:2], settings)
+    generator = SamAutomaticMaskGenerator(
+        model, points_per_batch=POINTS_PER_BATCH, output_mode="coco_rle", **settings.generator_kwargs()
+    )
+    if embedding is not None and tuple(embedding.original_size) == tuple(image.shape[:2]):
+        generator.predictor = EmbeddingPredictor(model, embedding, image_key(image))
+    start = time.perf_counter()
+    records = generator.generate(image, progress=progress, cancel=cancel)
+    seconds = time.perf_counter() - start
+    return EverythingResult(records, overlay_records(image, records, seed=0), image.shape[:2], seconds, estimated)
+
+
+class ResultCache:
+    """Finished jobs by (image content, settings, model key): at most max_items, least recently used out."""
+
+    def __init__(self, max_items: int = 4) -> None:
+        self._cache: EmbeddingCache[EverythingResult] = EmbeddingCache(max_items)
+
+    @staticmethod
+    def key(image: np.ndarray, settings: EverythingSettings, model_key: Any) -> tuple:
+        return (image_key(image), settings, model_key)
+
+    def get(self, key: tuple) -> EverythingResult | None:
+        return self._cache.get(key)
+
+    def get_or_run(self, key: tuple, run: Callable[[], EverythingResult]) -> tuple[EverythingResult, bool]:
+        """The cached result for key, or run() stored under it; (result, came from the cache)."""
+        return self._cache.get_or_compute(key, run)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+

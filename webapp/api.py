@@ -1,0 +1,116 @@
+"""The programmatic API (`/segment`, `/everything`, `/compare`): prompts in the uploaded file's own pixels,
+checked there (by `mobile_sam.prompts.Prompts`) before they are mapped onto the downscaled image."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from everything.jobs import EverythingSettings
+from everything.scheduling import LaneFull
+from mobile_sam.checkpoints import CheckpointError
+from mobile_sam.export import mask_to_rle
+from mobile_sam.image import ImageLoadError
+from mobile_sam.model_store import ModelStore
+from mobile_sam.prompts import Prompts
+from mobile_sam.session import segment
+
+from .compare_tab import CompareTab, user_prompts
+from .everything_tab import EverythingTab
+from .heavy import STOPPED
+from .messages import user_error
+from .uploads import Upload, read_upload
+
+HANDLED = (ImageLoadError, ValueError, CheckpointError, LaneFull, *STOPPED)
+
+
+def scaled_prompts(prompts_json: str, upload: Upload) -> Prompts:
+    """The caller's prompts, validated against the original image, in the model image's pixels."""
+    prompts = Prompts.from_json(prompts_json)
+    prompts.validate(upload.original_size)
+    return Prompts.from_lists(upload.to_image(prompts.points), prompts.labels, upload.to_image(prompts.boxes))
+
+
+def model_list(text: str) -> list[str]:
+    """A JSON list or comma-separated model names."""
+    text = (text or "").strip()
+    if text.startswith("["):
+        try:
+            return [str(name) for name in json.loads(text)]
+        except json.JSONDecodeError as error:
+            raise ValueError(f"models is not a valid JSON list ({error.msg}).") from error
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+class Api:
+    """The API endpoints (their parameter names are the API's)."""
+
+    def __init__(self, store: ModelStore, everything: EverythingTab, compare: CompareTab, random_weights: bool, max_side: int) -> None:
+        self.store, self.everything_tab, self.compare_tab = store, everything, compare
+        self.random_weights, self.max_side = random_weights, max_side
+
+    def segment(self, image: str | None, prompts: str, multimask: bool = True) -> dict:
+        """Masks (COCO RLE, at mask_size) and predicted IoU for prompts given in the uploaded image's pixels."""
+        try:
+            upload = read_upload(image, self.max_side)
+            checked = scaled_prompts(prompts, upload)
+            embedding, _ = self.store.embedding("vit_t", self.random_weights, upload.image)
+            result = segment(embedding, checked, bool(multimask))
+        except HANDLED as error:
+            raise user_error(error) from error
+        notice = upload.notice
+        if upload.scale != 1.0:
+            notice += f" The masks are at the downscaled size {upload.image.shape[1]}x{upload.image.shape[0]} (mask_size)."
+        return {
+            "masks": [mask_to_rle(mask) for mask in result.masks],
+            "scores": [float(score) for score in result.scores],
+            "candidates": result.candidates,
+            "image_size": list(upload.image.shape[:2]),
+            "mask_size": list(upload.image.shape[:2]),
+            "original_size": list(upload.original_size),
+            "scale": upload.scale,
+            "notice": notice.strip(),
+            "random_weights": self.random_weights,
+            "encoder_ms": 1000 * embedding.encode_seconds,
+            "decoder_ms": 1000 * result.decode_seconds,
+        }
+
+    async def everything(
+        self, image: str | None, points_per_side: float = 32, pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95, box_nms_thresh: float = 0.7, crop_n_layers: float = 0,
+        min_mask_region_area: float = 0, input_size: float = 1024, request: gr.Request = None,
+    ) -> tuple[dict, np.ndarray]:
+        """The COCO dataset dict of all masks (plus a summary) and the overlay; over-budget jobs are refused."""
+        try:
+            settings = EverythingSettings.clamped(
+                points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
+                stability_score_thresh=stability_score_thresh, box_nms_thresh=box_nms_thresh,
+                crop_n_layers=crop_n_layers, min_mask_region_area=min_mask_region_area, input_size=input_size,
+            )
+            answer = await self.everything_tab.answer(image, settings, self.random_weights, request)
+        except HANDLED as error:
+            raise user_error(error) from error
+        document = {**answer.coco(), "summary": answer.summary(), "random_weights": self.random_weights}
+        return document, answer.result.overlay
+
+    async def compare(
+        self, image: str | None, prompts: str, models: str = '["vit_t"]', reference: str = "vit_h",
+        request: gr.Request = None,
+    ) -> list[dict]:
+        """The comparison table (mIoU against the reference and latencies) for prompts on an image."""
+        try:
+            upload = read_upload(image, self.max_side)
+            cases = user_prompts(scaled_prompts(prompts, upload), upload.image.shape[:2])
+            comparison = await self.compare_tab.answer(
+                upload.image, cases, reference or "vit_h", model_list(models), self.random_weights, request
+            )
+        except HANDLED as error:
+            raise user_error(error) from error
+        return [
+            {"model": r.model, "role": r.role, "miou": r.miou, "encoder_ms": r.encoder_ms, "decoder_ms": r.decoder_ms,
+             "total_ms": r.total_ms, "status": r.status}
+            for r in comparison.rows
+        ]
+

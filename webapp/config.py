@@ -1,0 +1,145 @@
+"""
+The app's operator settings: one `AppConfig`, every field on the command line and in the environment.
+
+Each field `name` is the option `--name` (underscores as dashes) and the environment variable
+`MOBILE_SAM_APP_NAME`; the command line wins over the environment, which wins over the default.
+The host and port also follow Gradio's and Spaces' variables. This module imports nothing heavy,
+so `python app.py --help` answers at once.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "MOBILE_SAM_APP_"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Server, model and limit settings (see HELP for each)."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    device: str = "auto"
+    checkpoint_dir: Path | None = None
+    random_weights: bool = False
+    models: str = "vit_t,vit_b,vit_l,vit_h,fastsam-s,fastsam-x"
+    download: bool = True
+    download_large: bool = False
+    max_image_side: int = 2048
+    max_file_size: str = "25mb"
+    interactive_concurrency: int = 4
+    encode_concurrency: int = 1
+    heavy_concurrency: int = 1
+    heavy_queue: int = 4
+    queue_size: int = 64
+    max_everything_seconds: float = 60.0
+    max_compare_prompts: int = 32
+    embedding_cache_items: int = 8
+    model_cache_items: int = 3
+    result_cache_items: int = 4
+    session_disk_mb: int = 200
+    session_ttl_s: int = 3600
+    upload_max_age_s: int = 3600
+
+    def model_list(self) -> list[str]:
+        return [name.strip() for name in self.models.split(",") if name.strip()]
+
+
+HELP = {
+    "host": "address to listen on (0.0.0.0 for every interface; also $GRADIO_SERVER_NAME)",
+    "port": "port to listen on (also $GRADIO_SERVER_PORT, then $PORT as on Hugging Face Spaces)",
+    "share": "also open a public gradio.live link",
+    "device": "auto, cpu, cuda, cuda:N or mps",
+    "checkpoint_dir": "folder holding the checkpoints (default $MOBILE_SAM_CACHE_DIR or ~/.cache/mobile_sam)",
+    "random_weights": "start with randomly initialised weights (no checkpoints needed; masks are meaningless)",
+    "models": "comma-separated allow-list of the Compare tab's models (vit_t is always served)",
+    "download": "download missing MobileSAM and FastSAM checkpoints on first use (--no-download: never)",
+    "download_large": "also download SAM ViT-B/L/H checkpoints (0.4 to 2.5 GB) when a visitor asks for them",
+    "max_image_side": "downscale uploaded images so their longest side is at most this many pixels",
+    "max_file_size": "largest upload accepted, e.g. 25mb",
+    "interactive_concurrency": "clicks decoded at once (the fast lane: cached embeddings only)",
+    "encode_concurrency": "images encoded at once (uploads, the random-weights toggle)",
+    "heavy_concurrency": "segment-everything and compare jobs run at once",
+    "heavy_queue": "heavy jobs that may wait for a slot (more are refused with a message)",
+    "queue_size": "Gradio's limit on queued events of every kind",
+    "max_everything_seconds": "refuse segment-everything jobs estimated to take longer (seconds on a 2-core CPU)",
+    "max_compare_prompts": "most prompts in one comparison (each runs on every model)",
+    "embedding_cache_items": "image embeddings kept for every visitor (about 4 MB each)",
+    "model_cache_items": "models kept in memory (pretrained and random-weight ones together)",
+    "result_cache_items": "segment-everything results kept for instant re-download",
+    "session_disk_mb": "most disk all visitors' download files may use together",
+    "session_ttl_s": "a session's files and state are deleted after this many idle seconds",
+    "upload_max_age_s": "Gradio's copies of uploads are deleted after this many seconds",
+}
+
+
+def _environment_default(name: str, default: Any) -> Any:
+    if name == "host":
+        return os.environ.get(ENV_PREFIX + "HOST") or os.environ.get("GRADIO_SERVER_NAME") or default
+    if name == "port":
+        for variable in (ENV_PREFIX + "PORT", "GRADIO_SERVER_PORT", "PORT"):
+            if os.environ.get(variable):
+                return os.environ[variable]
+        return default
+    return os.environ.get(ENV_PREFIX + name.upper(), default)
+
+
+def _boolean(text: Any) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("1", "true", "yes", "on")
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="MobileSAM web demo (Gradio). Every option can also be set in the environment as "
+        f"{ENV_PREFIX}<OPTION> (e.g. {ENV_PREFIX}MAX_EVERYTHING_SECONDS=30).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for item in fields(AppConfig):
+        option = "--" + item.name.replace("_", "-")
+        default = _environment_default(item.name, item.default)
+        if item.type in ("bool", bool):
+            parser.add_argument(option, action=argparse.BooleanOptionalAction, default=_boolean(default),
+                                help=HELP[item.name])
+        elif item.name == "checkpoint_dir":
+            parser.add_argument(option, type=Path, default=Path(default) if default else None, help=HELP[item.name])
+        elif item.type in ("int", "float"):
+            kind = int if item.type == "int" else float
+            parser.add_argument(option, type=_positive(kind), default=kind(default), help=HELP[item.name])
+        else:
+            parser.add_argument(option, default=default, help=HELP[item.name])
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> AppConfig:
+    """The command line and environment as an AppConfig (exits with a message on bad values)."""
+    try:
+        parser = build_parser()
+    except (argparse.ArgumentTypeError, ValueError) as error:  # a bad environment value
+        raise SystemExit(f"error in the environment ({ENV_PREFIX}...): {error}") from error
+    args = parser.parse_args(argv)
+    if args.max_image_side < 16:
+        parser.error("--max-image-side must be at least 16")
+    return AppConfig(**{item.name: getattr(args, item.name) for item in fields(AppConfig)})

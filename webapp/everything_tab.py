@@ -1,0 +1,101 @@
+"""The segment-everything tab and `/everything`: budget first, cached results, cancellable jobs."""
+from __future__ import annotations
+
+import asyncio
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from everything.export import write_mask_pngs
+from everything.jobs import EverythingBudget, EverythingResult, EverythingSettings, ResultCache, prepare_image, run_everything
+from everything.scheduling import HeavyLane, JobControl
+from mobile_sam.embedding_cache import image_key
+from mobile_sam.export import atomic_write_bytes
+from mobile_sam.model_store import ModelStore
+
+from .heavy import run_heavy
+from .messages import safe_stem
+from .sessions import Sessions
+from .uploads import Upload, read_upload
+
+
+@dataclass(frozen=True)
+class EverythingAnswer:
+    """A finished (or cached) job for one upload."""
+
+    upload: Upload
+    result: EverythingResult
+    cached: bool
+
+    def summary(self) -> str:
+        height, width = self.result.image_size
+        text = (f"{len(self.result.records)} masks in {self.result.seconds:.2f} s on a {width}x{height} image "
+                f"(estimated {self.result.estimated_seconds:.0f} s)")
+        text += ", from the cache." if self.cached else "."
+        return text + (" " + self.upload.notice if self.upload.notice else "")
+
+    def coco(self) -> dict[str, Any]:
+        return self.result.coco(f"{safe_stem(self.upload.name)}.png")
+
+
+class EverythingTab:
+    """Segment-everything jobs on MobileSAM, shared by the tab and the API."""
+
+    def __init__(
+        self, store: ModelStore, sessions: Sessions, lane: HeavyLane, budget: EverythingBudget,
+        results: ResultCache, max_image_side: int,
+    ) -> None:
+        self.store, self.sessions, self.lane, self.budget = store, sessions, lane, budget
+        self.results, self.max_image_side = results, max_image_side
+
+    async def answer(
+        self, path: str | None, settings: EverythingSettings, random_weights: bool, request: Any,
+        progress: Callable[..., Any] | None = None,
+    ) -> EverythingAnswer:
+        """
+        The job for an upload: refused at once when over budget, from the cache when already done,
+        else run in the heavy lane (cancelled with the calling task or the session).
+
+        Raises:
+          ValueError, ImageLoadError, BudgetExceeded, CheckpointError, LaneFull, JobCancelled,
+          GenerationCancelled.
+        """
+        upload, image, key = await asyncio.to_thread(self._prepare, path, settings, random_weights)
+        cached = self.results.get(key)
+        if cached is not None:
+            return EverythingAnswer(upload, cached, True)
+
+        def job(control: JobControl) -> tuple[EverythingResult, bool]:
+            return self.results.get_or_run(key, lambda: self._run(image, settings, random_weights, control, progress))
+
+        result, cached = await run_heavy(self.sessions, self.lane, request, job, progress)
+        return EverythingAnswer(upload, result, cached)
+
+    def _prepare(self, path: str | None, settings: EverythingSettings, random_weights: bool) -> tuple[Upload, Any, tuple]:
+        upload = read_upload(path, self.max_image_side)
+        image = prepare_image(upload.image, settings)
+        self.budget.check(image.shape[:2], settings)
+        return upload, image, ResultCache.key(image, settings, ("vit_t", bool(random_weights)))
+
+    def _run(
+        self, image: Any, settings: EverythingSettings, random_weights: bool, control: JobControl,
+        progress: Callable[..., Any] | None,
+    ) -> EverythingResult:
+        model = self.store.model("vit_t", random_weights)
+        embedding = self.store.embeddings.get((image_key(image), "vit_t", bool(random_weights)))
+        report = None if progress is None else (lambda fraction: progress(fraction, desc="Segmenting everything"))
+        return run_everything(model, image, settings, budget=self.budget, embedding=embedding, cancel=control, progress=report)
+
+    def write_downloads(self, answer: EverythingAnswer, request: Any) -> tuple[str, str]:
+        """The COCO JSON and a ZIP of one PNG per mask, in a new folder of the session."""
+        folder = self.sessions.new_folder(request)
+        stem = safe_stem(answer.upload.name)
+        coco_path = atomic_write_bytes(folder / f"{stem}_everything.json", json.dumps(answer.coco()).encode())
+        zip_path = folder / f"{stem}_masks.zip"
+        with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for png in write_mask_pngs(folder / "masks", answer.result.records):
+                archive.write(png, png.name)
+        self.sessions.enforce_cap()
+        return str(coco_path), str(zip_path)
