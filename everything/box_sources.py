@@ -86,10 +86,16 @@ class UltralyticsBoxSource:
         }
         threads = torch.get_num_threads()
         try:
-            self._predictor = DetectionPredictor(overrides=overrides)
-            self._predictor.setup_model(self.network, verbose=False)
+            predictor = DetectionPredictor(overrides=overrides)
+            predictor.setup_model(self.network, verbose=False)
         finally:
             torch.set_num_threads(threads)
+        if overrides["task"] == "segment":
+            # YOLOv8-seg answers (detections, mask prototypes): only the detections go to NMS, as in
+            # ultralytics' SegmentationPredictor; no masks are made.
+            detect_postprocess = predictor.postprocess
+            predictor.postprocess = lambda preds, img, orig_imgs, **kwargs: detect_postprocess(preds[0], img, orig_imgs, **kwargs)
+        self._predictor = predictor
         self._lock = threading.Lock()
 
     def detect(self, image: np.ndarray) -> Detections:
