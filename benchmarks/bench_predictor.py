@@ -64,7 +64,7 @@ def _workloads(image: np.ndarray, ours, peer, rng: np.random.Generator) -> dict[
         return lambda: side.model.image_encoder(preprocessed)
 
     return {
-        "image encoder": (torch.inference_mode()(encoder(ours)), torch.no_grad()(encoder(peer))),
+        "image encoder": (torch.no_grad()(encoder(ours)), torch.no_grad()(encoder(peer))),
         "decode 1 point (multimask)": (
             lambda: ours.predict(point_coords=point, point_labels=label, multimask_output=True),
             lambda: peer.predict(point_coords=point, point_labels=label, multimask_output=True),

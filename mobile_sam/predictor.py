@@ -10,6 +10,8 @@ from .utils.transforms import ResizeLongestSide
 
 # Upper bound on the full-size float logits held at once while thresholding a batch of masks.
 POSTPROCESS_CHUNK_BYTES = 64 << 20
+# Point labels the prompt encoder knows: padding (not a point), background, foreground.
+POINT_LABELS = (-1, 0, 1)
 
 
 class ImageNotSetError(RuntimeError):
@@ -19,10 +21,11 @@ class ImageNotSetError(RuntimeError):
 class SamPredictor:
     """Computes the image embedding once (`set_image`) and predicts masks from prompts (`predict`).
 
-    Prompt conventions (original-image pixels, XY):
-      * points outside the image raise ValueError (a silently moved click would be a wrong answer);
-      * a box with its corners in the wrong order is normalised to (min x, min y, max x, max y), then clipped
-        to the image; a box with zero area after that raises ValueError.
+    Prompts are passed to the model as given, exactly as by the official `SamPredictor`: points may lie
+    outside the image, label -1 marks a padding point, box corners may come in any order and lie outside
+    the image. Only prompts that would crash the official code or make it return garbage (NaN or infinite
+    values, wrong shapes, unknown labels, predicting before `set_image`) raise, with a clear message.
+    Checking and clipping user clicks is the job of `mobile_sam.prompts.Prompts`.
     """
 
     def __init__(self, sam_model: Sam) -> None:
@@ -97,7 +100,7 @@ class SamPredictor:
 
         Args:
             point_coords: (N, 2) XY pixel coordinates in the original image.
-            point_labels: (N,) 1 for foreground, 0 for background.
+            point_labels: (N,) 1 for foreground, 0 for background, -1 for a padding point (ignored).
             box: (4,) XYXY in the original image.
             mask_input: (1, 256, 256) low-res logits from a previous prediction, to refine it.
             multimask_output: return three candidate masks (best for a single ambiguous point).
@@ -109,7 +112,7 @@ class SamPredictor:
         self._require_image()
         points = None
         if point_coords is not None or point_labels is not None:
-            coords, labels = _check_points(point_coords, point_labels, self.original_size)
+            coords, labels = _check_points(point_coords, point_labels)
             coords = self.transform.apply_coords(coords, self.original_size)
             points = (
                 torch.as_tensor(coords, dtype=torch.float, device=self.device)[None],
@@ -117,13 +120,12 @@ class SamPredictor:
             )
         box_torch = None
         if box is not None:
-            box = self.transform.apply_boxes(_check_box(box, self.original_size), self.original_size)
+            box = self.transform.apply_boxes(_check_box(box), self.original_size)
             box_torch = torch.as_tensor(box, dtype=torch.float, device=self.device)
         mask_torch = None
         if mask_input is not None:
-            mask_torch = torch.as_tensor(_check_mask_input(mask_input), dtype=torch.float, device=self.device)[None]
-        if points is None and box_torch is None and mask_torch is None:
-            raise ValueError("no prompt given: pass point_coords with point_labels, a box, or a mask_input")
+            mask_input = _check_mask_input(mask_input, self.model.prompt_encoder.mask_input_size)
+            mask_torch = torch.as_tensor(mask_input, dtype=torch.float, device=self.device)[None]
 
         masks, scores, low_res = self.predict_torch(
             points[0] if points else None,
@@ -150,14 +152,16 @@ class SamPredictor:
         Args:
             point_coords: (B, N, 2) XY (`transform.apply_coords_torch`); point_labels: (B, N) in {1, 0, -1},
                 -1 marking padding points.
-            boxes: (B, 4) XYXY (`transform.apply_boxes_torch`).
+            boxes: (B, 4) XYXY (`transform.apply_boxes_torch`); (B, 1, 4) is accepted too.
             mask_input: (B, 1, 256, 256) low-res logits.
         Returns:
             masks (B, C, H, W) at the original size, bool unless return_logits; scores (B, C);
             low-res logits (B, C, 256, 256).
         """
         self._require_image()
-        batch = _check_torch_prompts(point_coords, point_labels, boxes, mask_input)
+        batch = _check_torch_prompts(
+            point_coords, point_labels, boxes, mask_input, self.model.prompt_encoder.mask_input_size
+        )
         points = (point_coords.to(self.device), point_labels.to(self.device)) if point_coords is not None else None
         sparse, dense = self.model.prompt_encoder(
             points=points,
@@ -216,58 +220,45 @@ def _check_image(image: object) -> None:
         raise ValueError(f"image is empty: shape {image.shape}")
 
 
-def _check_points(
-    point_coords: np.ndarray | None, point_labels: np.ndarray | None, image_size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_points(point_coords: np.ndarray | None, point_labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     if point_coords is None or point_labels is None:
         raise ValueError("point_coords and point_labels must be given together")
     coords = np.asarray(point_coords, dtype=float)
     labels = np.asarray(point_labels)
-    if coords.ndim != 2 or coords.shape[1] != 2 or coords.shape[0] == 0:
-        raise ValueError(f"point_coords must have shape (N, 2) with N >= 1, got {coords.shape}")
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise ValueError(f"point_coords must have shape (N, 2), got {coords.shape}")
     if labels.shape != (coords.shape[0],):
         raise ValueError(
             f"point_labels must have shape ({coords.shape[0]},) to match point_coords, got {labels.shape}"
         )
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"point_labels must be 1 (foreground) or 0 (background), got {np.unique(labels).tolist()}")
+    _check_labels(labels)
     if not np.isfinite(coords).all():
         raise ValueError("point_coords contain NaN or infinite values")
-    height, width = image_size
-    outside = (coords[:, 0] < 0) | (coords[:, 0] > width) | (coords[:, 1] < 0) | (coords[:, 1] > height)
-    if outside.any():
-        first = coords[outside][0]
-        raise ValueError(
-            f"{int(outside.sum())} point(s) outside the {width}x{height} image, e.g. (x={first[0]:g}, y={first[1]:g}); "
-            "coordinates are (x, y) in original image pixels"
-        )
     return coords, labels.astype(np.int64)
 
 
-def _check_box(box: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+def _check_labels(labels: np.ndarray) -> None:
+    if not np.isin(labels, POINT_LABELS).all():
+        raise ValueError(
+            f"point labels must be 1 (foreground), 0 (background) or -1 (padding), got {np.unique(labels).tolist()}"
+        )
+
+
+def _check_box(box: np.ndarray) -> np.ndarray:
     box = np.asarray(box, dtype=float)
     if box.shape not in ((4,), (1, 4)):
         raise ValueError(f"box must have shape (4,) as (x0, y0, x1, y1), got {box.shape}; use predict_torch for many boxes")
-    box = box.reshape(4)
     if not np.isfinite(box).all():
         raise ValueError("box contains NaN or infinite values")
-    height, width = image_size
-    x0, x1 = sorted((box[0], box[2]))
-    y0, y1 = sorted((box[1], box[3]))
-    x0, x1 = np.clip([x0, x1], 0, width)
-    y0, y1 = np.clip([y0, y1], 0, height)
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(
-            f"box {box.tolist()} has zero area inside the {width}x{height} image; drag a box with width and height"
-        )
-    return np.array([x0, y0, x1, y1])
+    return box.reshape(4)
 
 
-def _check_mask_input(mask_input: np.ndarray) -> np.ndarray:
+def _check_mask_input(mask_input: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     mask = np.asarray(mask_input, dtype=np.float32)
-    if mask.shape != (1, 256, 256):
+    if mask.shape != (1, *size):
         raise ValueError(
-            f"mask_input must have shape (1, 256, 256) (low-res logits from a previous predict), got {mask.shape}"
+            f"mask_input must have shape (1, {size[0]}, {size[1]}) (low-res logits from a previous predict), "
+            f"got {mask.shape}"
         )
     if not np.isfinite(mask).all():
         raise ValueError("mask_input contains NaN or infinite values")
@@ -279,8 +270,9 @@ def _check_torch_prompts(
     point_labels: torch.Tensor | None,
     boxes: torch.Tensor | None,
     mask_input: torch.Tensor | None,
+    mask_size: tuple[int, int],
 ) -> int:
-    """Validate batched prompts; return the batch size B."""
+    """Validate batched prompts; return the batch size B (1 when there is no prompt at all)."""
     sizes = []
     if (point_coords is None) != (point_labels is None):
         raise ValueError("point_coords and point_labels must be given together")
@@ -293,19 +285,22 @@ def _check_torch_prompts(
             )
         if not torch.isfinite(point_coords).all():
             raise ValueError("point_coords contain NaN or infinite values")
+        _check_labels(point_labels.cpu().numpy())
         sizes.append(point_coords.shape[0])
     if boxes is not None:
-        if boxes.ndim != 2 or boxes.shape[-1] != 4:
-            raise ValueError(f"boxes must have shape (B, 4), got {tuple(boxes.shape)}")
+        if not (boxes.ndim == 2 or (boxes.ndim == 3 and boxes.shape[1] == 1)) or boxes.shape[-1] != 4:
+            raise ValueError(f"boxes must have shape (B, 4) or (B, 1, 4), got {tuple(boxes.shape)}")
         if not torch.isfinite(boxes).all():
             raise ValueError("boxes contain NaN or infinite values")
         sizes.append(boxes.shape[0])
     if mask_input is not None:
-        if mask_input.ndim != 4 or tuple(mask_input.shape[1:]) != (1, 256, 256):
-            raise ValueError(f"mask_input must have shape (B, 1, 256, 256), got {tuple(mask_input.shape)}")
+        if mask_input.ndim != 4 or tuple(mask_input.shape[1:]) != (1, *mask_size):
+            raise ValueError(
+                f"mask_input must have shape (B, 1, {mask_size[0]}, {mask_size[1]}), got {tuple(mask_input.shape)}"
+            )
+        if not torch.isfinite(mask_input).all():
+            raise ValueError("mask_input contains NaN or infinite values")
         sizes.append(mask_input.shape[0])
-    if not sizes:
-        raise ValueError("no prompt given: pass points, boxes or mask_input")
     if len(set(sizes)) > 1:
         raise ValueError(f"prompt batch sizes disagree: {sizes}")
-    return sizes[0]
+    return sizes[0] if sizes else 1

@@ -97,6 +97,19 @@ class Prompts:
         if len(self.boxes) == 0 and not (self.labels == 1).any():
             raise ValueError("Only background points: add a foreground point or a box to say what to segment.")
 
+    def checked(self, image_size: tuple[int, int]) -> "Prompts":
+        """
+        The prompts ready for the predictor on an image of size (H, W): validated (see `validate`), with
+        every box clipped to the image.
+
+        `SamPredictor` takes prompts as given, like the official one (points and boxes may lie outside
+        the image); this is the one place where user clicks are checked and clipped.
+        """
+        self.validate(image_size)
+        height, width = image_size
+        boxes = np.clip(self.boxes, 0.0, [width, height, width, height])
+        return Prompts(self.points, self.labels, boxes)
+
     def groups(self) -> tuple[list[PromptGroup], np.ndarray]:
         """
         Split the prompts into the predictor calls they need.

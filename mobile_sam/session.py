@@ -74,8 +74,7 @@ def segment(embedding: ImageEmbedding, prompts: Prompts, multimask_output: bool 
     Raises:
       ValueError: the prompts are empty or invalid for the image (see Prompts.validate).
     """
-    prompts.validate(embedding.original_size)
-    groups, unused = prompts.groups()
+    groups, unused = prompts.checked(embedding.original_size).groups()
     predictor = embedding.predictor
     single = len(groups) == 1
     start = time.perf_counter()

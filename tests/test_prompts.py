@@ -73,3 +73,25 @@ def test_to_dict_round_trips_through_from_json():
     again = Prompts.from_json(prompts.to_dict())
     np.testing.assert_array_equal(again.points, prompts.points)
     np.testing.assert_array_equal(again.boxes, prompts.boxes)
+
+
+def test_checked_clips_boxes_to_the_image_and_keeps_points():
+    prompts = Prompts.from_lists([[3, 4]], [1], [[-5, 2, 30, 8], [8, -1, 2, 40]]).checked((10, 20))
+    np.testing.assert_array_equal(prompts.boxes, [[0, 2, 20, 8], [2, 0, 8, 10]])
+    np.testing.assert_array_equal(prompts.points, [[3, 4]])
+    np.testing.assert_array_equal(prompts.labels, [1])
+
+
+@pytest.mark.parametrize(
+    "points, labels, boxes, message",
+    [
+        ([[20, 3]], [1], [], "outside"),
+        ([[-0.5, 3]], [1], [], "outside"),
+        ([], [], [[21, 0, 30, 5]], "outside"),
+        ([], [], [[4, 4, 4, 9]], "zero area"),
+        ([], [], [], "at least one"),
+    ],
+)
+def test_checked_rejects_what_validate_rejects(points, labels, boxes, message):
+    with pytest.raises(ValueError, match=message):
+        Prompts.from_lists(points, labels, boxes).checked((10, 20))
