@@ -1,0 +1,126 @@
+"""Teacher embeddings for a folder of images, stored once for training (the paper's "save the image embeddings
+beforehand"), in one process; `distill.ray_engine` runs the same work on Ray Data actors."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mobile_sam.image import ImageLoadError, load_image
+from mobile_sam.modeling import Sam
+from mobile_sam.utils.transforms import ResizeLongestSide
+
+from .models import build_model, checkpoint_sha256, embedding_shape, freeze
+from .sources import list_images
+from .store import StoreIndex, StoreWriter
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    """What one `embed` run did: images embedded now, skipped (already stored), failed (listed in the index)."""
+
+    embedded: int
+    skipped: int
+    failed: int
+    total: int
+
+
+def model_input(model: Sam, image: np.ndarray) -> torch.Tensor:
+    """The predictor's preprocessing of an (H, W, 3) uint8 RGB image: longest side to the input size,
+    normalise, zero-pad bottom-right -> (3, S, S) float32 (S = 1024 for the real models)."""
+    resized = ResizeLongestSide(model.image_size).apply_image(image)
+    tensor = torch.as_tensor(resized, device=model.device).permute(2, 0, 1).float()
+    return model.preprocess(tensor)
+
+
+@torch.no_grad()
+def encode_images(model: Sam, images: list[np.ndarray]) -> np.ndarray:
+    """Image embeddings (B, C, h, w) float32 for a list of RGB uint8 images (one encoder batch)."""
+    batch = torch.stack([model_input(model, image) for image in images])
+    return model.image_encoder(batch).float().cpu().numpy()
+
+
+def load_or_reason(path: Path) -> tuple[np.ndarray | None, str | None]:
+    """(image, None) for a readable image, (None, reason) for one that is not."""
+    try:
+        return load_image(path), None
+    except ImageLoadError as err:
+        return None, str(err)
+
+
+def new_index(teacher: str, checkpoint: str | Path | None, model: Sam, image_root: str | Path) -> StoreIndex:
+    return StoreIndex(
+        teacher=teacher,
+        checkpoint_sha256=checkpoint_sha256(checkpoint),
+        image_size=model.image_size,
+        embedding_shape=embedding_shape(model),
+        image_root=str(Path(image_root).resolve()),
+    )
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_local(
+    model: Sam, root: Path, paths: list[str], writer: StoreWriter, batch_size: int, progress: Callable[[int], None]
+) -> tuple[int, int]:
+    """Embed `paths` (relative to `root`) in this process; returns (embedded, failed)."""
+    embedded = failed = 0
+    for chunk in _batches(paths, batch_size):
+        loaded = [(path, *load_or_reason(root / path)) for path in chunk]
+        good = [(path, image) for path, image, _ in loaded if image is not None]
+        for path, _, reason in loaded:
+            if reason is not None:
+                writer.add_failure(path, reason)
+                failed += 1
+        if good:
+            embeddings = encode_images(model, [image for _, image in good])
+            for (path, image), embedding in zip(good, embeddings):
+                writer.add(path, image.shape[:2], embedding)
+            embedded += len(good)
+        progress(len(chunk))
+    return embedded, failed
+
+
+def embed_folder(
+    images: str | Path,
+    output: str | Path,
+    teacher: str = "vit_h",
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 1,
+    shard_size: int = 64,
+    limit: int | None = None,
+    engine: str = "local",
+    workers: int = 1,
+    show_progress: bool = True,
+) -> EmbedSummary:
+    """Store the teacher's embedding of every image under `images` in the store folder `output`.
+
+    Resumes an existing store (images already stored are skipped); unreadable images are listed in the index's
+    `failures` and skipped. `engine` is "local" (this process) or "ray" (Ray Data actors, `workers` of them).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    root = Path(images)
+    paths = list_images(root, limit)
+    model = freeze(build_model(teacher, checkpoint).to(device))
+    writer = StoreWriter(output, new_index(teacher, checkpoint, model, root), shard_size)
+    todo = [p for p in paths if p not in writer.done]
+    with tqdm(total=len(todo), desc=f"embed ({teacher})", unit="img", disable=not show_progress) as bar:
+        if engine == "local":
+            embedded, failed = run_local(model, root, todo, writer, batch_size, bar.update)
+        elif engine == "ray":
+            from .ray_engine import run_ray
+
+            embedded, failed = run_ray(teacher, checkpoint, device, root, todo, writer, batch_size, workers, bar.update)
+        else:
+            raise ValueError(f"unknown engine {engine!r}; choose 'local' or 'ray'")
+    writer.flush()
+    return EmbedSummary(embedded, len(paths) - len(todo), failed, len(paths))

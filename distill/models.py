@@ -1,0 +1,143 @@
+"""Teacher and student models for distillation, by name.
+
+Teachers are any `mobile_sam.sam_model_registry` name (vit_h, vit_l, vit_b, vit_t) and students are ``vit_t``
+(MobileSAM's TinyViT, 1024 input, (256, 64, 64) embeddings). ``test_vit`` and ``test_tinyvit`` are reduced
+configurations of the same two encoder families (64x64 input, (256, 4, 4) embeddings, a small mask decoder)
+for unit tests and quick smoke runs; a teacher and a student fit together when their embeddings have the
+same shape (`embedding_shape`).
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from torch import nn
+
+from mobile_sam import sam_model_registry
+from mobile_sam.build_sam import PROMPT_EMBED_DIM, VIT_PATCH_SIZE, load_state_dict_checked, read_state_dict
+from mobile_sam.checkpoints import sha256_file
+from mobile_sam.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
+
+TEST_IMAGE_SIZE = 64
+TEST_TEACHER = "test_vit"
+TEST_STUDENT = "test_tinyvit"
+STUDENT_NAMES = ("vit_t", TEST_STUDENT)
+TEACHER_NAMES = tuple(name for name in sam_model_registry if name != "default") + (TEST_TEACHER,)
+
+# The prompt encoder and mask decoder of a Sam, the parts the student borrows from the teacher.
+DECODER_PREFIXES = ("prompt_encoder.", "mask_decoder.")
+
+
+def _test_sam(image_encoder: nn.Module) -> Sam:
+    """A reduced Sam around `image_encoder` (64x64 input, 4x4 embeddings, one-layer decoder transformer)."""
+    side = TEST_IMAGE_SIZE // VIT_PATCH_SIZE
+    return Sam(
+        image_encoder=image_encoder,
+        prompt_encoder=PromptEncoder(
+            embed_dim=PROMPT_EMBED_DIM,
+            image_embedding_size=(side, side),
+            input_image_size=(TEST_IMAGE_SIZE, TEST_IMAGE_SIZE),
+            mask_in_chans=4,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=1, embedding_dim=PROMPT_EMBED_DIM, mlp_dim=64, num_heads=2),
+            transformer_dim=PROMPT_EMBED_DIM,
+            iou_head_depth=2,
+            iou_head_hidden_dim=32,
+        ),
+    ).eval()
+
+
+def _build_test_teacher() -> Sam:
+    encoder = ImageEncoderViT(
+        img_size=TEST_IMAGE_SIZE,
+        patch_size=VIT_PATCH_SIZE,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=2,
+        global_attn_indexes=(1,),
+        out_chans=PROMPT_EMBED_DIM,
+    )
+    return _test_sam(encoder)
+
+
+def _build_test_student() -> Sam:
+    encoder = TinyViT(
+        img_size=TEST_IMAGE_SIZE,
+        embed_dims=(16, 16, 32, 32),
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 1, 2, 2),
+        window_sizes=(2, 2, 4, 2),
+        num_classes=0,
+    )
+    return _test_sam(encoder)
+
+
+def build_model(name: str, checkpoint: str | Path | None = None) -> Sam:
+    """A Sam by teacher or student name, with random weights or `checkpoint` (a full Sam state dict, strict)."""
+    if name == TEST_TEACHER:
+        model = _build_test_teacher()
+    elif name == TEST_STUDENT:
+        model = _build_test_student()
+    elif name in sam_model_registry:
+        return sam_model_registry[name](checkpoint=checkpoint)
+    else:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(TEACHER_NAMES)}")
+    if checkpoint is not None:
+        load_state_dict_checked(model, read_state_dict(checkpoint), name)
+    return model
+
+
+def check_student_name(name: str) -> str:
+    """`name` if it names a student architecture, else a ValueError listing the students."""
+    if name not in STUDENT_NAMES:
+        raise ValueError(f"unknown student {name!r}; choose one of {', '.join(STUDENT_NAMES)}")
+    return name
+
+
+def embedding_shape(model: Sam) -> tuple[int, int, int]:
+    """(C, h, w) of the model's image embedding: (256, 64, 64) for the real configurations."""
+    h, w = model.prompt_encoder.image_embedding_size
+    return (model.prompt_encoder.embed_dim, int(h), int(w))
+
+
+def checkpoint_sha256(checkpoint: str | Path | None) -> str | None:
+    """SHA-256 of a checkpoint file (None for random weights)."""
+    return None if checkpoint is None else sha256_file(checkpoint)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Put `model` in eval mode with every parameter excluded from autograd (a teacher, a borrowed decoder)."""
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def adopt_decoder(student: Sam, teacher: Sam) -> Sam:
+    """Copy `teacher`'s prompt encoder and mask decoder into `student` (strict: same architecture), so that the
+    student's state dict is a full Sam in the official layout (mobile_sam.pt for vit_t). Returns `student`."""
+    try:
+        student.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
+        student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"the teacher's prompt encoder / mask decoder do not fit the student: {err}") from err
+    return student
+
+
+def teacher_checkpoint(name: str, path: str | Path | None) -> Path:
+    """The teacher's checkpoint file: `path` when given, else the official file from the mobile_sam cache
+    (downloaded and verified on first use). The reduced test teacher has no official file."""
+    from mobile_sam.checkpoints import resolve_checkpoint
+
+    if path is not None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"teacher checkpoint {path} does not exist")
+        return Path(path)
+    if name == TEST_TEACHER:
+        raise ValueError(f"the {TEST_TEACHER} teacher has no official weights; pass its checkpoint file")
+    return resolve_checkpoint(name)
