@@ -391,8 +391,17 @@ class TinyViT(nn.Module):
         )
         self.apply(_init_weights)
 
+    @torch.jit.ignore
+    def no_weight_decay_keywords(self) -> set[str]:
+        """Parameter names that the official training recipe excludes from weight decay."""
+        return {"attention_biases"}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, img_size, img_size) -> (B, 256, img_size / 16, img_size / 16) image embedding."""
+        return self.forward_features(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The image embedding (as `forward`; the official name of the same computation)."""
         expected = (self.in_chans, self.img_size, self.img_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             shape = ", ".join(map(str, expected))

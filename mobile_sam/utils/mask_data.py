@@ -21,12 +21,12 @@ class MaskData:
         for key, value in columns.items():
             self[key] = value
 
-    def __setitem__(self, key: str, value: Column) -> None:
-        if not isinstance(value, (torch.Tensor, np.ndarray, list)):
+    def __setitem__(self, key: str, item: Column) -> None:
+        if not isinstance(item, (torch.Tensor, np.ndarray, list)):
             raise TypeError(
-                f"MaskData columns are torch tensors, numpy arrays or lists, got {type(value).__name__} for {key!r}"
+                f"MaskData columns are torch tensors, numpy arrays or lists, got {type(item).__name__} for {key!r}"
             )
-        self._stats[key] = value
+        self._stats[key] = item
 
     def __getitem__(self, key: str) -> Column:
         return self._stats[key]
@@ -56,17 +56,19 @@ class MaskData:
             else:
                 self._stats[key] = [value[i] for i in index_list]
 
-    def cat(self, other: "MaskData") -> None:
-        """Append the candidates of `other` (the first `cat` into an empty MaskData adopts its columns).
+    def cat(self, new_stats: "MaskData") -> None:
+        """Append the candidates of `new_stats` (the first `cat` into an empty MaskData adopts its columns).
 
         Both must have the same columns of the same kinds (the official code would misalign them silently).
         """
         if not self._stats:
-            self._stats = dict(other._stats)
+            self._stats = dict(new_stats.items())
             return
-        if set(self._stats) != set(other._stats):
-            raise ValueError(f"cannot concatenate MaskData with columns {sorted(self._stats)} and {sorted(other._stats)}")
-        for key, value in other._stats.items():
+        if set(self._stats) != set(dict(new_stats.items())):
+            raise ValueError(
+                f"cannot concatenate MaskData with columns {sorted(self._stats)} and {sorted(dict(new_stats.items()))}"
+            )
+        for key, value in new_stats.items():
             mine = self._stats[key]
             if isinstance(mine, torch.Tensor):
                 self._stats[key] = torch.cat([mine, torch.as_tensor(value, device=mine.device)], dim=0)
