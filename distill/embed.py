@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mobile_sam.device import resolve_device
 from mobile_sam.image import ImageLoadError, load_image
 from mobile_sam.modeling import Sam
 from mobile_sam.utils.transforms import ResizeLongestSide
@@ -108,19 +109,24 @@ def embed_folder(
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if engine not in ("local", "ray"):
+        raise ValueError(f"unknown engine {engine!r}; choose 'local' or 'ray'")
+    device = resolve_device(device)
     root = Path(images)
     paths = list_images(root, limit)
-    model = freeze(build_model(teacher, checkpoint).to(device))
+    if engine == "local":
+        model = freeze(build_model(teacher, checkpoint).to(device))
+    else:  # the actors load the weights; the driver only needs the shapes
+        with torch.device("meta"):
+            model = build_model(teacher)
     writer = StoreWriter(output, new_index(teacher, checkpoint, model, root), shard_size)
     todo = [p for p in paths if p not in writer.done]
     with tqdm(total=len(todo), desc=f"embed ({teacher})", unit="img", disable=not show_progress) as bar:
         if engine == "local":
             embedded, failed = run_local(model, root, todo, writer, batch_size, bar.update)
-        elif engine == "ray":
+        else:
             from .ray_engine import run_ray
 
             embedded, failed = run_ray(teacher, checkpoint, device, root, todo, writer, batch_size, workers, bar.update)
-        else:
-            raise ValueError(f"unknown engine {engine!r}; choose 'local' or 'ray'")
     writer.flush()
     return EmbedSummary(embedded, len(paths) - len(todo), failed, len(paths))

@@ -78,9 +78,9 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"
     device: str = "auto"
-    workers: int = 0
     checkpoint_every: int = 100
     points_per_image: int = 4
+    plot: bool = True
     progress: bool = True
 
 
@@ -383,7 +383,8 @@ def train(config: TrainConfig, should_stop: Callable[[int], bool] | None = None)
     if place.main:
         atomic_write_bytes(output / STUDENT_FILE, _state_bytes(trainer.student))
         _write_log(output / LOG_FILE, trainer.rows)
-        plot = plot_losses(trainer.rows, output / PLOT_FILE, f"{config.student} {config.mode} distillation")
+        if config.plot:
+            plot = plot_losses(trainer.rows, output / PLOT_FILE, f"{config.student} {config.mode} training")
     if place.world_size > 1:
         dist.barrier()
     return TrainResult(output / STUDENT_FILE, output / LOG_FILE, plot, [r["loss"] for r in trainer.rows])
