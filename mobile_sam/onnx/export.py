@@ -161,6 +161,8 @@ def _torchscript_export(
     with warnings.catch_warnings():
         # Trace-time notes about Python values becoming constants: the shapes involved are fixed by design.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # torch 2.14 flags the TorchScript exporter as legacy; it is the one that exports these graphs correctly.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         torch.onnx.export(
             module,
             inputs,

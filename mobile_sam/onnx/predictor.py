@@ -44,6 +44,7 @@ class OnnxPredictor:
         decoder_inputs = tuple(i.name for i in self.decoder.get_inputs())
         if decoder_inputs != DECODER_INPUTS:
             raise ValueError(f"{decoder_path} is not a SAM decoder export: inputs {decoder_inputs}, expected {DECODER_INPUTS}")
+        _check_decoder_outputs(self.decoder.get_outputs()[1].shape)
         self.transform = ResizeLongestSide(self.metadata.image_size)
         self._mean = np.asarray(self.metadata.pixel_mean, dtype=np.float32)
         self._std = np.asarray(self.metadata.pixel_std, dtype=np.float32)
@@ -124,11 +125,7 @@ class OnnxPredictor:
             np.array(self.original_size, dtype=np.float32),
         )
         masks, scores, low_res = self.decoder.run(None, dict(zip(DECODER_INPUTS, inputs)))
-        if scores.shape[1] != NUM_MASK_OUTPUTS:
-            raise ValueError(
-                f"the decoder returns {scores.shape[1]} mask(s) per prompt, OnnxPredictor needs all {NUM_MASK_OUTPUTS}: "
-                "export it without --return-single-mask"
-            )
+        _check_decoder_outputs(scores.shape)
         selected = slice(1, None) if multimask_output else slice(0, 1)
         masks = masks[0, selected]
         if not return_logits:
@@ -176,6 +173,16 @@ def _read_metadata(session: ort.InferenceSession, path: str | Path) -> EncoderMe
             "export it with `python -m mobile_sam.onnx export`"
         )
     return EncoderMetadata.from_json(text)
+
+
+def _check_decoder_outputs(scores_shape: Sequence[int | str | None]) -> None:
+    """The decoder's scores have shape (1, 4): all four outputs, not a single-mask export."""
+    outputs = scores_shape[1] if len(scores_shape) == 2 else None
+    if isinstance(outputs, int) and outputs != NUM_MASK_OUTPUTS:
+        raise ValueError(
+            f"the decoder returns {outputs} mask(s) per prompt, OnnxPredictor needs all {NUM_MASK_OUTPUTS}: "
+            "export it without --return-single-mask"
+        )
 
 
 def _finite(name: str, values: object, shape: tuple[int, ...]) -> np.ndarray:

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modeling import Sam
-from .amg import calculate_stability_score
 
 # `return_single_mask` picks the single-mask output from this many points on (padding point included),
 # the best-scoring multimask output below it: the official rule.
@@ -95,6 +94,19 @@ class SamOnnxModel(nn.Module):
         gather_masks = index[:, :, None, None].expand(-1, -1, masks.shape[2], masks.shape[3])
         return masks.gather(1, gather_masks), scores.gather(1, index)
 
+    def stability_score(self, masks: torch.Tensor) -> torch.Tensor:
+        """`calculate_stability_score` of logits (1, K, H, W) at this model's threshold and offset: (1, K).
+
+        Counted in int32 over the flattened mask: the int16 row sums of `calculate_stability_score` are
+        folded into constants by the TorchScript exporter (the graph returned the traced input's scores).
+        """
+        high = self.model.mask_threshold + self.stability_score_offset
+        low = self.model.mask_threshold - self.stability_score_offset
+        flat = masks.flatten(-2)
+        intersections = (flat > high).to(torch.int32).sum(-1)
+        unions = (flat > low).to(torch.int32).sum(-1)
+        return intersections / unions
+
     @torch.no_grad()
     def forward(
         self,
@@ -114,14 +126,14 @@ class SamOnnxModel(nn.Module):
         )
         threshold = self.model.mask_threshold
         if self.use_stability_score:
-            scores = calculate_stability_score(masks, threshold, self.stability_score_offset)
+            scores = self.stability_score(masks)
         if self.return_single_mask:
             # Counted from the labels, not from a shape, so the exported graph keeps N dynamic.
             num_points = torch.ones_like(point_labels).sum(dim=1, keepdim=True)
             masks, scores = self.select_masks(masks, scores, num_points)
         upscaled_masks = self.mask_postprocessing(masks, orig_im_size)
         if self.return_extra_metrics:
-            stability_scores = calculate_stability_score(upscaled_masks, threshold, self.stability_score_offset)
+            stability_scores = self.stability_score(upscaled_masks)
             areas = (upscaled_masks > threshold).sum(dim=(-2, -1))
             return upscaled_masks, scores, stability_scores, areas, masks
         return upscaled_masks, scores, masks
