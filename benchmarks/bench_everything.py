@@ -14,9 +14,16 @@ Decoders:
 Prints wall time, CPU time, peak RSS and page faults per run, the reference/exact ratios, and how well
 the exact mode's records agree with the reference's.
 
+`--prompts objects` compares instead, per photo and each in its own subprocess, the grid generator (default
+knobs, vit_t) with MobileSAMv2's object-aware mode (`everything.ObjectAwareMaskGenerator`) on 300 and 100
+box prompts drawn from a seeded generator (random FastSAM weights detect nothing, so the boxes are fixed),
+with the time per stage (detector, encoder, decoder, post-processing) and peak RSS; the detector's network
+pass (FastSAM-s and FastSAM-x with random weights, imgsz 1024, boxes only) is timed in its own subprocess.
+
     python benchmarks/bench_everything.py                      # retina.jpg (+ truck.jpg if present)
     python benchmarks/bench_everything.py --image PHOTO --decoders synthetic --modes exact
     python benchmarks/bench_everything.py --decoders model --set pred_iou_thresh=0 --set stability_score_thresh=0
+    python benchmarks/bench_everything.py --prompts objects --image ../shared/images/truck.jpg
 """
 from __future__ import annotations
 
@@ -90,6 +97,107 @@ def worker(args: argparse.Namespace) -> None:
     )
 
 
+def seeded_boxes(height: int, width: int, count: int, seed: int = 0) -> np.ndarray:
+    """`count` XYXY boxes inside an image, sides 4% to 60% of the image's, from `default_rng(seed)`."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.uniform(0.04, 0.6, (count, 2)) * [width, height]
+    corners = rng.uniform(0, 1, (count, 2)) * ([width, height] - sizes)
+    return np.concatenate([corners, corners + sizes], axis=1)
+
+
+def prompts_worker(args: argparse.Namespace) -> None:
+    """One measured run of --prompts objects: `grid` (default knobs), `grid-all` (pred_iou_thresh=0: every prompt's
+    masks are made, the cost a trained model approaches), `objects` (with --boxes N) or `detector-s` / `detector-x`."""
+    sys.path.insert(0, str(REPO_ROOT))
+    import torch
+
+    from everything import ObjectAwareMaskGenerator, SamAutomaticMaskGenerator
+    from everything.allocator import keep_freed_memory
+    from mobile_sam import sam_model_registry
+    from mobile_sam.image import load_image
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    image = load_image(args.image[0])
+    stages: dict[str, float] = {}
+    if args.mode.startswith("detector-"):
+        from compare.backends import fastsam_architecture
+        from everything.box_sources import UltralyticsBoxSource
+
+        source = UltralyticsBoxSource(fastsam_architecture(args.mode[-1]), device="cpu")
+        start = time.perf_counter()
+        count = len(source.detect(image).boxes)
+        stages["detector"] = time.perf_counter() - start
+    else:
+        model = sam_model_registry["vit_t"](args.weights)
+        if args.mode in ("grid", "grid-all"):
+            settings = {"pred_iou_thresh": 0.0} if args.mode == "grid-all" else {}
+            generator = SamAutomaticMaskGenerator(model, output_mode="coco_rle", **settings)
+            start = time.perf_counter()
+            generator.predictor.set_image(image)  # the encoder alone, timed once more inside generate
+            stages["encoder"] = time.perf_counter() - start
+            generator.predictor.reset_image()
+            start = time.perf_counter()
+            count = len(generator.generate(image))
+            stages["decoder+postprocess"] = time.perf_counter() - start - stages["encoder"]
+        else:
+            boxes = seeded_boxes(image.shape[0], image.shape[1], args.boxes)
+            generator = ObjectAwareMaskGenerator(model, output_mode="coco_rle")
+            count = len(generator.generate(image, boxes=boxes, timings=stages))
+    print(json.dumps({"stages": stages, "total_s": sum(stages.values()), "peak_rss_mb": _peak_rss_mb(), "masks": count,
+                      "threads": torch.get_num_threads()}))
+
+
+def _peak_rss_mb() -> float:
+    """VmHWM of this process (ru_maxrss would include the parent's peak, which Linux carries across fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def compare_prompts(images: list[Path], args: argparse.Namespace) -> None:
+    """--prompts objects: grid against 300 and 100 box prompts, per stage, plus the detector's network pass."""
+    runs = [("grid", 0), ("grid-all", 0), ("objects", 300), ("objects", 100), ("detector-s", 0), ("detector-x", 0)]
+    print("vit_t and FastSAM with RANDOM weights: masks meaningless. With random weights the grid's IoU filter keeps "
+          "no candidate, so `grid` skips all mask work (a lower bound of a trained model's cost); `grid-all` sets "
+          "pred_iou_thresh=0 (every prompt's masks made: an upper bound). The object-aware mode has no filter.")
+    for image in images:
+        results = {}
+        for mode, boxes in runs:
+            command = [sys.executable, __file__, "--prompts-worker", "--mode", mode, "--boxes", str(boxes),
+                       "--image", str(image), "--threads", str(args.threads)]
+            if args.weights:
+                command += ["--weights", args.weights]
+            completed = subprocess.run(command, capture_output=True, text=True)
+            if completed.returncode != 0:
+                print(f"{image.name} {mode}: FAILED\n{completed.stderr[-2000:]}")
+                continue
+            label = f"{mode} {boxes}" if mode == "objects" else mode
+            r = results[label] = json.loads(completed.stdout.strip().splitlines()[-1])
+            stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in r["stages"].items())
+            print(f"{image.name:>10} {label:>12}: {r['total_s']:7.2f} s ({stages}), peak RSS {r['peak_rss_mb']:.0f} MB, "
+                  f"{r['masks']} masks/boxes, {r['threads']} threads", flush=True)
+        for baseline in ("grid", "grid-all"):
+            if baseline not in results:
+                continue
+            grid = results[baseline]
+            grid_decoder = grid["stages"]["decoder+postprocess"] / 1024
+            for label in ("objects 300", "objects 100"):
+                if label not in results:
+                    continue
+                r, n = results[label], int(label.split()[1])
+                line = (f"{baseline:>10} {label:>12}: {baseline}/objects x{grid['total_s'] / r['total_s']:.1f} without the "
+                        f"detector; decoder {1000 * r['stages']['decoder'] / n:.1f} ms per box vs {baseline} "
+                        f"decoder+postprocess {1000 * grid_decoder:.1f} ms per point")
+                for detector in ("detector-s", "detector-x"):
+                    if detector in results:
+                        total = r["total_s"] + results[detector]["total_s"]
+                        line += f"; with FastSAM-{detector[-1]} x{grid['total_s'] / total:.1f}"
+                print(line)
+
+
 def agreement(exact: list[dict], reference: list[dict]) -> str:
     """How many reference records the exact mode matches (mask IoU >= 0.99, bbox within 1 px, scores 1e-3)."""
     from pycocotools import mask as mask_utils
@@ -127,7 +235,11 @@ def main() -> None:
                              "(default); the reference always runs with glibc's defaults, as the official code does")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a generator setting, e.g. --set pred_iou_thresh=0 (default: official defaults)")
+    parser.add_argument("--prompts", choices=("grid", "objects"), default="grid",
+                        help="grid: exact vs reference (default); objects: grid vs object-aware box prompts, per stage")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--prompts-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--boxes", type=int, default=300, help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--decoder", help=argparse.SUPPRESS)
     parser.add_argument("--records", help=argparse.SUPPRESS)
@@ -135,8 +247,15 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    if args.prompts_worker:
+        prompts_worker(args)
+        return
 
     images = args.image or [path for path in DEFAULT_IMAGES if path.is_file()]
+    if args.prompts == "objects":
+        print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f} (timings on a shared machine are noisy)")
+        compare_prompts(images, args)
+        return
     decoders = args.decoders.split(",")
     if "synthetic" in decoders and not (CONFORMANCE_DIR / "synthetic_decoder.py").is_file():
         print(f"skipping the synthetic decoder: {CONFORMANCE_DIR} not found")

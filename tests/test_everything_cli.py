@@ -79,3 +79,41 @@ def test_keep_freed_memory_is_accepted_by_glibc() -> None:
     from everything.allocator import keep_freed_memory
 
     assert keep_freed_memory() is True
+
+
+def test_objects_mode_defaults_to_mobilesamv2_filters_and_grid_to_the_official_ones() -> None:
+    from everything.__main__ import build_parser, generator_spec
+
+    objects = generator_spec(build_parser().parse_args(["x.jpg", "--out", "o", "--prompts", "objects"])).settings
+    grid = generator_spec(build_parser().parse_args(["x.jpg", "--out", "o"])).settings
+    assert (objects["pred_iou_thresh"], objects["stability_score_thresh"], objects["box_nms_thresh"]) == (0.0, 0.0, None)
+    assert (objects["max_boxes"], objects["border_snap"]) == (300, 20.0)
+    assert (grid["pred_iou_thresh"], grid["stability_score_thresh"], grid["box_nms_thresh"]) == (0.88, 0.95, 0.7)
+    explicit = generator_spec(build_parser().parse_args(["x.jpg", "--out", "o", "--prompts", "objects", "--pred-iou-thresh", "0.5"]))
+    assert explicit.settings["pred_iou_thresh"] == 0.5
+
+
+def test_objects_mode_segments_the_boxes_of_a_detector_file(images: Path, tmp_path: Path, capsys) -> None:
+    from test_everything_box_sources import forced_fastsam
+
+    import torch
+
+    torch.save({"model": forced_fastsam()}, tmp_path / "detector.pt")
+    out = tmp_path / "out"
+    code = main([str(images / "a.png"), "--out", str(out), "--random-weights", "--device", "cpu", "--format", "coco",
+                 "--no-overlay", "--prompts", "objects", "--detector", str(tmp_path / "detector.pt"), "--max-boxes", "3"])
+    assert code == 0
+    annotations = json.loads((out / "annotations.json").read_text())["annotations"]
+    assert len(annotations) == 3  # one mask per box, no filter
+    assert "different algorithm" in capsys.readouterr().err
+
+
+def test_help_says_that_objects_mode_is_a_different_algorithm() -> None:
+    text = " ".join(build_help().split())
+    assert "--prompts" in text and "DIFFERENT algorithm" in text and "--engine" in text and "--ray-address" in text
+
+
+def build_help() -> str:
+    from everything.__main__ import build_parser
+
+    return build_parser().format_help()
