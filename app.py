@@ -251,7 +251,7 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
             api_reference = gr.Textbox(label="reference", value="vit_h")
             api_json, api_overlay = gr.JSON(label="result"), gr.Image(type="numpy", format="png", label="overlay")
             api_buttons = [gr.Button() for _ in range(3)]
-        api_buttons[0].click(parts.api.segment, [api_image, api_prompts, api_multimask], api_json, api_name="segment", **encode)
+        api_buttons[0].click(parts.api.segment, [api_image, api_prompts, api_multimask], api_json, api_name="segment", **interactive)
         api_buttons[1].click(parts.api.everything, [api_image, *api_knobs], [api_json, api_overlay], api_name="everything", **heavy)
         api_buttons[2].click(parts.api.compare, [api_image, api_prompts, api_models, api_reference], api_json,
                              api_name="compare", **heavy)

@@ -4,8 +4,10 @@ Sharing a server's CPU between interactive requests and heavy jobs, with cancell
 Interactive requests (a click decoded on a cached embedding) run inside `Priority.interactive()`.
 Heavy jobs (segment everything, comparisons) hold a `JobControl` and check it between batches;
 its `is_set()` first waits while interactive requests run, so a click never shares the CPU with
-more than one batch of a heavy job, and then reports whether the job was cancelled. `HeavyLane`
-admits a bounded number of heavy jobs at once with a bounded waiting line.
+more than one batch of a heavy job, and then reports whether the job was cancelled. Inside a long
+forward pass (an image encoder) the same check runs between submodules of models made
+`interruptible`, for the job running in the current thread (`current_job`). `HeavyLane` admits a
+bounded number of heavy jobs at once with a bounded waiting line.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from torch import nn
 
 
 class JobCancelled(RuntimeError):
@@ -73,6 +77,39 @@ class JobControl:
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
             raise JobCancelled("The job was stopped.")
+
+
+_thread_job = threading.local()
+_hooks_lock = threading.Lock()
+
+
+@contextmanager
+def current_job(control: JobControl) -> Iterator[None]:
+    """Make control the job of this thread for the block (interruptible models check it)."""
+    _thread_job.control = control
+    try:
+        yield
+    finally:
+        _thread_job.control = None
+
+
+def _check_current_job(*_: object) -> None:
+    control = getattr(_thread_job, "control", None)
+    if control is not None and control.is_set():
+        raise JobCancelled("The job was stopped.")
+
+
+def interruptible(model: nn.Module) -> nn.Module:
+    """Let the current thread's job pause or stop model's forward pass before any submodule runs.
+
+    Threads without a job (interactive requests) are not affected. Hooks are added once per model.
+    """
+    with _hooks_lock:
+        if not getattr(model, "_job_hooks", False):
+            for module in model.modules():
+                module.register_forward_pre_hook(_check_current_job)
+            model._job_hooks = True
+    return model
 
 
 class HeavyLane:

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 
 from everything.jobs import EverythingSettings
-from everything.scheduling import LaneFull
+from everything.scheduling import LaneFull, Priority
 from mobile_sam.checkpoints import CheckpointError
 from mobile_sam.export import mask_to_rle
 from mobile_sam.image import ImageLoadError
@@ -47,8 +47,11 @@ def model_list(text: str) -> list[str]:
 class Api:
     """The API endpoints (their parameter names are the API's)."""
 
-    def __init__(self, store: ModelStore, everything: EverythingTab, compare: CompareTab, random_weights: bool, max_side: int) -> None:
-        self.store, self.everything_tab, self.compare_tab = store, everything, compare
+    def __init__(
+        self, store: ModelStore, everything: EverythingTab, compare: CompareTab, priority: Priority,
+        random_weights: bool, max_side: int,
+    ) -> None:
+        self.store, self.everything_tab, self.compare_tab, self.priority = store, everything, compare, priority
         self.random_weights, self.max_side = random_weights, max_side
 
     def segment(self, image: str | None, prompts: str, multimask: bool = True) -> dict:
@@ -56,8 +59,9 @@ class Api:
         try:
             upload = read_upload(image, self.max_side)
             checked = scaled_prompts(prompts, upload)
-            embedding, _ = self.store.embedding("vit_t", self.random_weights, upload.image)
-            result = segment(embedding, checked, bool(multimask))
+            with self.priority.interactive():
+                embedding, _ = self.store.embedding("vit_t", self.random_weights, upload.image)
+                result = segment(embedding, checked, bool(multimask))
         except HANDLED as error:
             raise user_error(error) from error
         notice = upload.notice

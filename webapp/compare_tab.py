@@ -13,7 +13,7 @@ from compare.backends import Backend, fastsam_architecture, load_fastsam_checkpo
 from compare.models import LABELS, canonical_model_name
 from compare.prepared import ImageComparison, PreparedBackends, compare_on_image
 from compare.protocols import protocol_rng, random_point_cases
-from everything.scheduling import HeavyLane, JobControl
+from everything.scheduling import HeavyLane, JobControl, current_job, interruptible
 from mobile_sam.checkpoints import CheckpointError, resolve_checkpoint
 from mobile_sam.model_store import ModelStore
 from mobile_sam.image import limit_image_side
@@ -77,10 +77,11 @@ class CompareTab:
         report = None if progress is None else (lambda fraction, text: progress(fraction, desc=text))
 
         def job(control: JobControl) -> ImageComparison:
-            return compare_on_image(
-                image, prompts, reference, models, self.prepared, bool(random_weights),
-                cancel=control, progress=report, unavailable=(CheckpointError,),
-            )
+            with current_job(control):
+                return compare_on_image(
+                    image, prompts, reference, models, self.prepared, bool(random_weights),
+                    cancel=control, progress=report, unavailable=(CheckpointError,),
+                )
 
         return await run_heavy(self.sessions, self.lane, request, job, progress)
 
@@ -89,10 +90,12 @@ class CompareTab:
         device = self.store.device
         if name.startswith("fastsam-"):
             variant = name.removeprefix("fastsam-")
-            module = self.store.shared(("fastsam", variant, random_weights), lambda: self._fastsam(variant, bool(random_weights)))
+            module = self.store.shared(("fastsam", variant, random_weights),
+                                       lambda: interruptible(self._fastsam(variant, bool(random_weights))))
             with self.store.shared(("fastsam-lock", variant), threading.Lock):  # ultralytics' set-up touches the module
                 backend = FastSamBackend(variant, model=module, device=device)
                 return backend, backend.prepare(image)["encoder_ms"]
+        interruptible(self.store.model(name, bool(random_weights)))
         embedding, _ = self.store.embedding(name, bool(random_weights), image)
         if name == "vit_t":
             backend = MobileSamBackend(predictor=embedding.predictor, device=device)

@@ -10,7 +10,7 @@ from typing import Any
 
 from everything.export import write_mask_pngs
 from everything.jobs import EverythingBudget, EverythingResult, EverythingSettings, ResultCache, prepare_image, run_everything
-from everything.scheduling import HeavyLane, JobControl
+from everything.scheduling import HeavyLane, JobControl, current_job, interruptible
 from mobile_sam.embedding_cache import image_key
 from mobile_sam.export import atomic_write_bytes
 from mobile_sam.model_store import ModelStore
@@ -86,7 +86,9 @@ class EverythingTab:
         model = self.store.model("vit_t", random_weights)
         embedding = self.store.embeddings.get((image_key(image), "vit_t", bool(random_weights)))
         report = None if progress is None else (lambda fraction: progress(fraction, desc="Segmenting everything"))
-        return run_everything(model, image, settings, budget=self.budget, embedding=embedding, cancel=control, progress=report)
+        with current_job(control):
+            return run_everything(interruptible(model), image, settings, budget=self.budget, embedding=embedding,
+                                  cancel=control, progress=report)
 
     def write_downloads(self, answer: EverythingAnswer, request: Any) -> tuple[str, str]:
         """The COCO JSON and a ZIP of one PNG per mask, in a new folder of the session."""

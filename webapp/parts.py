@@ -41,7 +41,7 @@ class Parts:
         budget = EverythingBudget(max_seconds=config.max_everything_seconds)
         everything = EverythingTab(store, sessions, lane, budget, ResultCache(config.result_cache_items), config.max_image_side)
         compare = CompareTab(store, sessions, lane, config.model_list(), config.max_compare_prompts)
-        api = Api(store, everything, compare, config.random_weights, config.max_image_side)
+        api = Api(store, everything, compare, priority, config.random_weights, config.max_image_side)
         segment = SegmentTab(store, sessions, priority, config.max_image_side)
         parts = cls(config, store, priority, sessions, lane, segment, everything, compare, api)
         threading.Thread(target=parts._sweep_forever, name="session-sweeper", daemon=True).start()

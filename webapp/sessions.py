@@ -89,6 +89,8 @@ class Sessions:
 
     def enforce_cap(self) -> None:
         """Delete the oldest result folders of any session until all files fit in max_bytes."""
+        if not self.root.is_dir():
+            return
         folders = [p for session in self.root.iterdir() if session.is_dir() for p in session.iterdir() if p.is_dir()]
         sizes = {folder: _size(folder) for folder in folders}
         total = sum(sizes.values())
