@@ -28,7 +28,8 @@ from typing import Any  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from compare.models import LABELS  # noqa: E402
-from everything.jobs import LIMITS, EverythingSettings  # noqa: E402
+from everything.box_sources import DETECTOR_NAMES  # noqa: E402
+from everything.jobs import GRID, LIMITS, OBJECTS, EverythingSettings  # noqa: E402
 from mobile_sam.device import resolve_device  # noqa: E402
 from mobile_sam.model_store import ModelStore  # noqa: E402
 from webapp import compare_tab  # noqa: E402
@@ -161,6 +162,9 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
                     every_upload = gr.File(label="Image", type="filepath", elem_id="everything-upload")
                     if examples:
                         gr.Examples([[p] for p in examples], inputs=[every_upload], label="Examples")
+                    every_mode = gr.Radio([("Grid of points (official)", GRID), ("Objects (MobileSAMv2: detector boxes)", OBJECTS)],
+                                          value=GRID, label="Prompts")
+                    detector = gr.Dropdown(list(DETECTOR_NAMES), value="fastsam-s", label="Detector (objects mode)")
                     defaults = EverythingSettings()
                     knobs = [gr.Slider(*LIMITS[name], getattr(defaults, name), step=step, label=label)
                              for name, (label, step) in SLIDERS.items()]
@@ -174,17 +178,17 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
                     with gr.Row():
                         every_files = [gr.DownloadButton("COCO JSON", value=None), gr.DownloadButton("ZIP of mask PNGs", value=None)]
 
-            async def on_everything(path, *values, request: gr.Request, progress=gr.Progress()):
+            async def on_everything(path, how, boxes_from, *values, request: gr.Request, progress=gr.Progress()):
                 *knob_values, random = values
                 try:
                     settings = EverythingSettings.clamped(**dict(zip(SLIDERS, knob_values)))
-                    answer = await parts.everything.answer(path, settings, random, request, progress)
+                    answer = await parts.everything.answer(path, settings, random, request, progress, how, boxes_from)
                 except HANDLED as error:
                     return None, with_banner(f"**{hide_paths(str(error))}**", random), None, None
                 coco, archive = parts.everything.write_downloads(answer, request)
                 return answer.result.overlay, with_banner(answer.summary(), random), coco, archive
 
-            everything_event = run_everything.click(on_everything, [every_upload, *knobs, rw],
+            everything_event = run_everything.click(on_everything, [every_upload, every_mode, detector, *knobs, rw],
                                                     [every_overlay, every_summary, *every_files], **private, **heavy)
             stop_everything.click(on_stop, None, None, cancels=[everything_event], queue=False, **private)
 
@@ -247,6 +251,7 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
             api_prompts = gr.Textbox(label="prompts", value='{"points": [[x, y]], "labels": [1], "boxes": []}')
             api_multimask = gr.Checkbox(True, label="multimask")
             api_knobs = [gr.Number(getattr(defaults, name), label=name) for name in SLIDERS]
+            api_knobs += [gr.Textbox(GRID, label="mode"), gr.Textbox("fastsam-s", label="detector")]
             api_models = gr.Textbox(label="models", value='["vit_t", "fastsam-s", "fastsam-x"]')
             api_reference = gr.Textbox(label="reference", value="vit_h")
             api_json, api_overlay = gr.JSON(label="result"), gr.Image(type="numpy", format="png", label="overlay")

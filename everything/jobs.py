@@ -25,8 +25,10 @@ from mobile_sam.predictor import SamPredictor
 from mobile_sam.session import ImageEmbedding
 from mobile_sam.utils.amg import generate_crop_boxes
 
+from .box_sources import MAX_DETECTIONS, BoxSource
 from .export import ImageMasks, coco_dict
 from .export import overlay_masks as overlay_records
+from .objects import ObjectAwareMaskGenerator
 
 # Inclusive limits of every setting a user may choose (the UI sliders and the API share them).
 LIMITS: dict[str, tuple[float, float]] = {
@@ -40,6 +42,7 @@ LIMITS: dict[str, tuple[float, float]] = {
 }
 INTEGER_SETTINGS = ("points_per_side", "crop_n_layers", "min_mask_region_area", "input_size")
 POINTS_PER_BATCH = 16  # small batches: cancellation and interactive requests wait at most one batch
+GRID, OBJECTS = "grid", "objects"  # the official point grid, or MobileSAMv2's detector boxes
 
 
 class BudgetExceeded(ValueError):
@@ -98,8 +101,13 @@ class EverythingWork:
     mask_megapixels: float  # sum over crops of prompts x crop pixels / 1e6
 
 
-def everything_work(image_size: tuple[int, int], settings: EverythingSettings) -> EverythingWork:
-    """The work of `settings` on an image of (H, W) pixels (after input_size is applied)."""
+def everything_work(image_size: tuple[int, int], settings: EverythingSettings, mode: str = GRID) -> EverythingWork:
+    """The work of `settings` on an image of (H, W) pixels (after input_size is applied). In OBJECTS mode:
+    one encoding and at most MAX_DETECTIONS box prompts (the detector's own pass is counted as one crop)."""
+    if mode == OBJECTS:
+        return EverythingWork(crops=2, prompts=MAX_DETECTIONS, mask_megapixels=MAX_DETECTIONS * image_size[0] * image_size[1] / 1e6)
+    if mode != GRID:
+        raise ValueError(f"Unknown segment-everything mode {mode!r}; expected {GRID!r} or {OBJECTS!r}.")
     crop_boxes, layers = generate_crop_boxes(tuple(image_size), settings.crop_n_layers, 512 / 1500)
     per_crop = settings.points_per_side**2  # crop_n_points_downscale_factor is 1, as in the official defaults
     megapixels = sum(per_crop * (x1 - x0) * (y1 - y0) / 1e6 for x0, y0, x1, y1 in crop_boxes)
@@ -128,9 +136,9 @@ class EverythingBudget:
             + work.mask_megapixels * self.megapixel_seconds
         )
 
-    def check(self, image_size: tuple[int, int], settings: EverythingSettings) -> float:
+    def check(self, image_size: tuple[int, int], settings: EverythingSettings, mode: str = GRID) -> float:
         """The estimate for settings on an (H, W) image; raises BudgetExceeded above max_seconds."""
-        work = everything_work(image_size, settings)
+        work = everything_work(image_size, settings, mode)
         seconds = self.estimate(work)
         if seconds > self.max_seconds:
             raise BudgetExceeded(
@@ -184,26 +192,35 @@ def run_everything(
     *,
     budget: EverythingBudget | None = None,
     embedding: ImageEmbedding | None = None,
+    box_source: BoxSource | None = None,
     cancel: CancelFlag | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> EverythingResult:
     """
-    Segment everything in an HxWx3 uint8 image (already limited with prepare_image).
+    Segment everything in an HxWx3 uint8 image (already limited with prepare_image): with the
+    official point grid, or, given a box_source, with MobileSAMv2's object-aware generator (one box
+    prompt per detection; of the settings only min_mask_region_area applies).
 
     The budget is checked before any work. An embedding of exactly this image (from the
-    interactive tab's cache) skips the image encoder.
+    interactive tab's cache) skips the grid generator's image encoder.
 
     Raises:
       BudgetExceeded: over budget.
       GenerationCancelled: cancel was set.
     """
     budget = budget or EverythingBudget(max_seconds=math.inf)
-    estimated = budget.check(image.shape[:2], settings)
-    generator = SamAutomaticMaskGenerator(
-        model, points_per_batch=POINTS_PER_BATCH, output_mode="coco_rle", **settings.generator_kwargs()
-    )
-    if embedding is not None and tuple(embedding.original_size) == tuple(image.shape[:2]):
-        generator.predictor = EmbeddingPredictor(model, embedding, image_key(image))
+    estimated = budget.check(image.shape[:2], settings, GRID if box_source is None else OBJECTS)
+    if box_source is not None:
+        generator = ObjectAwareMaskGenerator(
+            model, box_source, boxes_per_batch=POINTS_PER_BATCH, output_mode="coco_rle",
+            min_mask_region_area=settings.min_mask_region_area,
+        )
+    else:
+        generator = SamAutomaticMaskGenerator(
+            model, points_per_batch=POINTS_PER_BATCH, output_mode="coco_rle", **settings.generator_kwargs()
+        )
+        if embedding is not None and tuple(embedding.original_size) == tuple(image.shape[:2]):
+            generator.predictor = EmbeddingPredictor(model, embedding, image_key(image))
     start = time.perf_counter()
     records = generator.generate(image, progress=progress, cancel=cancel)
     seconds = time.perf_counter() - start

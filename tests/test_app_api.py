@@ -173,3 +173,27 @@ def test_eight_concurrent_clients_each_get_the_masks_for_their_own_inputs(server
         np.testing.assert_allclose(results[index]["scores"], scores, atol=1e-6, err_msg=f"client {index}")
     after = _segment(Client(url, verbose=False), images[0], {"points": [[5, 5]], "labels": [1]})
     assert len(after["masks"]) == 3
+
+
+def test_out_of_bounds_points_are_reported_in_the_callers_coordinates(client, bad_inputs):
+    with pytest.raises(AppError, match=r"Point \(1300, 250\) lies outside the 1200x300 image"):
+        _segment(client, bad_inputs["huge"], {"points": [[1300, 250]], "labels": [1]})
+
+
+def test_masks_of_a_downscaled_upload_say_their_size(client, bad_inputs):
+    result = _segment(client, bad_inputs["huge"], {"points": [[1100, 250]], "labels": [1]})
+    assert result["mask_size"] == [128, 512] and result["original_size"] == [300, 1200]
+    assert rle_to_mask(result["masks"][0]).shape == (128, 512) and "mask_size" in result["notice"]
+
+
+def test_handled_errors_are_not_logged_with_a_traceback(client, images, capfd):
+    capfd.readouterr()
+    for _ in range(3):
+        with pytest.raises(AppError):
+            _segment(client, images[0], {"points": [[-5, 5]], "labels": [1]})
+    assert "Traceback" not in "".join(capfd.readouterr())
+
+
+def test_everything_settings_are_clamped_to_the_documented_limits(client, images):
+    document, _ = client.predict(handle_file(str(images[2])), 0, -1.0, 7.0, 0.7, -3, -10, 16, api_name="/everything")
+    assert "masks in" in document["summary"]  # 1 point per side, thresholds in [0, 1], input size 64 px

@@ -287,3 +287,13 @@ def test_turning_random_weights_off_without_checkpoints_explains_what_to_downloa
     out = parts.segment.change_weights(loaded, False)
     info = parts.segment.render(out, False)[INFO]
     assert out.masks is None and "mobile_sam.pt" in info and "meaningless" not in info
+
+
+def test_object_aware_mode_segments_from_detector_boxes(parts, image_path):
+    settings = EverythingSettings()
+    answer = asyncio.run(parts.everything.answer(str(image_path), settings, True, None, mode="objects", detector="fastsam-s"))
+    assert answer.result.overlay.shape == (48, 72, 3) and "masks in" in answer.summary()
+    grid = asyncio.run(parts.everything.answer(str(image_path), EverythingSettings.clamped(points_per_side=4), True, None))
+    assert grid.result is not answer.result  # separate cache entries per mode
+    with pytest.raises(ValueError, match="Unknown detector"):
+        asyncio.run(parts.everything.answer(str(image_path), settings, True, None, mode="objects", detector="yolo"))

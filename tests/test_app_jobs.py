@@ -66,7 +66,7 @@ def test_everything_api_arguments_have_real_names(server):
     info = Client(server.url, verbose=False).view_api(print_info=False, return_format="dict")
     names = [p["parameter_name"] for p in info["named_endpoints"]["/everything"]["parameters"]]
     assert names == ["image", "points_per_side", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh",
-                     "crop_n_layers", "min_mask_region_area", "input_size"]
+                     "crop_n_layers", "min_mask_region_area", "input_size", "mode", "detector"]
 
 
 def test_an_over_budget_everything_is_refused_at_once_with_a_readable_message(server, image):

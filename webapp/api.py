@@ -84,16 +84,20 @@ class Api:
     async def everything(
         self, image: str | None, points_per_side: float = 32, pred_iou_thresh: float = 0.88,
         stability_score_thresh: float = 0.95, box_nms_thresh: float = 0.7, crop_n_layers: float = 0,
-        min_mask_region_area: float = 0, input_size: float = 1024, request: gr.Request = None,
+        min_mask_region_area: float = 0, input_size: float = 1024, mode: str = "grid", detector: str = "fastsam-s",
+        request: gr.Request = None,
     ) -> tuple[dict, np.ndarray]:
-        """The COCO dataset dict of all masks (plus a summary) and the overlay; over-budget jobs are refused."""
+        """The COCO dataset dict of all masks (plus a summary) and the overlay; over-budget jobs are refused.
+        mode "objects" prompts with the boxes of a detector ("fastsam-s", "fastsam-x" or "objectaware")."""
         try:
             settings = EverythingSettings.clamped(
                 points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
                 stability_score_thresh=stability_score_thresh, box_nms_thresh=box_nms_thresh,
                 crop_n_layers=crop_n_layers, min_mask_region_area=min_mask_region_area, input_size=input_size,
             )
-            answer = await self.everything_tab.answer(image, settings, self.random_weights, request)
+            answer = await self.everything_tab.answer(
+                image, settings, self.random_weights, request, mode=mode or "grid", detector=detector or "fastsam-s"
+            )
         except HANDLED as error:
             raise user_error(error) from error
         document = {**answer.coco(), "summary": answer.summary(), "random_weights": self.random_weights}

@@ -9,7 +9,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from everything.export import write_mask_pngs
-from everything.jobs import EverythingBudget, EverythingResult, EverythingSettings, ResultCache, prepare_image, run_everything
+from compare.backends import fastsam_architecture
+from everything import load_box_source
+from everything.box_sources import DETECTOR_NAMES, UltralyticsBoxSource
+from everything.jobs import (
+    GRID,
+    OBJECTS,
+    EverythingBudget,
+    EverythingResult,
+    EverythingSettings,
+    ResultCache,
+    prepare_image,
+    run_everything,
+)
 from everything.scheduling import HeavyLane, JobControl, current_job, interruptible
 from mobile_sam.embedding_cache import image_key
 from mobile_sam.export import atomic_write_bytes
@@ -52,7 +64,7 @@ class EverythingTab:
 
     async def answer(
         self, path: str | None, settings: EverythingSettings, random_weights: bool, request: Any,
-        progress: Callable[..., Any] | None = None,
+        progress: Callable[..., Any] | None = None, mode: str = GRID, detector: str = "fastsam-s",
     ) -> EverythingAnswer:
         """
         The job for an upload: refused at once when over budget, from the cache when already done,
@@ -62,33 +74,54 @@ class EverythingTab:
           ValueError, ImageLoadError, BudgetExceeded, CheckpointError, LaneFull, JobCancelled,
           GenerationCancelled.
         """
-        upload, image, key = await asyncio.to_thread(self._prepare, path, settings, random_weights)
+        if mode == OBJECTS and detector not in DETECTOR_NAMES:
+            raise ValueError(f"Unknown detector {detector!r}; expected one of {', '.join(DETECTOR_NAMES)}.")
+        upload, image, key = await asyncio.to_thread(self._prepare, path, settings, random_weights, mode, detector)
         cached = self.results.get(key)
         if cached is not None:
             return EverythingAnswer(upload, cached, True)
 
         def job(control: JobControl) -> tuple[EverythingResult, bool]:
-            return self.results.get_or_run(key, lambda: self._run(image, settings, random_weights, control, progress))
+            return self.results.get_or_run(
+                key, lambda: self._run(image, settings, random_weights, control, progress, mode, detector)
+            )
 
         result, cached = await run_heavy(self.sessions, self.lane, request, job, progress)
         return EverythingAnswer(upload, result, cached)
 
-    def _prepare(self, path: str | None, settings: EverythingSettings, random_weights: bool) -> tuple[Upload, Any, tuple]:
+    def _prepare(
+        self, path: str | None, settings: EverythingSettings, random_weights: bool, mode: str, detector: str
+    ) -> tuple[Upload, Any, tuple]:
         upload = read_upload(path, self.max_image_side)
         image = prepare_image(upload.image, settings)
-        self.budget.check(image.shape[:2], settings)
-        return upload, image, ResultCache.key(image, settings, ("vit_t", bool(random_weights)))
+        self.budget.check(image.shape[:2], settings, mode)
+        model_key = ("vit_t", bool(random_weights), mode, detector if mode == OBJECTS else None)
+        return upload, image, ResultCache.key(image, settings, model_key)
 
     def _run(
         self, image: Any, settings: EverythingSettings, random_weights: bool, control: JobControl,
-        progress: Callable[..., Any] | None,
+        progress: Callable[..., Any] | None, mode: str, detector: str,
     ) -> EverythingResult:
         model = self.store.model("vit_t", random_weights)
+        box_source = self._detector(detector, bool(random_weights)) if mode == OBJECTS else None
         embedding = self.store.embeddings.get((image_key(image), "vit_t", bool(random_weights)))
         report = None if progress is None else (lambda fraction: progress(fraction, desc="Segmenting everything"))
         with current_job(control):
             return run_everything(interruptible(model), image, settings, budget=self.budget, embedding=embedding,
-                                  cancel=control, progress=report)
+                                  box_source=box_source, cancel=control, progress=report)
+
+    def _detector(self, name: str, random_weights: bool) -> Any:
+        """The object-aware mode's detector, loaded once (random weights: an untrained YOLOv8 of its size)."""
+        def build() -> Any:
+            if random_weights:
+                network = fastsam_architecture("s" if name == "fastsam-s" else "x")
+                return UltralyticsBoxSource(interruptible(network.eval()), device=self.store.device)
+            source = load_box_source(name, device=self.store.device, checkpoint_dir=self.store.checkpoint_dir,
+                                     download=self.store.may_download(name))
+            interruptible(source.network)
+            return source
+
+        return self.store.shared(("detector", name, random_weights), build)
 
     def write_downloads(self, answer: EverythingAnswer, request: Any) -> tuple[str, str]:
         """The COCO JSON and a ZIP of one PNG per mask, in a new folder of the session."""
