@@ -121,12 +121,12 @@ def prompts_worker(args: argparse.Namespace) -> None:
     keep_freed_memory()
     image = load_image(args.image[0])
     stages: dict[str, float] = {}
-    before = resource.getrusage(resource.RUSAGE_SELF)
     if args.mode.startswith("detector-"):
         from compare.backends import fastsam_architecture
         from everything.box_sources import UltralyticsBoxSource
 
         source = UltralyticsBoxSource(fastsam_architecture(args.mode[-1]), device="cpu")
+        before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         count = len(source.detect(image).boxes)
         stages["detector"] = time.perf_counter() - start
@@ -135,6 +135,7 @@ def prompts_worker(args: argparse.Namespace) -> None:
         if args.mode in ("grid", "grid-all"):
             settings = {"pred_iou_thresh": 0.0} if args.mode == "grid-all" else {}
             generator = SamAutomaticMaskGenerator(model, output_mode="coco_rle", **settings)
+            before = resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
             generator.predictor.set_image(image)  # the encoder alone, timed once more inside generate
             stages["encoder"] = time.perf_counter() - start
@@ -145,6 +146,7 @@ def prompts_worker(args: argparse.Namespace) -> None:
         else:
             boxes = seeded_boxes(image.shape[0], image.shape[1], args.boxes)
             generator = ObjectAwareMaskGenerator(model, output_mode="coco_rle")
+            before = resource.getrusage(resource.RUSAGE_SELF)
             count = len(generator.generate(image, boxes=boxes, timings=stages))
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
@@ -180,8 +182,7 @@ def compare_prompts(images: list[Path], args: argparse.Namespace) -> None:
             label = f"{mode} {boxes}" if mode == "objects" else mode
             r = results[label] = json.loads(completed.stdout.strip().splitlines()[-1])
             stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in r["stages"].items())
-            print(f"{image.name:>10} {label:>12}: {r['total_s']:7.2f} s wall ({stages}), {r['cpu_s']:7.2f} s CPU "
-                  f"(whole run, model setup included), peak RSS {r['peak_rss_mb']:.0f} MB, "
+            print(f"{image.name:>10} {label:>12}: {r['total_s']:7.2f} s wall ({stages}), {r['cpu_s']:7.2f} s CPU, peak RSS {r['peak_rss_mb']:.0f} MB, "
                   f"{r['masks']} masks/boxes, {r['threads']} threads", flush=True)
         for baseline in ("grid", "grid-all"):
             if baseline not in results:
