@@ -39,12 +39,10 @@ MIN_OPSET, MAX_OPSET = 11, 20
 
 @dataclass(frozen=True)
 class ExportedModel:
-    """Paths of an exported encoder / decoder pair (and their int8 versions when quantized)."""
+    """Paths of an exported encoder / decoder pair."""
 
     encoder: Path
     decoder: Path
-    encoder_int8: Path | None = None
-    decoder_int8: Path | None = None
 
 
 def export_encoder(
@@ -98,15 +96,6 @@ def export_decoder(
     return Path(path)
 
 
-def quantize_model(source: str | Path, destination: str | Path) -> Path:
-    """Dynamic int8 quantization of an ONNX model's weights (onnxruntime's `quantize_dynamic`)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with _atomic_path(destination) as tmp:
-        quantize_dynamic(Path(source), tmp, weight_type=QuantType.QUInt8, per_channel=False, reduce_range=False)
-    return Path(destination)
-
-
 def export_sam(
     sam: Sam,
     out_dir: str | Path,
@@ -114,12 +103,11 @@ def export_sam(
     model_type: str,
     weights: str,
     opset: int = DEFAULT_OPSET,
-    quantize: bool = False,
 ) -> ExportedModel:
     """Write encoder.onnx and decoder.onnx (all four mask outputs) into out_dir, for `OnnxPredictor`.
 
     encoder.onnx carries the preprocessing constants and `weights` (a description of where the weights
-    came from) as `EncoderMetadata`. With `quantize`, encoder_int8.onnx and decoder_int8.onnx too.
+    came from) as `EncoderMetadata`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,19 +122,7 @@ def export_sam(
     )
     encoder = export_encoder(sam.image_encoder, out / ENCODER_FILE, sam.image_size, opset, metadata)
     decoder = export_decoder(sam, out / DECODER_FILE, opset)
-    if not quantize:
-        return ExportedModel(encoder, decoder)
-    return ExportedModel(
-        encoder,
-        decoder,
-        quantize_model(encoder, int8_path(encoder)),
-        quantize_model(decoder, int8_path(decoder)),
-    )
-
-
-def int8_path(path: Path) -> Path:
-    """encoder.onnx -> encoder_int8.onnx."""
-    return path.with_name(f"{path.stem}_int8{path.suffix}")
+    return ExportedModel(encoder, decoder)
 
 
 def _torchscript_export(
