@@ -218,6 +218,12 @@ class _Trainer:
             raise StoreError(f"{checkpoint} is not the teacher checkpoint the store {config.store} was made with")
         teacher = freeze(build_model(index.teacher, checkpoint))
         self.student = build_model(config.student, config.init)
+        if embedding_shape(self.student) != tuple(index.embedding_shape) or self.student.image_size != index.image_size:
+            raise ValueError(
+                f"student {config.student} makes {embedding_shape(self.student)} embeddings from "
+                f"{self.student.image_size}px input; the store holds {tuple(index.embedding_shape)} from "
+                f"{index.image_size}px ({index.teacher})"
+            )
         if config.mode == "decoder":  # the teacher's decoder is the target; the student's (from --init) learns
             teacher.image_encoder = torch.nn.Identity()
             self.reference = teacher.to(device)
@@ -225,12 +231,6 @@ class _Trainer:
             adopt_decoder(self.student, teacher)
             del teacher
         self.student.to(device)
-        if embedding_shape(self.student) != tuple(index.embedding_shape) or self.student.image_size != index.image_size:
-            raise ValueError(
-                f"student {config.student} makes {embedding_shape(self.student)} embeddings from "
-                f"{self.student.image_size}px input; the store holds {tuple(index.embedding_shape)} from "
-                f"{index.image_size}px ({index.teacher})"
-            )
         freeze(self.student)
         trainable = self.student.mask_decoder if config.mode == "decoder" else self.student.image_encoder
         trainable.train()

@@ -1,0 +1,141 @@
+"""distill train / finetune-decoder on the reduced configuration: exact resume, frozen parts, strict loading."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import math
+
+import pytest
+import torch
+
+from distill.models import TEST_STUDENT, TEST_TEACHER, adopt_decoder, build_model
+from distill.schedule import warmup_cosine
+from distill.store import StoreError
+from distill.train import TrainConfig, train
+from mobile_sam import sam_model_registry
+from mobile_sam.checkpoints import load_state_dict_file
+from tests.distill_support import make_store, save_teacher
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    _, teacher, store = make_store(tmp, count=6)
+    return tmp, teacher, store
+
+
+def _config(setup, name: str, **overrides) -> TrainConfig:
+    tmp, teacher, store = setup
+    options = dict(store=str(store), output=str(tmp / name), teacher_checkpoint=str(teacher), student=TEST_STUDENT,
+                   steps=4, batch_size=1, accumulate=2, lr=3e-3, warmup=2, seed=3, checkpoint_every=2,
+                   plot=False, progress=False, device="cpu")
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+def _encoder_state(path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_state_dict_file(path).items() if k.startswith("image_encoder.")}
+
+
+def test_interrupted_and_resumed_run_reproduces_the_uninterrupted_run(setup):
+    full = train(_config(setup, "full"))
+    interrupted = train(_config(setup, "resumed"), should_stop=lambda step: step == 2)
+    assert len(interrupted.losses) == 2
+    resumed = train(_config(setup, "resumed"))
+    assert len(full.losses) == 4
+    assert resumed.losses == full.losses  # bit-identical curve (CPU, fp32, same seed and data order)
+    a, b = _encoder_state(full.student_checkpoint), _encoder_state(resumed.student_checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = list(csv.DictReader(resumed.log.open()))
+    assert [int(r["step"]) for r in rows] == list(range(1, 5))
+    assert [float(r["loss"]) for r in rows] == pytest.approx(full.losses)
+
+
+def test_decoupled_training_lowers_the_loss_and_writes_a_strictly_loadable_sam(setup):
+    result = train(_config(setup, "long", steps=12, batch_size=2, accumulate=1, plot=True))
+    assert sum(result.losses[-3:]) / 3 < 0.8 * sum(result.losses[:3]) / 3
+    assert result.plot is not None and result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    student = build_model(TEST_STUDENT, result.student_checkpoint)  # strict: every key and shape
+    teacher = load_state_dict_file(setup[1])
+    for key, value in student.state_dict().items():
+        if key.startswith(("prompt_encoder.", "mask_decoder.")):
+            assert torch.equal(value, teacher[key]), key  # the teacher's decoder, copied unchanged
+
+
+def test_teacher_file_is_untouched_and_semi_coupled_training_moves_only_the_encoder(setup):
+    tmp, teacher_path, _ = setup
+    digest = hashlib.sha256(teacher_path.read_bytes()).hexdigest()
+    torch.manual_seed(11)
+    torch.save(build_model(TEST_STUDENT).state_dict(), tmp / "init.pt")
+    result = train(_config(setup, "semi", mode="semi-coupled", steps=2, init=str(tmp / "init.pt")))
+    assert hashlib.sha256(teacher_path.read_bytes()).hexdigest() == digest
+    teacher, initial = load_state_dict_file(teacher_path), load_state_dict_file(tmp / "init.pt")
+    written = load_state_dict_file(result.student_checkpoint)
+    decoder_keys = [k for k in written if k.startswith(("prompt_encoder.", "mask_decoder."))]
+    assert decoder_keys and all(torch.equal(written[k], teacher[k]) for k in decoder_keys)
+    changed = [k for k in written if k.startswith("image_encoder.") and not torch.equal(initial[k], written[k])]
+    assert changed  # the mask loss reached the encoder through the frozen decoder
+
+
+def test_semi_coupled_gradients_reach_only_the_encoder(setup):
+    from distill.train import _Trainer, _Dist
+
+    trainer = _Trainer(_config(setup, "grads", mode="semi-coupled"), _Dist(0, 1, 0), torch.device("cpu"))
+    trainer.optimizer.step = lambda *a, **k: None  # keep the gradients visible after the step
+    trainer.optimizer.zero_grad = lambda *a, **k: None
+    trainer.run_step()
+    encoder = [p.grad for p in trainer.student.image_encoder.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in encoder)
+    frozen = list(trainer.student.prompt_encoder.parameters()) + list(trainer.student.mask_decoder.parameters())
+    assert all(p.grad is None and not p.requires_grad for p in frozen)
+
+
+def test_finetune_decoder_changes_only_the_decoder(setup):
+    stage1 = train(_config(setup, "stage1", steps=2))
+    result = train(_config(setup, "decoder", mode="decoder", init=str(stage1.student_checkpoint), steps=3))
+    before, after = load_state_dict_file(stage1.student_checkpoint), load_state_dict_file(result.student_checkpoint)
+    for key in before:
+        if key.startswith(("image_encoder.", "prompt_encoder.")):
+            assert torch.equal(before[key], after[key]), key
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mask_decoder."))
+    assert all(math.isfinite(v) for v in result.losses)
+
+
+def test_full_size_student_checkpoint_loads_into_vit_t_strictly(tmp_path):
+    torch.manual_seed(0)
+    student = adopt_decoder(build_model("vit_t"), build_model("vit_b"))
+    torch.save(student.state_dict(), tmp_path / "mobile_sam.pt")
+    loaded = sam_model_registry["vit_t"](checkpoint=tmp_path / "mobile_sam.pt")
+    assert all(torch.equal(v, student.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+def test_warmup_then_cosine_schedule():
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([parameter], lr=1.0)
+    scheduler = warmup_cosine(optimizer, warmup=4, total=14, min_ratio=0.1)
+    rates = []
+    for _ in range(14):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    expected = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / 10)) for k in range(10)]
+    assert rates[4:] == pytest.approx(expected)
+
+
+def test_bad_options_and_mismatched_inputs_give_clear_errors(setup, tmp_path):
+    with pytest.raises(ValueError, match="CUDA"):
+        train(_config(setup, "bf16", precision="bf16"))
+    with pytest.raises(ValueError, match="checkpoint"):
+        train(_config(setup, "nodecoder", mode="decoder"))
+    with pytest.raises(ValueError, match="batch"):
+        train(_config(setup, "huge", batch_size=4))
+    other = save_teacher(tmp_path / "other.pt", seed=5)
+    with pytest.raises(StoreError, match="not the teacher checkpoint"):
+        train(_config(setup, "other", teacher_checkpoint=str(other)))
+    with pytest.raises(ValueError, match="makes"):
+        train(_config(setup, "vit_t", student="vit_t"))
+    train(_config(setup, "changed", steps=1))
+    with pytest.raises(ValueError, match="lr"):
+        train(_config(setup, "changed", steps=1, lr=1e-2))
