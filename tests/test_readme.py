@@ -6,7 +6,9 @@ Each command in a ```bash block is covered in exactly one way:
 - a cheap command (CHEAP_COMMANDS, listed verbatim): run as written, in a scratch copy of the repository;
 - a command that needs checkpoints, a server or a long time: parsed by the parser of the CLI it calls, with its
   input files checked to exist; a benchmark: its `--help` must work;
-- `python -m pytest PATHS`: part of the suite `.ci/run` runs; the paths must exist.
+- `python -m pytest PATHS`: part of the suite `.ci/run` runs; the paths must exist;
+- a package install (PACKAGE_INSTALLS): the extras it names exist in pyproject.toml (tests/test_packaging.py
+  builds the wheel).
 Anything else fails `test_every_readme_command_is_covered`.
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ CHEAP_COMMANDS = (
     "python -m compare assets/coffee.jpg --reference vit_t --models fastsam-s --random-weights --distances 100,200 "
     "--prompts-per-image 2 --warmup 0 --out out/compare_random",
 )
+PACKAGE_INSTALLS = ("pip install .", 'pip install -e ".[onnx,dev]"')
 # Environment variables a README command may set; each must be read somewhere in the code.
 KNOWN_ENV = ("MOBILE_SAM_CACHE_DIR", "MOBILE_SAM_RANDOM_WEIGHTS", "MOBILE_SAM_NOTEBOOK_QUICK", "PORT")
 COMMAND_TIMEOUT_S = 300
@@ -102,6 +105,8 @@ def classify(command: str) -> str:
         return "app"
     if command in CHEAP_COMMANDS:
         return "run"
+    if command in PACKAGE_INSTALLS:
+        return "package"
     env, argv = split_env(command)
     if any(name not in KNOWN_ENV for name in env) or argv[:1] != ["python"]:
         return "uncovered"
@@ -111,6 +116,8 @@ def classify(command: str) -> str:
         return "parse-everything"
     if argv[1:3] == ["-m", "compare"]:
         return "parse-compare"
+    if argv[1:3] == ["-m", "mobile_sam.onnx"]:
+        return "parse-onnx"
     if argv[1:2] == ["-m"] and len(argv) == 3 and argv[2].startswith("benchmarks."):
         return "help"
     if argv[1:3] == ["-m", "pytest"]:
@@ -248,6 +255,24 @@ def test_compare_command_parses(command):
         parse_or_fail(params_parser().parse_args, args[1:], command)
     else:
         parse_or_fail(comparison_parser().parse_args, args, command)
+
+
+@pytest.mark.parametrize("command", commands_of("parse-onnx"))
+def test_onnx_command_parses(command):
+    from mobile_sam.onnx.__main__ import build_parser
+
+    _, argv = split_env(command)
+    parse_or_fail(build_parser().parse_args, argv[3:], command)
+
+
+@pytest.mark.parametrize("command", PACKAGE_INSTALLS)
+def test_package_install_command_is_in_the_readme_with_existing_extras(command):
+    import tomllib
+
+    assert command in readme_commands(), f"listed as a README command but not in the README: {command}"
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    named = re.findall(r"\[([^\]]*)\]", command)
+    assert all(extra in extras for group in named for extra in group.split(",")), command
 
 
 @pytest.mark.parametrize("command", commands_of("help"))
