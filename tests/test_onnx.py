@@ -23,6 +23,7 @@ from mobile_sam.modeling import ImageEncoderViT
 from mobile_sam.onnx import OnnxPredictor
 from mobile_sam.onnx import __main__ as onnx_cli
 from mobile_sam.onnx.export import ExportedModel, export_encoder, export_sam
+from mobile_sam.onnx.files import EncoderMetadata
 from mobile_sam.utils.onnx import SamOnnxModel
 
 # ONNX Runtime against torch (the bar) and against the official outputs (the same bar: it holds).
@@ -146,6 +147,14 @@ def test_onnx_predictor_errors_are_clear(exported, onnx_predictor):
         onnx_predictor.predict(mask_input=np.zeros((256, 256)))
     with pytest.raises(ValueError, match="metadata"):
         OnnxPredictor(exported.decoder, exported.decoder)  # an encoder file without our metadata
+
+
+def test_an_export_of_random_weights_warns_when_loaded(exported, tmp_path):
+    metadata = EncoderMetadata("vit_t", "random (seed 0)", 1024, "RGB", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 0.0)
+    encoder = export_encoder(torch.nn.Conv2d(3, 256, 16, 16), tmp_path / "encoder.onnx", 1024, metadata=metadata)
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        predictor = OnnxPredictor(encoder, exported.decoder)
+    assert predictor.metadata == metadata
 
 
 def test_onnx_predictor_runs_without_torch(exported, onnx_predictor, image, tmp_path):

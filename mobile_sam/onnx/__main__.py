@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .export import DEFAULT_OPSET
+from .export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 # vit_h is left out: its 2.5 GB of weights exceed the 2 GB limit of a single-file ONNX model.
 MODEL_TYPES = ("vit_t", "vit_b", "vit_l")
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="export randomly initialised weights (for testing only: the masks are MEANINGLESS)")
     export.add_argument("--seed", type=int, default=0, help="seed of --random-weights (default 0)")
     export.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
-    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 11..20 (default {DEFAULT_OPSET})")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
     return parser
 
 

@@ -2,7 +2,7 @@
 
 The TorchScript exporter (`dynamo=False`) is used: with torch 2.14 the dynamo exporter rejects the
 official decoder's dynamic number of points, and the TorchScript one gives graphs that match the torch
-modules (checked by tests/test_onnx_*.py). The encoder is exported from the very module `SamPredictor`
+modules (checked by tests/test_onnx.py). The encoder is exported from the very module `SamPredictor`
 runs (`sam.image_encoder`, in eval mode).
 """
 from __future__ import annotations
@@ -33,8 +33,9 @@ from .files import (
 )
 
 DEFAULT_OPSET = 17
-# The TorchScript exporter's range; 17 is the first opset with a LayerNormalization operator.
-MIN_OPSET, MAX_OPSET = 11, 20
+# 14: the first opset the TorchScript exporter maps scaled_dot_product_attention to; 20: its last.
+# 17 is the first with a LayerNormalization operator.
+MIN_OPSET, MAX_OPSET = 14, 20
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ def _torchscript_export(
         # Trace-time notes about Python values becoming constants: the shapes involved are fixed by design.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         # torch 2.14 flags the TorchScript exporter as legacy; it is the one that exports these graphs correctly.
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
         torch.onnx.export(
             module,
             inputs,

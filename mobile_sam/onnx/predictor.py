@@ -5,6 +5,7 @@ The encoder and decoder are the files `python -m mobile_sam.onnx export` writes.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -41,6 +42,8 @@ class OnnxPredictor:
         self.encoder = ort.InferenceSession(str(encoder_path), session_options, providers=list(providers))
         self.decoder = ort.InferenceSession(str(decoder_path), session_options, providers=list(providers))
         self.metadata = _read_metadata(self.encoder, encoder_path)
+        if self.metadata.weights.startswith("random"):
+            warnings.warn(f"{encoder_path} holds RANDOM weights ({self.metadata.weights}): its masks are meaningless", stacklevel=2)
         decoder_inputs = tuple(i.name for i in self.decoder.get_inputs())
         if decoder_inputs != DECODER_INPUTS:
             raise ValueError(f"{decoder_path} is not a SAM decoder export: inputs {decoder_inputs}, expected {DECODER_INPUTS}")
