@@ -64,7 +64,9 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
         store = new_store(config)
     parts = parts or Parts.create(config, store)
     seg, sessions = parts.segment, parts.sessions
-    interactive = {"concurrency_id": "interactive", "concurrency_limit": config.interactive_concurrency}
+    # Clicks show no progress overlay: it would cover the canvas and swallow the next clicks.
+    interactive = {"concurrency_id": "interactive", "concurrency_limit": config.interactive_concurrency,
+                   "show_progress": "hidden"}
     encode = {"concurrency_id": "encode", "concurrency_limit": config.encode_concurrency}
     heavy = {"concurrency_id": "heavy", "concurrency_limit": None}  # bounded by parts.lane, which reports positions
     private = {"api_visibility": "private"}
@@ -119,7 +121,7 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
         except ValueError as error:
             raise gr.Error(str(error), print_exception=False) from error
 
-    with gr.Blocks(title="MobileSAM: Faster Segment Anything", delete_cache=(60, config.upload_max_age_s)) as demo:
+    with gr.Blocks(title="MobileSAM: Faster Segment Anything", delete_cache=(min(60, config.upload_max_age_s), config.upload_max_age_s)) as demo:
         gr.Markdown("# MobileSAM: Faster Segment Anything\nClick on an image to segment an object (MobileSAM, Zhang "
                     "et al. 2023), segment everything in an image, or compare MobileSAM with SAM and FastSAM.")
         banner = gr.HTML(RANDOM_BANNER, visible=config.random_weights)
@@ -178,8 +180,9 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
                     with gr.Row():
                         every_files = [gr.DownloadButton("COCO JSON", value=None), gr.DownloadButton("ZIP of mask PNGs", value=None)]
 
-            async def on_everything(path, how, boxes_from, *values, request: gr.Request, progress=gr.Progress()):
-                *knob_values, random = values
+            async def on_everything(path, how, boxes_from, pps, iou, stability, nms, crops, area, size, random,
+                                    request: gr.Request, progress=gr.Progress()):
+                knob_values = (pps, iou, stability, nms, crops, area, size)
                 try:
                     settings = EverythingSettings.clamped(**dict(zip(SLIDERS, knob_values)))
                     answer = await parts.everything.answer(path, settings, random, request, progress, how, boxes_from)

@@ -297,3 +297,15 @@ def test_object_aware_mode_segments_from_detector_boxes(parts, image_path):
     assert grid.result is not answer.result  # separate cache entries per mode
     with pytest.raises(ValueError, match="Unknown detector"):
         asyncio.run(parts.everything.answer(str(image_path), settings, True, None, mode="objects", detector="yolo"))
+
+
+def test_everything_reuses_the_embedding_the_segment_tab_computed(parts, loaded, image_path, monkeypatch):
+    encoder = parts.store.model("vit_t", True).image_encoder
+
+    def no_second_encoding(*args, **kwargs):
+        raise AssertionError("the image was encoded again")
+
+    monkeypatch.setattr(encoder, "forward", no_second_encoding)
+    settings = EverythingSettings.clamped(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    answer = asyncio.run(parts.everything.answer(str(image_path), settings, True, None))
+    assert not answer.cached and answer.result.image_size == loaded.image.shape[:2]
