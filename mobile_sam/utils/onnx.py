@@ -97,8 +97,8 @@ class SamOnnxModel(nn.Module):
     def stability_score(self, masks: torch.Tensor) -> torch.Tensor:
         """`calculate_stability_score` of logits (1, K, H, W) at this model's threshold and offset: (1, K).
 
-        Counted in int32 over the flattened mask: the int16 row sums of `calculate_stability_score` are
-        folded into constants by the TorchScript exporter (the graph returned the traced input's scores).
+        Counted with torch ops only: `calculate_stability_score` counts CPU masks in numpy (faster), which a
+        trace records as a constant (the exported graph returned the traced input's scores).
         """
         high = self.model.mask_threshold + self.stability_score_offset
         low = self.model.mask_threshold - self.stability_score_offset
