@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+except ModuleNotFoundError as error:  # an optional dependency: say how to get it
+    raise ModuleNotFoundError("mobile_sam.onnx needs onnxruntime: pip install onnxruntime (or the package's [onnx] extra)") from error
 
 from ..utils.transforms import ResizeLongestSide
 from .files import DECODER_INPUTS, ENCODER_INPUT, METADATA_KEY, EncoderMetadata
