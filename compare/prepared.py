@@ -113,10 +113,10 @@ def compare_on_image(
     ready: dict[str, Any] = {}
     failed: dict[str, str] = {}
     for index, name in enumerate(names):
-        if cancel is not None and cancel.is_set():
-            raise ComparisonCancelled("the comparison was cancelled")
         if progress is not None:
             progress(index / (len(names) + 1), f"{name}: encoding the image (cached after the first time)")
+        if cancel is not None and cancel.is_set():
+            raise ComparisonCancelled("the comparison was cancelled")
         try:
             ready[name] = _Prepared(*prepared.get(name, variant, image))
         except unavailable as error:
