@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -195,7 +196,7 @@ def _run(args: argparse.Namespace) -> int:
         config = _train_config(args, "decoder" if decoder else args.mode,
                                args.student_checkpoint if decoder else args.init)
         result = train(config)
-        if result.losses:
+        if result.losses and os.environ.get("RANK", "0") == "0":
             print(f"{len(result.losses)} steps, loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g}; "
                   f"wrote {result.student_checkpoint}")
         return 0

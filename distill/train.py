@@ -50,6 +50,7 @@ STUDENT_FILE = "mobile_sam.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "train_log.csv"
 PLOT_FILE = "loss.png"
+UNUSED_ENCODER_PARTS = ("norm_head", "head")
 LOG_FIELDS = ("step", "epoch", "lr", "loss", "seconds")
 # Options that change the loss curve: a resumed run must use the same values.
 _CURVE_FIELDS = ("student", "mode", "lr", "weight_decay", "warmup", "min_lr_ratio", "batch_size", "accumulate",
@@ -235,6 +236,9 @@ class _Trainer:
         trainable = self.student.mask_decoder if config.mode == "decoder" else self.student.image_encoder
         trainable.train()
         trainable.requires_grad_(True)
+        for unused in UNUSED_ENCODER_PARTS:  # TinyViT's classifier: in checkpoints, never run by SAM
+            if hasattr(trainable, unused):
+                getattr(trainable, unused).requires_grad_(False)
         self.dataset = StoreDataset(store)
         per_process = len(self.dataset) // place.world_size
         self.steps_per_epoch = per_process // (config.batch_size * config.accumulate)
@@ -245,7 +249,8 @@ class _Trainer:
             )
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
         self.trainable = DistributedDataParallel(trainable) if place.world_size > 1 else trainable
-        self.optimizer = torch.optim.AdamW(trainable.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        learned = [p for p in trainable.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(learned, lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = warmup_cosine(self.optimizer, config.warmup, self.total_steps, config.min_lr_ratio)
         self.amp_dtype = autocast_dtype(config.precision, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)

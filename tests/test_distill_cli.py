@@ -1,0 +1,99 @@
+"""python -m distill: help for every option, eval against a re-derivation with SamPredictor, torchrun DDP."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from compare.metrics import mask_iou
+from compare.protocols import random_point_cases, protocol_rng
+from distill.__main__ import build_parser, main
+from distill.models import TEST_STUDENT, TEST_TEACHER, adopt_decoder, build_model
+from mobile_sam import SamPredictor
+from mobile_sam.checkpoints import load_state_dict_file
+from mobile_sam.image import load_image
+from tests.distill_support import make_store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("cli"), count=6)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_subcommand_and_option_is_explained():
+    subcommands = _subparsers(build_parser())
+    assert set(subcommands) == {"embed", "train", "finetune-decoder", "eval"}
+    for name, parser in subcommands.items():
+        assert parser.description, name
+        for action in parser._actions:
+            assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+    out = subprocess.run([sys.executable, "-m", "distill", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0 and "finetune-decoder" in out.stdout and "torchrun" in out.stdout
+
+
+def test_missing_store_is_a_clear_error(tmp_path, capsys):
+    code = main(["train", "--store", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), "--student", TEST_STUDENT])
+    assert code == 2 and "no embedding store" in capsys.readouterr().err
+
+
+def test_eval_matches_a_rederivation_with_the_predictor(setup, tmp_path):
+    images, teacher_path, store = setup
+    torch.manual_seed(1)
+    teacher = build_model(TEST_TEACHER, teacher_path)
+    student = adopt_decoder(build_model(TEST_STUDENT), teacher)
+    torch.save(student.state_dict(), tmp_path / "student.pt")
+    code = main(["eval", "--store", str(store), "--student-checkpoint", str(tmp_path / "student.pt"), "--student",
+                 TEST_STUDENT, "--teacher-checkpoint", str(teacher_path), "--out", str(tmp_path / "report"),
+                 "--points", "4", "--distances", "20,500", "--pairs", "1", "--seed", "7", "--device", "cpu",
+                 "--no-progress"])
+    assert code == 0
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert (tmp_path / "report" / "miou.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| point | all | 24 |" in (tmp_path / "report" / "report.md").read_text()
+    assert results["counts"] == {"point/all": 24, "points2/d=20": 6} and results["skipped_prompts"] == 6
+
+    ious, mses = [], []
+    ours, theirs = SamPredictor(student.eval()), SamPredictor(teacher.eval())
+    for i, path in enumerate(sorted(images.iterdir())):
+        image = load_image(path)
+        ours.set_image(image)
+        theirs.set_image(image)
+        mses.append(float(((ours.get_image_embedding() - theirs.get_image_embedding()) ** 2).mean()))
+        for case in random_point_cases(image.shape[:2], 4, protocol_rng(7, i)):
+            masks = []
+            for predictor in (theirs, ours):
+                m, scores, _ = predictor.predict(case.prompt.point_coords, case.prompt.point_labels)
+                masks.append(m[int(np.argmax(scores))])
+            ious.append(mask_iou(*masks))
+    assert results["miou"]["point/all"] == pytest.approx(np.mean(ious), abs=0.03)
+    assert results["embedding_mse"] == pytest.approx(np.mean(mses), rel=1e-2)
+
+
+def test_torchrun_two_processes_train_with_gloo(setup, tmp_path):
+    _, teacher_path, store = setup
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "distill", "train", "--store", str(store), "--out", str(tmp_path / "ddp"),
+               "--teacher-checkpoint", str(teacher_path), "--student", TEST_STUDENT, "--steps", "6",
+               "--batch-size", "1", "--lr", "3e-3", "--warmup", "1", "--device", "cpu", "--no-plot", "--no-progress"]
+    out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    written = load_state_dict_file(tmp_path / "ddp" / "mobile_sam.pt")
+    expected = build_model(TEST_STUDENT).state_dict()
+    assert {k: tuple(v.shape) for k, v in written.items()} == {k: tuple(v.shape) for k, v in expected.items()}
+    losses = [float(line.split(",")[3]) for line in (tmp_path / "ddp" / "train_log.csv").read_text().splitlines()[1:]]
+    assert len(losses) == 6 and np.mean(losses[-2:]) < np.mean(losses[:2])
