@@ -118,6 +118,8 @@ def classify(command: str) -> str:
         return "parse-compare"
     if argv[1:3] == ["-m", "mobile_sam.onnx"]:
         return "parse-onnx"
+    if argv[1:3] == ["-m", "distill"]:
+        return "parse-distill"
     if argv[1:2] == ["-m"] and len(argv) == 3 and argv[2].startswith("benchmarks."):
         return "help"
     if argv[1:3] == ["-m", "pytest"]:
@@ -260,6 +262,14 @@ def test_compare_command_parses(command):
 @pytest.mark.parametrize("command", commands_of("parse-onnx"))
 def test_onnx_command_parses(command):
     from mobile_sam.onnx.__main__ import build_parser
+
+    _, argv = split_env(command)
+    parse_or_fail(build_parser().parse_args, argv[3:], command)
+
+
+@pytest.mark.parametrize("command", commands_of("parse-distill"))
+def test_distill_command_parses(command):
+    from distill.__main__ import build_parser
 
     _, argv = split_env(command)
     parse_or_fail(build_parser().parse_args, argv[3:], command)
