@@ -15,7 +15,7 @@ from mobile_sam.image import ImageLoadError, load_image
 from mobile_sam.modeling import Sam
 from mobile_sam.utils.transforms import ResizeLongestSide
 
-from .models import build_model, checkpoint_sha256, embedding_shape, freeze
+from .models import build_model, checkpoint_sha256, embedding_shape, freeze, teacher_checkpoint
 from .sources import list_images
 from .store import StoreIndex, StoreWriter
 
@@ -104,6 +104,7 @@ def embed_folder(
 ) -> EmbedSummary:
     """Store the teacher's embedding of every image under `images` in the store folder `output`.
 
+    `checkpoint` defaults to the official file of `teacher` from the mobile_sam cache (downloaded if missing).
     Resumes an existing store (images already stored are skipped); unreadable images are listed in the index's
     `failures` and skipped. `engine` is "local" (this process) or "ray" (Ray Data actors, `workers` of them).
     """
@@ -112,6 +113,7 @@ def embed_folder(
     if engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {engine!r}; choose 'local' or 'ray'")
     device = resolve_device(device)
+    checkpoint = teacher_checkpoint(teacher, checkpoint)
     root = Path(images)
     paths = list_images(root, limit)
     if engine == "local":
