@@ -16,7 +16,6 @@ from webapp.config import AppConfig, parse_args
 if __name__ == "__main__":
     CONFIG = parse_args()  # --help and bad options answer before the slow imports below
 
-import json  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -83,18 +82,8 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
     def on_upload(path, rw, request: gr.Request):
         return segment_update(request, rw, lambda s: seg.load_image(path, rw))
 
-    def on_click(mode, rw, event: gr.SelectData, request: gr.Request):
-        x, y = (float(v) for v in event.index)
-        return segment_update(request, rw, lambda s: seg.click(s, mode, x / s.display_scale, y / s.display_scale, rw))
-
-    def on_drag(box_json, rw, request: gr.Request):
-        def step(s):
-            try:
-                box = [float(v) / s.display_scale for v in json.loads(box_json)]
-                return seg.drag_box(s, box, rw) if len(box) == 4 else s
-            except (TypeError, ValueError):
-                return s
-        return segment_update(request, rw, step)
+    def on_canvas(mode, actions_json, rw, request: gr.Request):
+        return segment_update(request, rw, lambda s: seg.canvas_actions(s, mode, actions_json, rw))
 
     def on_weights(r, request: gr.Request):
         return segment_update(request, r, lambda s: seg.change_weights(s, r))
@@ -151,8 +140,7 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
             shown = [canvas, candidates, info]
             upload.change(on_upload, [upload, rw], shown, **private, **encode)
             rw.change(on_weights, [rw], shown, **private, **encode)
-            canvas.select(on_click, [mode, rw], shown, trigger_mode="multiple", **private, **interactive)
-            drag_apply.click(on_drag, [drag, rw], shown, trigger_mode="multiple", **private, **interactive)
+            drag_apply.click(on_canvas, [mode, drag, rw], shown, trigger_mode="multiple", **private, **interactive)
             undo.click(on_undo, [rw], shown, trigger_mode="multiple", **private, **interactive)
             clear.click(on_clear, [rw], shown, trigger_mode="multiple", **private, **interactive)
             candidates.select(on_pick, [rw], shown, **private, **interactive)

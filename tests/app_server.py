@@ -29,17 +29,25 @@ def free_port() -> int:
 
 
 @contextmanager
-def served_app(config: app.AppConfig, store: ModelStore) -> Iterator[str]:
-    """Launch the app in this process without blocking; yield its URL; close it afterwards."""
+def served_demo(config: app.AppConfig, store: ModelStore) -> Iterator[tuple[str, object]]:
+    """Launch the app in this process without blocking; yield its URL and Blocks; close it afterwards."""
     demo = app.build_app(config, store)
     port = free_port()
     demo.launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, max_file_size=config.max_file_size
     )
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", demo
     finally:
+        demo.mobile_sam_parts.shutdown()
         demo.close()
+
+
+@contextmanager
+def served_app(config: app.AppConfig, store: ModelStore) -> Iterator[str]:
+    """served_demo's URL only."""
+    with served_demo(config, store) as (url, _):
+        yield url
 
 
 @dataclass

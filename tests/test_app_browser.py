@@ -1,6 +1,7 @@
 """A real browser (Debian chromium, headless, driven by playwright) using the app on random weights."""
 import io
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 import app
-from app_server import served_app
+from app_server import served_demo
 from mobile_sam.model_store import ModelStore
 from mobile_sam.visualize import overlay_masks
 
@@ -24,31 +25,45 @@ ARTIFACTS = REPO / "artifacts" / "screenshots"
 README_SHOTS = REPO / "assets" / "screenshots"
 PHOTO = REPO / "assets" / "cat_chelsea.jpg"
 TIMEOUT_MS = 180_000
+CACHE_AGE_S = 2  # Gradio's cache cleaning, shortened so that the test outlives it
+CONFIG = app.AppConfig(random_weights=True, download=False, max_everything_seconds=100_000, upload_max_age_s=CACHE_AGE_S)
 
 
 @pytest.fixture(scope="module")
-def url():
-    with served_app(app.AppConfig(random_weights=True, download=False), ModelStore("cpu", download=False)) as url:
-        yield url
+def server():
+    with served_demo(CONFIG, ModelStore("cpu", download=False)) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
-def page(url):
+def browser(server):
     if not CHROMIUM.is_file():
         pytest.skip(f"no chromium at {CHROMIUM} (install Debian's chromium: apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900}, accept_downloads=True)
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url)
-        page.wait_for_selector("#segment-upload")
         try:
-            yield page
+            yield browser
         finally:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "last_state.png"), full_page=True)  # for failures
             browser.close()
+
+
+def _open(browser, url):
+    page = browser.new_page(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.wait_for_selector("#segment-upload")
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    page = _open(browser, server[0])
+    try:
+        yield page
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "last_state.png"), full_page=True)  # for failures
 
 
 def _shot(page, name: str, readme: bool = False) -> None:
@@ -89,6 +104,9 @@ def test_click_segments_and_box_and_everything_work_in_a_real_browser(page):
     _wait_for_new_src(page, canvas, old_src)
     page.wait_for_selector("#segment-candidates img")
     after = _image_at(page, canvas)
+    page.locator("#segment-downloads").click()
+    page.wait_for_function("() => [...document.querySelectorAll('button')].some(b => b.innerText.includes('Mask PNG') && !b.disabled)")
+    page.wait_for_timeout(1000)
     with page.expect_download() as download:
         page.get_by_role("button", name="Mask PNG").click()
     mask = np.array(Image.open(download.value.path())) > 0
@@ -126,3 +144,68 @@ def test_click_segments_and_box_and_everything_work_in_a_real_browser(page):
     page.get_by_role("tab", name="Compare").click()
     page.wait_for_selector("#compare-run")
     _shot(page, "compare")
+
+
+def _info_has(page, text: str) -> None:
+    page.wait_for_function(f"() => document.querySelector('#segment-info').innerText.includes({text!r})")
+
+
+def test_five_quick_clicks_give_five_points(page):
+    page.get_by_role("tab", name="Segment anything").click()
+    page.get_by_label("Foreground point", exact=True).first.check()
+    page.get_by_role("button", name="Clear prompts").click()
+    _info_has(page, "0 point(s), 0 box(es)")
+    box = page.locator("#segment-canvas img").bounding_box()
+    for index in range(5):
+        page.mouse.click(box["x"] + box["width"] * (0.2 + 0.12 * index), box["y"] + box["height"] * 0.5)
+        page.wait_for_timeout(150)
+    _info_has(page, "5 point(s)")
+
+
+def _lane_running(server) -> int:
+    return server[1].mobile_sam_parts.lane.load()[0]
+
+
+def _start_long_everything(page) -> None:
+    page.get_by_role("tab", name="Segment everything").click()
+    page.set_input_files("#everything-upload input[type=file]", str(PHOTO))
+    for label, value in (("Points per side", "64"), ("Predicted-IoU threshold", "0"), ("Stability-score threshold", "0")):
+        field = page.get_by_label(f"number input for {label}")
+        field.fill(value)
+        field.press("Enter")
+    page.locator("#everything-run").click()
+
+
+def test_a_second_tabs_clicks_are_answered_while_the_first_runs_everything(server, browser, page):
+    _start_long_everything(page)
+    page.wait_for_function("() => true")
+    deadline = time.monotonic() + 120
+    while _lane_running(server) == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    other = _open(browser, server[0])
+    try:
+        other.set_input_files("#segment-upload input[type=file]", str(REPO / "assets" / "coffee.jpg"))
+        other.wait_for_function("() => document.querySelector('#segment-info').innerText.includes('encoded in')")
+        other.locator("#segment-canvas img").click()
+        other.wait_for_selector("#segment-candidates img")
+        assert _lane_running(server) == 1  # answered while the first tab's job still runs
+    finally:
+        other.close()
+
+
+def test_stop_ends_a_running_segment_everything(server, page):
+    assert _lane_running(server) == 1  # still the job of the previous test
+    page.locator("#everything-stop").click()
+    deadline = time.monotonic() + 5
+    while _lane_running(server):
+        assert time.monotonic() < deadline, "the job did not stop"
+        time.sleep(0.1)
+
+
+def test_an_example_still_loads_after_the_cache_cleaning_interval(page):
+    time.sleep(3 * CACHE_AGE_S)  # Gradio's cleaning has run and removed everything older than CACHE_AGE_S
+    page.get_by_role("tab", name="Segment anything").click()
+    page.locator(".gallery-item, [data-testid='examples'] button, table.table tr").filter(has_text="coffee").first.click()
+    page.wait_for_function("() => document.querySelector('#segment-info').innerText.includes('encoded in')")
+    page.wait_for_function("() => document.querySelector('#segment-info').innerText.includes('Image 600x400')")

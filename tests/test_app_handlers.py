@@ -309,3 +309,13 @@ def test_everything_reuses_the_embedding_the_segment_tab_computed(parts, loaded,
     settings = EverythingSettings.clamped(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0)
     answer = asyncio.run(parts.everything.answer(str(image_path), settings, True, None))
     assert not answer.cached and answer.result.image_size == loaded.image.shape[:2]
+
+
+def test_queued_canvas_clicks_and_boxes_are_all_applied_in_order(seg, loaded):
+    assert loaded.display_scale == pytest.approx(4 / 3)  # 48x72 is shown at 64x96; actions come in display pixels
+    actions = [{"click": [12 + 12 * i, 24]} for i in range(5)] + [{"box": [8, 8, 48, 40]}]
+    out = seg.canvas_actions(loaded, FG, json.dumps(actions), True)
+    np.testing.assert_allclose(out.clicks.points, [(9.0 + 9 * i, 18.0) for i in range(5)])
+    np.testing.assert_allclose(out.clicks.boxes, [(6, 6, 36, 30)])
+    assert seg.canvas_actions(loaded, FG, "not json", True) is loaded
+    assert seg.canvas_actions(loaded, FG, '[{"click": ["a", 1]}, 3]', True).clicks.points == ()

@@ -7,6 +7,7 @@ are mapped back to the image. Download files are written only when asked for.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -116,6 +117,26 @@ class SegmentTab:
             return replace(state, message=NO_IMAGE)
         clicks, message = state.clicks.without_pending_corner().add_box(tuple(box))
         return self._prompts_changed(state, clicks, message, random_weights)
+
+    def canvas_actions(self, state: SegmentState, mode: str, actions_json: str, random_weights: bool) -> SegmentState:
+        """Clicks and dragged boxes queued by the page (webapp/drag_box.js), in display pixels, applied in order:
+        JSON [{"click": [x, y]} | {"box": [x0, y0, x1, y1]}, ...]; anything else is ignored."""
+        try:
+            actions = json.loads(actions_json)
+        except (TypeError, ValueError):
+            return state
+        for action in actions if isinstance(actions, list) else []:
+            click = action.get("click") if isinstance(action, dict) else None
+            box = action.get("box") if isinstance(action, dict) else None
+            try:
+                if isinstance(click, list) and len(click) == 2:
+                    x, y = (float(v) / state.display_scale for v in click)
+                    state = self.click(state, mode, x, y, random_weights)
+                elif isinstance(box, list) and len(box) == 4:
+                    state = self.drag_box(state, [float(v) / state.display_scale for v in box], random_weights)
+            except (TypeError, ValueError):
+                continue
+        return state
 
     def undo(self, state: SegmentState, random_weights: bool) -> SegmentState:
         clicks, message = state.clicks.undo()
