@@ -65,6 +65,17 @@ OFFICIAL_SIGNATURES = {
     "mobile_sam.modeling:MaskDecoder.forward": (
         "image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output"
     ),
+    "mobile_sam.modeling:MaskDecoder.predict_masks": (
+        "image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings"
+    ),
+    "mobile_sam.utils.onnx:SamOnnxModel.__init__": (
+        "model, return_single_mask, use_stability_score=False, return_extra_metrics=False"
+    ),
+    "mobile_sam.utils.onnx:SamOnnxModel.resize_longest_image_size": "input_image_size, longest_side",
+    "mobile_sam.utils.onnx:SamOnnxModel.mask_postprocessing": "masks, orig_im_size",
+    "mobile_sam.utils.onnx:SamOnnxModel.forward": (
+        "image_embeddings, point_coords, point_labels, mask_input, has_mask_input, orig_im_size"
+    ),
     "mobile_sam.modeling:PromptEncoder.__init__": (
         "embed_dim, image_embedding_size, input_image_size, mask_in_chans, activation=nn.GELU"
     ),
