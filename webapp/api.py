@@ -28,8 +28,7 @@ HANDLED = (ImageLoadError, ValueError, CheckpointError, LaneFull, *STOPPED)
 
 def scaled_prompts(prompts_json: str, upload: Upload) -> Prompts:
     """The caller's prompts, validated against the original image, in the model image's pixels."""
-    prompts = Prompts.from_json(prompts_json)
-    prompts.validate(upload.original_size)
+    prompts = Prompts.from_json(prompts_json).checked(upload.original_size)
     return Prompts.from_lists(upload.to_image(prompts.points), prompts.labels, upload.to_image(prompts.boxes))
 
 

@@ -30,9 +30,9 @@ COMPARED = ("vit_t", "fastsam-s", "fastsam-x")
 
 
 def user_prompts(prompts: Prompts, image_size: tuple[int, int]) -> list[Prompt]:
-    """Checked prompts as compare.Prompt objects, one per mask (one per box when there are several)."""
-    prompts.validate(image_size)
-    groups, _ = prompts.groups()
+    """Prompts checked and clipped (Prompts.checked) as compare.Prompt objects, one per mask (one per box when
+    there are several)."""
+    groups, _ = prompts.checked(image_size).groups()
     return [Prompt(g.points if len(g.points) else None, g.labels if len(g.points) else None, g.box) for g in groups]
 
 

@@ -231,8 +231,7 @@ class SegmentTab:
         try:
             with self.priority.interactive():
                 embedding, _ = self._embedding(state, random_weights)
-                prompts.validate(embedding.original_size)
-                result = segment(embedding, prompts, multimask_output=True)
+                result = segment(embedding, prompts, multimask_output=True)  # checks the prompts (Prompts.checked)
         except CheckpointError as error:
             return replace(cleared, message=weights_message(error))
         except ValueError as error:
