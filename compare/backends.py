@@ -145,7 +145,7 @@ class SamBackend:
         if not self.predictor.is_image_set:
             raise RuntimeError("call prepare(image) before segment(prompt)")
         multimask = prompt.box is None and prompt.num_points == 1
-        with torch.inference_mode(), stopwatch(self.device) as elapsed:
+        with torch.no_grad(), stopwatch(self.device) as elapsed:
             masks, scores, _ = self.predictor.predict(
                 point_coords=prompt.point_coords,
                 point_labels=prompt.point_labels,
@@ -277,7 +277,7 @@ class FastSamBackend:
         rgb = to_rgb_uint8(image)
         bgr = np.ascontiguousarray(rgb[..., ::-1])  # ultralytics reads numpy images as OpenCV BGR
         h, w = rgb.shape[:2]
-        with keep_num_threads(self.num_threads), torch.inference_mode(), stopwatch(self.device) as elapsed:
+        with keep_num_threads(self.num_threads), torch.no_grad(), stopwatch(self.device) as elapsed:
             result = self._predictor(bgr)[0]
             if result.masks is None:
                 instances = np.zeros((0, h, w), dtype=bool)

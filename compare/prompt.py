@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from mobile_sam.prompts import Prompts
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -74,3 +76,18 @@ class Prompt:
         if points is not None and labels is None:
             labels = [1] * len(points)
         return cls(point_coords=points, point_labels=labels, box=data.get("box"))
+
+
+def checked_prompt(prompt: Prompt, image_size: tuple[int, int]) -> Prompt:
+    """`prompt` checked against an (H, W) image by the one click validator (`mobile_sam.prompts.Prompts.checked`):
+    points inside the image, boxes with area, clipped to it. Raises ValueError with the reason otherwise."""
+    boxes = [] if prompt.box is None else [prompt.box]
+    points = [] if prompt.point_coords is None else prompt.point_coords
+    labels = [] if prompt.point_labels is None else prompt.point_labels
+    checked = Prompts.from_lists(points, labels, boxes).checked(image_size)
+    has_points = len(checked.points) > 0
+    return Prompt(
+        checked.points if has_points else None,
+        checked.labels if has_points else None,
+        checked.boxes[0] if len(checked.boxes) else None,
+    )

@@ -9,7 +9,7 @@ import numpy as np
 
 from .backends import Backend
 from .metrics import mask_iou
-from .prompt import Prompt
+from .prompt import Prompt, checked_prompt
 from .protocols import (
     PAPER_DISTANCES,
     PROTOCOLS,
@@ -75,7 +75,7 @@ def _protocol_cases(
         return random_point_cases(image_size, spec.prompts_per_image, rng)
     if not spec.user_prompts.get(image_name):
         raise ValueError(f"no user prompts for image {image_name!r} (prompts are matched by file name)")
-    return user_cases(spec.user_prompts[image_name])
+    return user_cases([checked_prompt(prompt, image_size) for prompt in spec.user_prompts[image_name]])
 
 
 def _box_cases(reference: Backend, point_cases: list[PromptCase], rng: np.random.Generator) -> list[PromptCase]:

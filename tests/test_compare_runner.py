@@ -87,6 +87,16 @@ def test_missing_user_prompts_for_an_image_is_an_error():
         _run(ProtocolSpec("user", user_prompts={"a.png": [Prompt(box=[5, 5, 40, 30])]}))
 
 
+def test_user_prompts_go_through_the_click_validator():
+    height, width = IMAGES[0][1].shape[:2]
+    outside = {name: [Prompt(point_coords=[[width + 5, 10]], point_labels=[1])] for name, _ in IMAGES}
+    with pytest.raises(ValueError, match="outside"):
+        _run(ProtocolSpec("user", user_prompts=outside))
+    overhanging = {name: [Prompt(box=[-10, 5, width + 30, 30])] for name, _ in IMAGES}
+    run = _run(ProtocolSpec("user", user_prompts=overhanging))
+    assert {tuple(c.prompt["box"]) for c in run.result.cases} == {(0.0, 5.0, float(width), 30.0)}
+
+
 def test_duplicate_model_names_are_rejected():
     with pytest.raises(ValueError, match="unique"):
         _run(ProtocolSpec("point", prompts_per_image=1), DiskBackend("x", 5), [DiskBackend("x", 6)])
