@@ -21,6 +21,7 @@ summary.json and summary.png (loss curve + before/after bars).
 from __future__ import annotations
 
 import argparse
+import datetime
 import io
 import json
 import os
@@ -121,7 +122,7 @@ def summary_plot(rows: list[dict], before: dict, after: dict, path: Path) -> Non
 
     figure = Figure(figsize=(8, 3), dpi=90)
     left, right = figure.subplots(1, 2)
-    left.plot([r["step"] for r in rows], [float(r["loss"]) for r in rows], lw=1)
+    left.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], lw=1)
     left.set_yscale("log")
     left.set_xlabel("optimizer step")
     left.set_ylabel("train embedding MSE")
@@ -140,12 +141,25 @@ def summary_plot(rows: list[dict], before: dict, after: dict, path: Path) -> Non
     path.write_bytes(buffer.getvalue())
 
 
+def _deadline(minutes: float | None, until: str | None) -> float | None:
+    """Epoch seconds at which training stops early (the earlier of the two limits), or None."""
+    limits = []
+    if minutes is not None:
+        limits.append(time.time() + 60 * minutes)
+    if until is not None:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        hour, minute = (int(v) for v in until.split(":"))
+        limits.append(now.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp())
+    return min(limits) if limits else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_distill"), help="working folder (outputs)")
     parser.add_argument("--steps", type=int, default=64, help="optimizer steps (default 64)")
     parser.add_argument("--max-train-minutes", type=float, default=None,
                         help="stop training early (checkpointed) after this many minutes, then evaluate")
+    parser.add_argument("--train-until", help="stop training early at this UTC time (HH:MM), then evaluate")
     parser.add_argument("--batch-size", type=int, default=1, help="images per micro-batch (default 1)")
     parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (default 1)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default 2e-3)")
@@ -173,7 +187,7 @@ def main() -> None:
     timings = {}
     for split, folder in (("heldout", heldout_dir), ("train", train_dir)):
         t0 = time.perf_counter()
-        summary = embed_folder(folder, work / f"store_{split}", "vit_b", teacher_path, "cpu")
+        summary = embed_folder(folder, work / f"store_{split}", "vit_b", teacher_path, "cpu", shard_size=4)
         timings[f"embed_{split}_s"] = time.perf_counter() - t0
         print(f"embed {split}: {summary}", flush=True)
     init_path = work / "student_init.pt"
@@ -186,8 +200,8 @@ def main() -> None:
         student="vit_t", init=str(init_path), steps=steps, batch_size=args.batch_size, accumulate=args.accumulate,
         lr=args.lr, warmup=max(1, steps // 12), checkpoint_every=8, seed=args.seed, device="cpu",
     )
-    deadline = None if args.max_train_minutes is None else time.perf_counter() + 60 * args.max_train_minutes
-    result = train(config, should_stop=lambda step: deadline is not None and time.perf_counter() > deadline)
+    deadline = _deadline(args.max_train_minutes, args.train_until)
+    result = train(config, should_stop=lambda step: deadline is not None and time.time() > deadline)
     timings["train_s"] = time.perf_counter() - t0
     after = run_eval(work, result.student_checkpoint, teacher_path, "after", args.points, args.seed)
     print(f"after: {after}", flush=True)
