@@ -3,7 +3,8 @@ prompts on held-out images (one random point, and Table 7's two points a fixed d
 between their image embeddings. Prompts and metrics are `compare`'s (compare.protocols, compare.metrics).
 
 One-point rule (as in compare's backends): a single point asks for three masks and keeps the highest-scoring
-one; two points ask for one mask.
+one; two points ask for one mask. Seeds: image i's one-point prompts come from `protocol_rng(seed, i)`, its
+point pairs from `protocol_rng(seed + 1, i)`, so each protocol's prompts do not depend on the other's options.
 """
 from __future__ import annotations
 

@@ -272,7 +272,7 @@ class _Trainer:
         }
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
         expected = {k: asdict(self.config)[k] for k in _CURVE_FIELDS}
         changed = {k: (state["config"].get(k), v) for k, v in expected.items() if state["config"].get(k) != v}
         if state["world_size"] != self.place.world_size:
