@@ -102,12 +102,15 @@ def _check_current_job(*_: object) -> None:
 def interruptible(model: nn.Module) -> nn.Module:
     """Let the current thread's job pause or stop model's forward pass before any submodule runs.
 
-    Threads without a job (interactive requests) are not affected. Hooks are added once per model.
+    Threads without a job (interactive requests) are not affected. Hooks are added once per model, on
+    modules that have submodules only: leaf modules may be shared with every other model in the process
+    (ultralytics' `Conv.default_act` is one `nn.SiLU` for all its networks), and a hook there would reach them.
     """
     with _hooks_lock:
         if not getattr(model, "_job_hooks", False):
             for module in model.modules():
-                module.register_forward_pre_hook(_check_current_job)
+                if next(module.children(), None) is not None:
+                    module.register_forward_pre_hook(_check_current_job)
             model._job_hooks = True
     return model
 
