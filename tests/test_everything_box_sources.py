@@ -32,9 +32,13 @@ def ultralytics_segment_boxes(network: torch.nn.Module, image: np.ndarray) -> np
     from ultralytics.models.yolo.segment import SegmentationPredictor
 
     overrides = {"imgsz": IMAGE_SIZE, "conf": 0.4, "iou": 0.9, "max_det": 300, "rect": True, "device": "cpu", "verbose": False, "save": False}
-    predictor = SegmentationPredictor(overrides=overrides)
-    predictor.setup_model(network, verbose=False)
-    result = predictor(np.ascontiguousarray(image[..., ::-1]))[0]
+    threads = torch.get_num_threads()  # ultralytics' device selection changes torch's thread count
+    try:
+        predictor = SegmentationPredictor(overrides=overrides)
+        predictor.setup_model(network, verbose=False)
+        result = predictor(np.ascontiguousarray(image[..., ::-1]))[0]
+    finally:
+        torch.set_num_threads(threads)
     return result.boxes.xyxy.double().numpy()
 
 
