@@ -7,8 +7,9 @@ MobileSAMv2's published behaviour is the default: at most 300 boxes, box sides w
 border snapped to it, no IoU / stability / NMS filter, masks sorted by area (largest first).
 
 Masks are those of `SamPredictor.predict_torch(boxes=...)` with `multimask_output=False`: the decoder runs
-through its per-image API (`MaskDecoder.prepare_image`, `decode_iou`, `decode_mask_tokens`,
-`upscale_masks`) and the low-res logits go through `Sam.postprocess_masks`.
+through its per-image API (`MaskDecoder.prepare_image`, then `decode_prepared`, or `decode_iou` and
+`decode_mask_tokens` when an IoU filter is set, then `upscale_masks`) and the low-res logits go through
+`Sam.postprocess_masks`.
 """
 from __future__ import annotations
 
@@ -43,9 +44,10 @@ from .box_sources import MAX_DETECTIONS, BoxSource
 
 BORDER_SNAP_PX = 20.0
 UPSCALE = 4  # the mask decoder's upscaling: low-res logits per image token along each side
-# Boxes decoded at once on a CPU: every box needs its mask, and groups of 16 to 32 were about twice as fast
-# per box as groups of 4 on the 2-core benchmark machine (the grid generator's groups of 4 decode IoU only).
-CPU_BOX_GROUP = 16
+# Boxes decoded at once on a CPU: on the idle 2-core benchmark machine, 100 boxes on truck.jpg decoded in
+# 1.6-1.75 s in groups of 4, 1.7-1.9 s in groups of 8 and 1.9-2.1 s in groups of 16 (the (4, 4096, 256)
+# image-token tensors of a group of 4 stay closer to the caches).
+CPU_BOX_GROUP = 4
 STAGES = ("detector", "encoder", "decoder", "postprocess")
 
 
@@ -322,13 +324,17 @@ class _BoxDecoder:
             torch.as_tensor(boxes, dtype=self.dtype), self.predictor.original_size
         ).to(device)
         sparse, _ = self.prompt_encoder(points=None, boxes=in_boxes, masks=None)
-        iou_predictions, state = self.mask_decoder.decode_iou(self.image, sparse)
-        iou = iou_predictions[:, 0].cpu()
-        kept = torch.arange(len(iou)) if pred_iou_thresh <= 0.0 else torch.nonzero(iou > pred_iou_thresh).flatten()
+        if pred_iou_thresh <= 0.0:
+            iou_predictions, hyper_in, image_tokens = self.mask_decoder.decode_prepared(self.image, sparse, False)
+            iou, kept = iou_predictions[:, 0].cpu(), torch.arange(len(boxes))
+        else:
+            iou_predictions, state = self.mask_decoder.decode_iou(self.image, sparse)
+            iou = iou_predictions[:, 0].cpu()
+            kept = torch.nonzero(iou > pred_iou_thresh).flatten()
+            hyper_in, image_tokens = self.mask_decoder.decode_mask_tokens(state, kept.to(device), False)
         rows, cols = self.token_extent
         low_res = torch.zeros(len(kept), 1, self.low_res_size, self.low_res_size, device=device)
         if len(kept) > 0:
-            hyper_in, image_tokens = self.mask_decoder.decode_mask_tokens(state, kept.to(device), False)
             upscaled = self.mask_decoder.upscale_masks(hyper_in, image_tokens[..., :rows, :cols])
             low_res[..., : upscaled.shape[-2], : upscaled.shape[-1]] = upscaled
         return low_res, iou[kept], kept.numpy()

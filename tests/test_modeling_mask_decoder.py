@@ -101,8 +101,16 @@ def test_per_image_decoding_matches_forward_with_copied_embeddings(model, multim
         iou, state = decoder.decode_iou(decoder.prepare_image(embedding, image_pe, dense[:1]), sparse)
         some = torch.tensor([3, 0])
         masks = decoder.upscale_masks(*decoder.decode_mask_tokens(state, some, multimask_output))
+        every = decoder.upscale_masks(*decoder.decode_mask_tokens(state, slice(None), multimask_output))
+        prepared_iou, *upscale_inputs = decoder.decode_prepared(
+            decoder.prepare_image(embedding, image_pe, dense[:1]), sparse, multimask_output
+        )
+        prepared_masks = decoder.upscale_masks(*upscale_inputs)
     torch.testing.assert_close(iou[:, selected], expected_iou, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(masks, expected_masks[some], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(every, expected_masks, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(prepared_iou, expected_iou, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(prepared_masks, expected_masks, atol=1e-4, rtol=1e-4)
 
 
 def test_per_image_decoding_matches_the_official_predictor(model, conformance_dir: Path) -> None:

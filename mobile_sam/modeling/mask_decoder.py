@@ -18,7 +18,7 @@ class MaskDecoder(nn.Module):
 
     Many prompt batches on one image go further: `prepare_image` once, then per batch `decode_iou` (the
     final attention for the IoU token only) and `decode_mask_tokens` for the prompts whose masks are
-    wanted, whose outputs go to `upscale_masks`.
+    wanted, whose outputs go to `upscale_masks`; or `decode_prepared` when every prompt's mask is wanted.
     """
 
     def __init__(
@@ -145,18 +145,39 @@ class MaskDecoder(nn.Module):
         return self.iou_prediction_head(iou_token[:, 0]), state
 
     def decode_mask_tokens(
-        self, state: TransformerState, prompts: torch.Tensor, multimask_output: bool
+        self, state: TransformerState, prompts: torch.Tensor | slice, multimask_output: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`upscale_masks` inputs for prompt indices (S,) of a `decode_iou` state.
+        """`upscale_masks` inputs for prompt indices (S,) of a `decode_iou` state (a slice selects without copying).
 
         Returns:
             hyper_in (S, 3 or 1, C / 8): the multimask outputs or the single-mask output.
             image_tokens (S, C, 64, 64): image features after the transformer.
         """
-        outputs = range(1, self.num_mask_tokens) if multimask_output else range(1)
+        outputs = self._outputs(multimask_output)
         mask_tokens = self.transformer.final_tokens(state, prompts, slice(1 + outputs[0], 1 + outputs[-1] + 1))
         image_tokens = state.keys[prompts].transpose(1, 2).unflatten(2, state.image.size)
         return self._hyper_in(mask_tokens, outputs), image_tokens
+
+    def decode_prepared(
+        self, image: ImageTokens, sparse_prompt_embeddings: torch.Tensor, multimask_output: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`decode_iou` and `decode_mask_tokens` for every prompt at once, when none is dropped by its IoU:
+        the final attention runs once for the IoU token and the wanted mask tokens.
+
+        Returns:
+            iou_predictions (B, 3 or 1) of the selected outputs, then `upscale_masks`' inputs: hyper_in
+            (B, 3 or 1, C / 8) and image_tokens (B, C, 64, 64).
+        """
+        outputs = self._outputs(multimask_output)
+        state = self.transformer.run_blocks(image, self._prompt_tokens(sparse_prompt_embeddings))
+        final = self.transformer.final_tokens(state, tokens=slice(0, 1 + outputs[-1] + 1))
+        iou_predictions = self.iou_prediction_head(final[:, 0])[:, outputs[0] : outputs[-1] + 1]
+        image_tokens = state.keys.transpose(1, 2).unflatten(2, image.size)
+        return iou_predictions, self._hyper_in(final[:, 1 + outputs[0] :], outputs), image_tokens
+
+    def _outputs(self, multimask_output: bool) -> range:
+        """The mask outputs selected: the three multimask outputs, or the single-mask output."""
+        return range(1, self.num_mask_tokens) if multimask_output else range(1)
 
     def _prompt_tokens(self, sparse_prompt_embeddings: torch.Tensor) -> torch.Tensor:
         """The IoU token, the mask tokens, then the prompt's tokens: (B, 1 + masks + N, C)."""
