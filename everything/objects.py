@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 import torch
 from torchvision.ops import batched_nms
@@ -37,6 +38,8 @@ from mobile_sam.utils.amg import (
     rle_to_uncompressed,
     calculate_stability_score,
     threshold_to_rles,
+    transposed_mask_boxes,
+    transposed_masks_to_rles,
 )
 from mobile_sam.utils.mask_data import MaskData
 
@@ -49,6 +52,7 @@ UPSCALE = 4  # the mask decoder's upscaling: low-res logits per image token alon
 # image-token tensors of a group of 4 stay closer to the caches).
 CPU_BOX_GROUP = 4
 STAGES = ("detector", "encoder", "decoder", "postprocess")
+UPSAMPLING = ("opencv", "torch")
 
 
 class ObjectAwareMaskGenerator:
@@ -70,6 +74,10 @@ class ObjectAwareMaskGenerator:
       box_nms_thresh: remove masks whose box overlaps a higher-IoU mask's box by more than this (None: off).
       min_mask_region_area: fill holes and drop islands smaller than this many pixels (0: off).
       output_mode: "binary_mask", "uncompressed_rle" or "coco_rle", as in the grid generator.
+      upsampling: how low-res logits reach the image size. "opencv" (default): OpenCV's bilinear resize with
+        the same half-pixel geometry as `Sam.postprocess_masks`, about 4x faster on a CPU; logits agree within
+        about 2e-5, so a pixel whose logit lies that close to a threshold may differ. "torch":
+        `Sam.postprocess_masks` itself, the predictor's masks exactly.
       chunk_megabytes: memory bound of the full-resolution float work done at once.
     """
 
@@ -87,12 +95,15 @@ class ObjectAwareMaskGenerator:
         box_nms_thresh: float | None = None,
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
+        upsampling: str = "opencv",
         chunk_megabytes: float = 24.0,
     ) -> None:
         if model is None:
             raise ValueError("a Sam model is required")
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
         if max_boxes < 0 or boxes_per_batch < 1 or border_snap < 0 or min_mask_region_area < 0 or chunk_megabytes <= 0:
             raise ValueError(
                 "max_boxes >= 0, boxes_per_batch >= 1, border_snap >= 0, min_mask_region_area >= 0 and "
@@ -111,6 +122,7 @@ class ObjectAwareMaskGenerator:
         self.box_nms_thresh = box_nms_thresh
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
+        self.upsampling = upsampling
         self.chunk_bytes = int(chunk_megabytes * 2**20)
         self.mask_threshold = float(model.mask_threshold)
 
@@ -226,12 +238,8 @@ class ObjectAwareMaskGenerator:
                 stage_times["decoder"] += time.perf_counter() - start
                 start = time.perf_counter()
                 for lo in range(0, len(kept), chunk):
-                    logits = self.model.postprocess_masks(low_res[lo : lo + chunk], predictor.input_size, original_size)
-                    data.cat(
-                        self._filter(
-                            logits[:, 0].cpu().numpy(), iou_preds[lo : lo + chunk], boxes[kept[lo : lo + chunk]], crop_box, original_size
-                        )
-                    )
+                    planes = self._full_logits(low_res[lo : lo + chunk], predictor.input_size, original_size)
+                    data.cat(self._filter(planes, iou_preds[lo : lo + chunk], boxes[kept[lo : lo + chunk]], crop_box, original_size))
                 stage_times["postprocess"] += time.perf_counter() - start
             report(0.1 + 0.9 * min(first_box + self.boxes_per_batch, len(prompts)) / len(prompts))
         if self.box_nms_thresh is not None and len(data) > 0:
@@ -241,6 +249,25 @@ class ObjectAwareMaskGenerator:
             data.filter(keep)
         return data
 
+    def _full_logits(
+        self, low_res: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
+    ) -> np.ndarray:
+        """Image-size logits of low-res logits (K, 1, 4h, 4w): (K, H, W) float32 with "torch" upsampling,
+        transposed (K, W, H) with "opencv" (the layout the RLE encoder reads)."""
+        if self.upsampling == "torch":
+            return self.model.postprocess_masks(low_res, input_size, original_size)[:, 0].cpu().numpy()
+        (input_h, input_w), (height, width) = input_size, original_size
+        scale = self.model.image_size // low_res.shape[-1]
+        # The low-res rows and columns that reach the input frame, as in `Sam.postprocess_masks`.
+        rows = min(low_res.shape[-2], -(-input_h // scale) + 1)
+        cols = min(low_res.shape[-1], -(-input_w // scale) + 1)
+        planes = np.empty((len(low_res), width, height), dtype=np.float32)
+        for k, plane in enumerate(low_res[:, 0, :rows, :cols].cpu().numpy()):
+            # Bilinear resizing is separable: resizing the transposed plane gives the transposed result.
+            framed = cv2.resize(np.ascontiguousarray(plane.T), (scale * rows, scale * cols), interpolation=cv2.INTER_LINEAR)
+            cv2.resize(framed[:input_w, :input_h], (height, width), dst=planes[k], interpolation=cv2.INTER_LINEAR)
+        return planes
+
     def _filter(
         self,
         planes: np.ndarray,
@@ -249,19 +276,24 @@ class ObjectAwareMaskGenerator:
         crop_box: list[int],
         original_size: tuple[int, int],
     ) -> MaskData:
-        """Stability filter, threshold, RLE and tight box of K masks: planes (K, H, W) float32 logits, their
-        predicted IoU (K,) and prompts (K, 4)."""
+        """Stability filter, threshold, RLE and tight box of K masks: planes (K, H, W) float32 logits, or
+        (K, W, H) with "opencv" upsampling, their predicted IoU (K,) and prompts (K, 4)."""
         stability = calculate_stability_score(torch.from_numpy(planes), self.mask_threshold, self.stability_score_offset)
         keep = torch.ones_like(stability, dtype=torch.bool)
         if self.stability_score_thresh > 0.0:
             keep = stability >= self.stability_score_thresh
         kept = torch.nonzero(keep).flatten()
-        rles = threshold_to_rles([planes[i] for i in kept.tolist()], self.mask_threshold, crop_box, original_size)
+        if self.upsampling == "torch":
+            rles = threshold_to_rles([planes[i] for i in kept.tolist()], self.mask_threshold, crop_box, original_size)
+            boxes = rle_boxes_in_crop(rles, crop_box)
+        else:
+            masks_t = np.greater(planes[kept.numpy()], np.float32(self.mask_threshold))
+            rles, boxes = transposed_masks_to_rles(masks_t), transposed_mask_boxes(masks_t)
         return MaskData(
             iou_preds=iou_preds[kept],
             prompt_boxes=torch.as_tensor(prompt_boxes, dtype=torch.float64)[kept],
             stability_score=stability[kept],
-            boxes=rle_boxes_in_crop(rles, crop_box),
+            boxes=boxes,
             rles=rles,
         )
 

@@ -222,3 +222,23 @@ def test_postprocess_small_regions_keeps_the_rle_form_it_is_given() -> None:
     filled[4, 5] = True
     np.testing.assert_array_equal(mask_utils.decode(data["rles"][0]).astype(bool), filled)
     assert SamAutomaticMaskGenerator.postprocess_small_regions(MaskData(rles=[], boxes=torch.zeros(0, 4)), 4, 0.7)["rles"] == []
+
+
+def test_transposed_masks_encode_and_box_as_the_masks_they_transpose() -> None:
+    from mobile_sam.utils.amg import transposed_mask_boxes, transposed_masks_to_rles
+
+    rng = np.random.default_rng(3)
+    masks = np.zeros((3, 14, 19), dtype=bool)  # (K, H, W)
+    masks[0, 2:9, 4:17] = rng.random((7, 13)) > 0.3
+    masks[1, 13, 0] = True
+    masks_t = masks.transpose(0, 2, 1).copy()  # (K, W, H); masks[2] stays empty
+    rles = transposed_masks_to_rles(masks_t)
+    for mask, rle in zip(masks, rles):
+        assert rle["size"] == [14, 19]
+        np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), mask)
+    expected = []
+    for mask in masks:  # XYXY inclusive from the pixel coordinates; empty -> zeros
+        ys, xs = np.nonzero(mask)
+        expected.append([xs.min(), ys.min(), xs.max(), ys.max()] if len(xs) else [0, 0, 0, 0])
+    assert transposed_mask_boxes(masks_t).tolist() == expected
+    assert transposed_masks_to_rles(np.zeros((0, 19, 14), dtype=bool)) == []

@@ -245,6 +245,27 @@ def threshold_to_rles(
     return mask_utils.encode(buffer.transpose(2, 1, 0))
 
 
+def transposed_masks_to_rles(masks_t: np.ndarray) -> list[dict[str, Any]]:
+    """Compressed RLEs of K transposed full-image masks (K, W, H) bool.
+
+    A C-ordered (K, W, H) buffer is the (H, W, K) Fortran-ordered layout that pycocotools encodes, so
+    transposed masks are encoded without a copy.
+    """
+    if len(masks_t) == 0:
+        return []
+    return mask_utils.encode(np.ascontiguousarray(masks_t).view(np.uint8).transpose(2, 1, 0))
+
+
+def transposed_mask_boxes(masks_t: np.ndarray) -> torch.Tensor:
+    """Tight boxes of K transposed masks (K, W, H) bool: (K, 4) int64 XYXY, inclusive maxima; empty masks give 0s."""
+    boxes = torch.zeros(len(masks_t), 4, dtype=torch.int64)
+    for k, mask_t in enumerate(masks_t):
+        y, x, h, w = cv2.boundingRect(np.ascontiguousarray(mask_t).view(np.uint8))
+        if w > 0:
+            boxes[k] = torch.tensor([x, y, x + w - 1, y + h - 1])
+    return boxes
+
+
 def uncropped_mask_rles(masks: torch.Tensor, crop_box: list[int], orig_size: tuple[int, int]) -> list[dict[str, Any]]:
     """Compressed RLEs of crop masks (K, h, w) bool placed at `crop_box` in an all-background (H, W) image."""
     if masks.shape[0] == 0:
