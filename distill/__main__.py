@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(starting from the teacher's) is trained so that its masks for random one-point prompts match the "
         "teacher SAM's masks (teacher decoder on the stored teacher embedding). Loss: SAM's 20 x focal + dice "
         "against the teacher's binarised masks, on all three multimask outputs (it targets mask agreement, "
-        "the metric; see distill/losses.py).",
+        "the metric), plus the MSE of the predicted IoU against the teacher's (so that the student ranks its "
+        "three masks as the teacher does; see distill/losses.py).",
     )
     _add_training_options(finetune, decoder=True)
     _add_eval(commands)

@@ -5,6 +5,11 @@ Mask loss choice (semi-coupled training and decoder fine-tuning): SAM's own trai
 what makes the student's *masks* agree with the teacher's, which is what the paper's mIoU measures; an MSE on
 logits would also spend capacity on matching logit magnitudes far from the decision boundary that never change
 a mask.
+
+Decoder fine-tuning adds SAM's IoU-head term (MSE, weight 1), with the teacher's predicted IoU as the target
+rather than the IoU against ground truth as in SAM: the paper's one-point metric keeps each model's
+highest-scoring mask, so the student agrees with the teacher when it ranks its three masks as the teacher does.
+Without the term the IoU head gets no gradient while its input tokens change, and its ranking drifts.
 """
 from __future__ import annotations
 
@@ -44,3 +49,10 @@ def mask_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> tor
     target = (teacher_logits.detach() > 0).float()
     logits = student_logits.float()
     return FOCAL_WEIGHT * focal_loss(logits, target) + dice_loss(logits, target)
+
+
+def decoder_loss(
+    student_logits: torch.Tensor, student_iou: torch.Tensor, teacher_logits: torch.Tensor, teacher_iou: torch.Tensor
+) -> torch.Tensor:
+    """`mask_loss` plus the MSE of the student's predicted IoU (...,) against the teacher's (no gradient)."""
+    return mask_loss(student_logits, teacher_logits) + F.mse_loss(student_iou.float(), teacher_iou.detach().float())

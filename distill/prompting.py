@@ -16,18 +16,18 @@ def random_points(sizes: list[tuple[int, int]], count: int, generator: torch.Gen
 
 def decode_points(
     prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder, embeddings: torch.Tensor, points: torch.Tensor
-) -> torch.Tensor:
-    """Low-res mask logits for one-point prompts: embeddings (B, C, h, w), points (B, K, 2) in the input frame
-    (foreground) -> (B, K, 3, 4h, 4w), the three multimask outputs of each prompt."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The three multimask outputs of one-point prompts: embeddings (B, C, h, w), points (B, K, 2) in the input
+    frame (foreground) -> low-res mask logits (B, K, 3, 4h, 4w) and predicted IoU (B, K, 3)."""
     batch, count = points.shape[:2]
     flat = points.reshape(batch * count, 1, 2)
     labels = torch.ones(batch * count, 1, dtype=torch.int64, device=points.device)
     sparse, dense = prompt_encoder((flat, labels), None, None)
-    masks, _ = mask_decoder(
+    masks, iou_predictions = mask_decoder(
         image_embeddings=embeddings.repeat_interleave(count, dim=0),
         image_pe=prompt_encoder.get_dense_pe(),
         sparse_prompt_embeddings=sparse,
         dense_prompt_embeddings=dense,
         multimask_output=True,
     )
-    return masks.reshape(batch, count, *masks.shape[1:])
+    return masks.reshape(batch, count, *masks.shape[1:]), iou_predictions.reshape(batch, count, -1)

@@ -6,7 +6,8 @@
   one-point prompts;
 - ``decoder`` (`finetune-decoder`, the paper's optional second stage): the student encoder is frozen and its
   mask decoder learns to reproduce the teacher SAM's masks (teacher decoder on the teacher embedding) for
-  random one-point prompts, with the same mask loss.
+  random one-point prompts, with the same mask loss plus the MSE of its predicted IoU against the teacher's
+  (`losses.decoder_loss`).
 
 One optimizer step = `accumulate` micro-batches of `batch_size` images per process. The data order of epoch e
 is a seeded permutation (`data.epoch_order`), so step s fixes the position in the data; a checkpoint holds the
@@ -37,7 +38,7 @@ from mobile_sam.export import atomic_write_bytes
 from mobile_sam.modeling import Sam
 
 from .data import StoreDataset, epoch_order
-from .losses import embedding_mse, mask_loss
+from .losses import decoder_loss, embedding_mse, mask_loss
 from .models import adopt_decoder, build_model, check_student_name, embedding_shape, freeze, teacher_checkpoint
 from .models import checkpoint_sha256
 from .prompting import decode_points, random_points
@@ -324,10 +325,12 @@ class _Trainer:
         points = random_points(sizes, self.config.points_per_image, generator).to(self.device)
         reference = self.reference if mode == "decoder" else self.student
         with torch.no_grad():
-            teacher_logits = decode_points(reference.prompt_encoder, reference.mask_decoder, target, points)
+            teacher_logits, teacher_iou = decode_points(reference.prompt_encoder, reference.mask_decoder, target, points)
         decoder = self.trainable if mode == "decoder" else self.student.mask_decoder
         with autocast:
-            student_logits = decode_points(self.student.prompt_encoder, decoder, prediction, points)
+            student_logits, student_iou = decode_points(self.student.prompt_encoder, decoder, prediction, points)
+        if mode == "decoder":
+            return decoder_loss(student_logits, student_iou, teacher_logits, teacher_iou)
         return mask_loss(student_logits, teacher_logits)
 
     def run_step(self) -> float:

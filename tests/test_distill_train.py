@@ -99,7 +99,19 @@ def test_finetune_decoder_changes_only_the_decoder(setup):
         if key.startswith(("image_encoder.", "prompt_encoder.")):
             assert torch.equal(before[key], after[key]), key
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mask_decoder."))
+    # the IoU head learns too (the teacher's predicted IoU is its target), or its ranking would drift
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mask_decoder.iou_prediction_head."))
     assert all(math.isfinite(v) for v in result.losses)
+
+
+def test_decoder_loss_adds_the_iou_mse_to_the_mask_loss() -> None:
+    from distill.losses import decoder_loss, mask_loss
+
+    generator = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(2, 3, 8, 8, generator=generator), torch.randn(2, 3, 8, 8, generator=generator)
+    student_iou, teacher_iou = torch.rand(2, 3, generator=generator), torch.rand(2, 3, generator=generator)
+    expected = mask_loss(student, teacher) + ((student_iou - teacher_iou) ** 2).mean()
+    torch.testing.assert_close(decoder_loss(student, student_iou, teacher, teacher_iou), expected)
 
 
 def test_full_size_student_checkpoint_loads_into_vit_t_strictly(tmp_path):
