@@ -150,7 +150,7 @@ def run_eval(work: Path, student_path: Path, teacher_path: Path, name: str, poin
     return {"embedding_mse": result.embedding_mse, **{f"miou {k}": v for k, v in result.miou.items()}}
 
 
-def summary_plot(rows: list[dict], before: dict, after: dict, path: Path) -> None:
+def summary_plot(rows: list[dict], before: dict, after: dict, chance: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,8 +168,10 @@ def summary_plot(rows: list[dict], before: dict, after: dict, path: Path) -> Non
     x = np.arange(len(keys))
     right.bar(x - 0.2, [before[k] for k in keys], 0.4, label="before")
     right.bar(x + 0.2, [after[k] for k in keys], 0.4, label="after")
+    right.hlines(chance, -0.45, 0.45, colors="k", linestyles="dashed", label="chance (another image's embedding)")
+    right.set_ylim(0, 1.35 * max(before[k] for k in keys))  # room for the legend
     right.set_xticks(x, labels)
-    right.legend()
+    right.legend(fontsize=8, loc="upper left")
     right.set_title("held-out, teacher vs student")
     figure.tight_layout()
     buffer = io.BytesIO()
@@ -248,7 +250,7 @@ def main() -> None:
     import csv
 
     rows = list(csv.DictReader(result.log.open()))
-    summary_plot(rows, before, after, work / "summary.png")
+    summary_plot(rows, before, after, chance, work / "summary.png")
     report = {
         "images": counts, "steps": steps, "steps_done": len(rows), "timings_s": timings, "total_s": time.perf_counter() - started,
         "before": before, "after": after,

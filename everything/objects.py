@@ -8,8 +8,9 @@ border snapped to it, no IoU / stability / NMS filter, masks sorted by area (lar
 
 Masks are those of `SamPredictor.predict_torch(boxes=...)` with `multimask_output=False`: the decoder runs
 through its per-image API (`MaskDecoder.prepare_image`, then `decode_prepared`, or `decode_iou` and
-`decode_mask_tokens` when an IoU filter is set, then `upscale_masks`) and the low-res logits go through
-`Sam.postprocess_masks`.
+`decode_mask_tokens` when an IoU filter is set, then `upscale_masks`) and the low-res logits reach the image
+size through `Sam.postprocess_masks` (`upsampling="torch"`) or, by default, OpenCV's bilinear resize with the
+same geometry (`upsampling="opencv"`: logits within about 2e-5, so a pixel that close to a threshold may differ).
 """
 from __future__ import annotations
 
