@@ -49,8 +49,7 @@ from .box_sources import MAX_DETECTIONS, BoxSource
 BORDER_SNAP_PX = 20.0
 UPSCALE = 4  # the mask decoder's upscaling: low-res logits per image token along each side
 # Boxes decoded at once on a CPU: on the idle 2-core benchmark machine, 100 boxes on truck.jpg decoded in
-# 1.6-1.75 s in groups of 4, 1.7-1.9 s in groups of 8 and 1.9-2.1 s in groups of 16 (the (4, 4096, 256)
-# image-token tensors of a group of 4 stay closer to the caches).
+# 1.6-1.75 s in groups of 4, 1.7-1.9 s in groups of 8 and 1.9-2.1 s in groups of 16.
 CPU_BOX_GROUP = 4
 STAGES = ("detector", "encoder", "decoder", "postprocess")
 UPSAMPLING = ("opencv", "torch")
