@@ -73,6 +73,7 @@ OFFICIAL_SIGNATURES = {
     ),
     "mobile_sam.utils.onnx:SamOnnxModel.resize_longest_image_size": "input_image_size, longest_side",
     "mobile_sam.utils.onnx:SamOnnxModel.mask_postprocessing": "masks, orig_im_size",
+    "mobile_sam.utils.onnx:SamOnnxModel.select_masks": "masks, iou_preds, num_points",
     "mobile_sam.utils.onnx:SamOnnxModel.forward": (
         "image_embeddings, point_coords, point_labels, mask_input, has_mask_input, orig_im_size"
     ),

@@ -86,13 +86,14 @@ class SamOnnxModel(nn.Module):
         return F.interpolate(masks, size=(original[0], original[1]), mode="bilinear", align_corners=False)
 
     def select_masks(
-        self, masks: torch.Tensor, scores: torch.Tensor, num_points: torch.Tensor
+        self, masks: torch.Tensor, iou_preds: torch.Tensor, num_points: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keep one of the K outputs (1, K, h, w) per prompt set, by the official rule (see the class)."""
-        best_multimask = scores[:, 1:].argmax(dim=1, keepdim=True) + 1
+        """Keep one of the K outputs (1, K, h, w) per prompt set by its predicted IoU (1, K), by the official
+        rule (see the class)."""
+        best_multimask = iou_preds[:, 1:].argmax(dim=1, keepdim=True) + 1
         index = torch.where(num_points >= SINGLE_MASK_MIN_POINTS, torch.zeros_like(best_multimask), best_multimask)
         gather_masks = index[:, :, None, None].expand(-1, -1, masks.shape[2], masks.shape[3])
-        return masks.gather(1, gather_masks), scores.gather(1, index)
+        return masks.gather(1, gather_masks), iou_preds.gather(1, index)
 
     def stability_score(self, masks: torch.Tensor) -> torch.Tensor:
         """`calculate_stability_score` of logits (1, K, H, W) at this model's threshold and offset: (1, K).
