@@ -89,6 +89,7 @@ OFFICIAL_SIGNATURES = {
     "mobile_sam.modeling.tiny_vit_sam:TinyViT.forward": "x",
     "mobile_sam.modeling.tiny_vit_sam:TinyViT.forward_features": "x",
     "mobile_sam.modeling.tiny_vit_sam:TinyViT.no_weight_decay_keywords": "",
+    "mobile_sam.modeling.tiny_vit_sam:TinyViT.set_layer_lr_decay": "layer_lr_decay",
     "mobile_sam.modeling.prompt_encoder:PositionEmbeddingRandom.__init__": "num_pos_feats=64, scale=None",
     "mobile_sam.modeling.prompt_encoder:PositionEmbeddingRandom.forward": "size",
     "mobile_sam.modeling.prompt_encoder:PositionEmbeddingRandom.forward_with_coords": "coords_input, image_size",

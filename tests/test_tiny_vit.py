@@ -157,3 +157,26 @@ def test_builds_on_meta_device_without_allocating():
     with torch.device("meta"):
         model = TinyViT(img_size=1024, **VIT_T_CONFIG)
     assert all(value.is_meta for value in model.state_dict().values())
+
+
+@pytest.mark.parametrize("decay", [0.8, 0.5])
+def test_layer_lr_decay_scales_follow_the_block_order(decay: float) -> None:
+    depths = (2, 2, 6, 2)
+    model = TinyViT(img_size=64, depths=depths, layer_lr_decay=0.8)
+    model.set_layer_lr_decay(decay)
+    total = sum(depths)
+    first_block = [sum(depths[:stage]) for stage in range(4)]  # global index of each stage's first block
+    for name, parameter in model.named_parameters():
+        parts = name.split(".")
+        if parts[0] == "patch_embed":
+            index = 0
+        elif parts[0] == "layers" and parts[2] == "blocks":
+            index = first_block[int(parts[1])] + int(parts[3])
+        elif parts[0] == "layers" and parts[2] == "downsample":
+            stage = int(parts[1])
+            index = first_block[stage] + depths[stage] - 1
+        else:
+            assert parts[0] in ("norm_head", "head", "neck"), name
+            index = total - 1
+        assert parameter.lr_scale == pytest.approx(decay ** (total - 1 - index)), name
+        assert parameter.param_name == name

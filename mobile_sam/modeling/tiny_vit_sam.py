@@ -319,9 +319,10 @@ class TinyViT(nn.Module):
     """MobileSAM's image encoder: (B, 3, img_size, img_size) preprocessed image -> (B, 256, img_size/16, img_size/16).
 
     Arguments are the official ones. ``num_classes`` sizes the classifier (``norm_head``, ``head``)
-    that the checkpoints carry but SAM never runs. ``layer_lr_decay`` is accepted for compatibility
-    and ignored: it only feeds per-layer learning rates to the original training recipe.
-    ``drop_rate``, ``drop_path_rate`` and ``use_checkpoint`` act in training mode only.
+    that the checkpoints carry but SAM never runs. ``layer_lr_decay`` sets every parameter's
+    ``lr_scale`` attribute (`set_layer_lr_decay`), which TinyViT's training recipe reads to build
+    per-layer learning rates; nothing else reads it. ``drop_rate``, ``drop_path_rate`` and
+    ``use_checkpoint`` act in training mode only.
     """
 
     def __init__(
@@ -353,7 +354,6 @@ class TinyViT(nn.Module):
         self.img_size = img_size
         self.in_chans = in_chans
         self.num_classes = num_classes
-        self.layer_lr_decay = layer_lr_decay
 
         self.patch_embed = PatchEmbed(in_chans, embed_dims[0])
         total = sum(depths)
@@ -390,6 +390,34 @@ class TinyViT(nn.Module):
             LayerNorm2d(256),
         )
         self.apply(_init_weights)
+        self.set_layer_lr_decay(layer_lr_decay)
+
+    def set_layer_lr_decay(self, layer_lr_decay: float) -> None:
+        """Give every parameter an ``lr_scale`` attribute (and ``param_name``, its name) for layer-wise
+        learning-rate decay: block i of the D blocks gets ``layer_lr_decay ** (D - 1 - i)``; the patch
+        embedding the first block's scale; a stage's downsampling its last block's; the classifier and the
+        neck the last block's (1.0). The official method leaves the neck unscaled and then fails its own
+        check on MobileSAM's encoder; here every parameter is covered."""
+        self.layer_lr_decay = layer_lr_decay
+        depth = sum(len(layer.blocks) for layer in self.layers)
+        scales = [layer_lr_decay ** (depth - 1 - i) for i in range(depth)]
+
+        def scale(module: nn.Module, value: float) -> None:
+            for parameter in module.parameters():
+                parameter.lr_scale = value
+
+        scale(self.patch_embed, scales[0])
+        index = 0
+        for layer in self.layers:
+            for block in layer.blocks:
+                scale(block, scales[index])
+                index += 1
+            if layer.downsample is not None:
+                scale(layer.downsample, scales[index - 1])
+        for module in (self.norm_head, self.head, self.neck):
+            scale(module, scales[-1])
+        for name, parameter in self.named_parameters():
+            parameter.param_name = name
 
     @torch.jit.ignore
     def no_weight_decay_keywords(self) -> set[str]:
