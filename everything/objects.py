@@ -258,9 +258,7 @@ class ObjectAwareMaskGenerator:
             return self.model.postprocess_masks(low_res, input_size, original_size)[:, 0].cpu().numpy()
         (input_h, input_w), (height, width) = input_size, original_size
         scale = self.model.image_size // low_res.shape[-1]
-        # The low-res rows and columns that reach the input frame, as in `Sam.postprocess_masks`.
-        rows = min(low_res.shape[-2], -(-input_h // scale) + 1)
-        cols = min(low_res.shape[-1], -(-input_w // scale) + 1)
+        rows, cols = self.model.low_res_extent(input_size, low_res.shape[-1])
         planes = np.empty((len(low_res), width, height), dtype=np.float32)
         for k, plane in enumerate(low_res[:, 0, :rows, :cols].cpu().numpy()):
             # Bilinear resizing is separable: resizing the transposed plane gives the transposed result.
@@ -340,8 +338,9 @@ class _BoxDecoder:
         # token), as far as `Sam.postprocess_masks` reads them (one spare low-res row and column).
         tokens = features.shape[-1]
         self.low_res_size = UPSCALE * tokens
-        scale = model.image_size // self.low_res_size
-        self.token_extent = tuple(min(tokens, -(-(-(-side // scale) + 1) // UPSCALE)) for side in predictor.input_size)
+        self.token_extent = tuple(
+            min(tokens, -(-extent // UPSCALE)) for extent in model.low_res_extent(predictor.input_size, self.low_res_size)
+        )
         # The official code passes float64 coordinates; MPS has no float64.
         self.dtype = torch.float32 if predictor.device.type == "mps" else torch.float64
 

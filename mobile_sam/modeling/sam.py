@@ -85,12 +85,18 @@ class Sam(nn.Module):
         region are upsampled (the same values as upsampling everything and cropping).
         """
         scale = self.image_size // masks.shape[-1]
-        # Output pixel i reads low-res pixels floor(i / scale - 0.375) and the next one; keep one spare.
-        rows = min(masks.shape[-2], -(-input_size[0] // scale) + 1)
-        cols = min(masks.shape[-1], -(-input_size[1] // scale) + 1)
+        rows, cols = self.low_res_extent(input_size, masks.shape[-1])
         masks = F.interpolate(masks[..., :rows, :cols], scale_factor=scale, mode="bilinear", align_corners=False)
         masks = masks[..., : input_size[0], : input_size[1]]
         return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+
+    def low_res_extent(self, input_size: tuple[int, ...], low_res_size: int) -> tuple[int, int]:
+        """The low-res rows and columns (of a square low_res_size grid) that `postprocess_masks` upsamples to
+        cover `input_size` (h, w): output pixel i reads low-res pixels floor(i / scale - 0.375) and the next
+        one, and one spare is kept."""
+        scale = self.image_size // low_res_size
+        rows, cols = (min(low_res_size, -(-side // scale) + 1) for side in input_size[:2])
+        return rows, cols
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise pixel values and zero-pad bottom-right to the square input: (3, h, w) -> (3, 1024, 1024)."""
