@@ -58,7 +58,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.malloc == "keep" and args.mode == "exact":
-        from everything.allocator import keep_freed_memory
+        from mobile_sam.allocator import keep_freed_memory
 
         keep_freed_memory()
     image = load_image(args.image[0])
@@ -112,7 +112,7 @@ def prompts_worker(args: argparse.Namespace) -> None:
     import torch
 
     from everything import ObjectAwareMaskGenerator, SamAutomaticMaskGenerator
-    from everything.allocator import keep_freed_memory
+    from mobile_sam.allocator import keep_freed_memory
     from mobile_sam import sam_model_registry
     from mobile_sam.image import load_image
 
@@ -238,7 +238,7 @@ def main() -> None:
     parser.add_argument("--weights", help="vit_t checkpoint for the model decoder (default: random init)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                        help="keep: everything.allocator.keep_freed_memory() in the exact runs, as the CLI does "
+                        help="keep: mobile_sam.allocator.keep_freed_memory() in the exact runs, as the CLI does "
                              "(default); the reference always runs with glibc's defaults, as the official code does")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a generator setting, e.g. --set pred_iou_thresh=0 (default: official defaults)")

@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mobile_sam.checkpoints import CheckpointError
 
-    from .allocator import keep_freed_memory
+    from mobile_sam.allocator import keep_freed_memory
 
     keep_freed_memory()
     files = expand_paths(args.paths)
