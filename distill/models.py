@@ -17,6 +17,7 @@ from mobile_sam import sam_model_registry
 from mobile_sam.build_sam import PROMPT_EMBED_DIM, VIT_PATCH_SIZE, load_state_dict_checked, read_state_dict
 from mobile_sam.checkpoints import sha256_file
 from mobile_sam.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
+from mobile_sam.modeling.common import LayerNorm2d
 
 TEST_IMAGE_SIZE = 64
 TEST_TEACHER = "test_vit"
@@ -103,6 +104,15 @@ def embedding_shape(model: Sam) -> tuple[int, int, int]:
     """(C, h, w) of the model's image embedding: (256, 64, 64) for the real configurations."""
     h, w = model.prompt_encoder.image_embedding_size
     return (model.prompt_encoder.embed_dim, int(h), int(w))
+
+
+def output_norm(encoder: nn.Module) -> nn.Module:
+    """The image encoder's last layer, the LayerNorm2d of its neck whose weight and bias are the per-channel
+    scale and shift of the embedding (TinyViT and ViT encoders alike)."""
+    last = encoder.neck[-1]
+    if not isinstance(last, LayerNorm2d):
+        raise TypeError(f"{type(encoder).__name__}'s neck does not end in a LayerNorm2d")
+    return last
 
 
 def checkpoint_sha256(checkpoint: str | Path | None) -> str | None:

@@ -9,6 +9,8 @@
   random one-point prompts, with the same mask loss plus the MSE of its predicted IoU against the teacher's
   (`losses.decoder_loss`).
 
+Optimizers (`build_optimizers`): AdamW, or Muon for the linear layers' weight matrices with AdamW for the rest.
+
 One optimizer step = `accumulate` micro-batches of `batch_size` images per process. The data order of epoch e
 is a seeded permutation (`data.epoch_order`), so step s fixes the position in the data; a checkpoint holds the
 student, optimizer, scheduler, RNG states and step, and resuming from it reproduces the uninterrupted run.
@@ -39,13 +41,14 @@ from mobile_sam.modeling import Sam
 
 from .data import StoreDataset, epoch_order
 from .losses import decoder_loss, embedding_mse, mask_loss
-from .models import adopt_decoder, build_model, check_student_name, embedding_shape, freeze, teacher_checkpoint
-from .models import checkpoint_sha256
+from .models import adopt_decoder, build_model, check_student_name, checkpoint_sha256, embedding_shape, freeze
+from .models import output_norm, teacher_checkpoint
 from .prompting import decode_points, random_points
 from .schedule import warmup_cosine
 from .store import EmbeddingStore, StoreError
 
 MODES = ("decoupled", "semi-coupled", "decoder")
+OPTIMIZERS = ("adamw", "muon")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STUDENT_FILE = "mobile_sam.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -54,8 +57,8 @@ PLOT_FILE = "loss.png"
 UNUSED_ENCODER_PARTS = ("norm_head", "head")
 LOG_FIELDS = ("step", "epoch", "lr", "loss", "seconds")
 # Options that change the loss curve: a resumed run must use the same values.
-_CURVE_FIELDS = ("student", "mode", "lr", "weight_decay", "warmup", "min_lr_ratio", "batch_size", "accumulate",
-                 "seed", "points_per_image", "steps", "epochs", "precision")
+_CURVE_FIELDS = ("student", "mode", "optimizer", "lr", "output_lr_scale", "weight_decay", "warmup", "min_lr_ratio",
+                 "batch_size", "accumulate", "seed", "points_per_image", "steps", "epochs", "precision")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,9 @@ class TrainConfig:
     steps: int | None = None
     batch_size: int = 8
     accumulate: int = 1
+    optimizer: str = "adamw"
     lr: float = 1e-3
+    output_lr_scale: float = 1.0
     weight_decay: float = 0.05
     warmup: int = 100
     min_lr_ratio: float = 0.01
@@ -100,6 +105,8 @@ def _check_config(config: TrainConfig) -> None:
     check_student_name(config.student)
     if config.mode not in MODES:
         raise ValueError(f"unknown mode {config.mode!r}; choose one of {', '.join(MODES)}")
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     if config.precision not in PRECISIONS:
         raise ValueError(f"unknown precision {config.precision!r}; choose one of {', '.join(PRECISIONS)}")
     for name in ("batch_size", "accumulate", "epochs", "checkpoint_every", "points_per_image"):
@@ -109,6 +116,10 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError("fine-tuning the decoder needs the trained student's checkpoint (init)")
     if config.steps is not None and config.steps < 1:
         raise ValueError(f"steps must be at least 1, got {config.steps}")
+    if not config.output_lr_scale > 0:
+        raise ValueError(f"output-lr-scale must be positive, got {config.output_lr_scale}")
+    if config.mode == "decoder" and config.output_lr_scale != 1:
+        raise ValueError("output-lr-scale applies to the student encoder; finetune-decoder trains the mask decoder")
     if not config.lr > 0 or config.weight_decay < 0 or config.warmup < 0 or not 0 <= config.min_lr_ratio <= 1:
         raise ValueError("need lr > 0, weight decay >= 0, warm-up >= 0 and 0 <= min-lr-ratio <= 1")
 
@@ -206,6 +217,36 @@ def plot_losses(rows: list[dict], path: Path, title: str) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def build_optimizers(trainable: torch.nn.Module, config: TrainConfig) -> list[torch.optim.Optimizer]:
+    """The optimizers of the learned parameters of `trainable`, all at the peak rate `config.lr`.
+
+    adamw: AdamW for every parameter. muon: torch's Muon (momentum orthogonalised by Newton-Schulz steps;
+    its step size matched to AdamW's update RMS, so the same --lr serves both) for the weight matrices of
+    the linear layers (attention and MLP), AdamW for the rest (convolutions, norms, biases, attention-bias
+    tables).
+
+    With `config.output_lr_scale` != 1 the image encoder's output LayerNorm (`output_norm`: the per-channel
+    scale and shift of the embedding) gets its own AdamW group at lr * output_lr_scale. Adam moves a
+    parameter by about lr per step, so at lr 1e-3 a shift the size of a teacher's per-channel embedding means
+    (about 0.5 for a random ViT-B) takes hundreds of steps; a larger rate for these 512 numbers lets a short
+    run learn them.
+    """
+    learned = [p for p in trainable.parameters() if p.requires_grad]
+    matrices = []
+    if config.optimizer == "muon":
+        matrices = [m.weight for m in trainable.modules() if isinstance(m, torch.nn.Linear) and m.weight.requires_grad]
+    output = {id(p) for p in output_norm(trainable).parameters()} if config.output_lr_scale != 1 else set()
+    rest = [p for p in learned if id(p) not in {id(m) for m in matrices}]
+    groups = [{"params": [p for p in rest if id(p) not in output], "lr": config.lr}]
+    if output:
+        groups.append({"params": [p for p in rest if id(p) in output], "lr": config.lr * config.output_lr_scale})
+    optimizers = [torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)]
+    if matrices:
+        optimizers.append(torch.optim.Muon(matrices, lr=config.lr, weight_decay=config.weight_decay,
+                                           adjust_lr_fn="match_rms_adamw"))
+    return optimizers
+
+
 class _Trainer:
     """The state of one training process (built by `train`)."""
 
@@ -250,9 +291,11 @@ class _Trainer:
             )
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
         self.trainable = DistributedDataParallel(trainable) if place.world_size > 1 else trainable
-        learned = [p for p in trainable.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(learned, lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = warmup_cosine(self.optimizer, config.warmup, self.total_steps, config.min_lr_ratio)
+        self.optimizers = build_optimizers(trainable, config)
+        self.schedulers = [
+            warmup_cosine(optimizer, config.warmup, self.total_steps, config.min_lr_ratio)
+            for optimizer in self.optimizers
+        ]
         self.amp_dtype = autocast_dtype(config.precision, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.rows: list[dict] = []
@@ -265,8 +308,8 @@ class _Trainer:
             "world_size": self.place.world_size,
             "step": self.step,
             "student": self.student.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
             "scaler": self.scaler.state_dict(),
             "rng": _rng_state(),
             "log": self.rows,
@@ -282,8 +325,10 @@ class _Trainer:
             described = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
             raise ValueError(f"{path} was written with other training options ({described}); use another --output")
         self.student.load_state_dict(state["student"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(saved)
         self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
         self.step = int(state["step"])
@@ -345,10 +390,12 @@ class _Trainer:
                 loss = self.micro_loss(indices, generator)
                 self.scaler.scale(loss / len(batches)).backward()
             total += float(loss.detach()) / len(batches)
-        self.scaler.step(self.optimizer)
+        for optimizer in self.optimizers:
+            self.scaler.step(optimizer)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        for optimizer, scheduler in zip(self.optimizers, self.schedulers):
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
         if self.place.world_size > 1:
             reduced = torch.tensor([total], device=self.device)
             dist.all_reduce(reduced)
@@ -375,7 +422,7 @@ def train(config: TrainConfig, should_stop: Callable[[int], bool] | None = None)
     with tqdm(total=trainer.total_steps, initial=trainer.step, desc=f"train ({config.mode})", unit="step",
               disable=not (config.progress and place.main)) as bar:
         while trainer.step < trainer.total_steps:
-            lr = trainer.optimizer.param_groups[0]["lr"]
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
             loss = trainer.run_step()
             trainer.step += 1
             trainer.rows.append({"step": trainer.step, "epoch": (trainer.step - 1) // trainer.steps_per_epoch,

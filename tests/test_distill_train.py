@@ -38,11 +38,12 @@ def _encoder_state(path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in load_state_dict_file(path).items() if k.startswith("image_encoder.")}
 
 
-def test_interrupted_and_resumed_run_reproduces_the_uninterrupted_run(setup):
-    full = train(_config(setup, "full"))
-    interrupted = train(_config(setup, "resumed"), should_stop=lambda step: step == 2)
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_interrupted_and_resumed_run_reproduces_the_uninterrupted_run(setup, optimizer):
+    full = train(_config(setup, f"full_{optimizer}", optimizer=optimizer))
+    interrupted = train(_config(setup, f"resumed_{optimizer}", optimizer=optimizer), should_stop=lambda step: step == 2)
     assert len(interrupted.losses) == 2
-    resumed = train(_config(setup, "resumed"))
+    resumed = train(_config(setup, f"resumed_{optimizer}", optimizer=optimizer))
     assert len(full.losses) == 4
     assert resumed.losses == full.losses  # bit-identical curve (CPU, fp32, same seed and data order)
     a, b = _encoder_state(full.student_checkpoint), _encoder_state(resumed.student_checkpoint)
@@ -82,8 +83,9 @@ def test_semi_coupled_gradients_reach_only_the_encoder(setup):
     from distill.train import _Trainer, _Dist
 
     trainer = _Trainer(_config(setup, "grads", mode="semi-coupled"), _Dist(0, 1, 0), torch.device("cpu"))
-    trainer.optimizer.step = lambda *a, **k: None  # keep the gradients visible after the step
-    trainer.optimizer.zero_grad = lambda *a, **k: None
+    for optimizer in trainer.optimizers:
+        optimizer.step = lambda *a, **k: None  # keep the gradients visible after the step
+        optimizer.zero_grad = lambda *a, **k: None
     trainer.run_step()
     encoder = [p.grad for p in trainer.student.image_encoder.parameters()]
     assert any(g is not None and g.abs().sum() > 0 for g in encoder)
@@ -136,6 +138,71 @@ def test_warmup_then_cosine_schedule():
     assert rates[4:] == pytest.approx(expected)
 
 
+def test_output_lr_scale_multiplies_the_first_step_of_the_output_norm_only(setup, tmp_path):
+    # From the same start, the first AdamW step (weight decay off) is lr_t * g / (|g| + eps) for the same
+    # gradient g: with output_lr_scale 10 the output norm's weight and bias (neck.3) move 10 x as far, and
+    # every other parameter moves exactly as with one rate.
+    torch.manual_seed(0)
+    initial = adopt_decoder(build_model(TEST_STUDENT), build_model(TEST_TEACHER, setup[1]))
+    init_path = tmp_path / "init.pt"
+    torch.save(initial.state_dict(), init_path)
+    moves = {}
+    for scale in (1.0, 10.0):
+        result = train(_config(setup, f"scale{scale}", steps=1, accumulate=1, weight_decay=0.0,
+                               output_lr_scale=scale, init=str(init_path)))
+        after = load_state_dict_file(result.student_checkpoint)
+        moves[scale] = {f"image_encoder.{n}": after[f"image_encoder.{n}"] - p
+                        for n, p in initial.image_encoder.named_parameters()}
+    output = {"image_encoder.neck.3.weight", "image_encoder.neck.3.bias"}
+    for key, plain in moves[1.0].items():
+        if key in output:
+            assert plain.abs().min() > 0
+            torch.testing.assert_close(moves[10.0][key], 10 * plain, rtol=1e-4, atol=1e-9)
+        else:
+            torch.testing.assert_close(moves[10.0][key], plain, rtol=1e-4, atol=1e-9)
+
+
+def test_muon_orthogonalises_the_first_update_of_weight_matrices(setup):
+    # Muon's first step on a linear layer's weight matrix with gradient g = U S V^T is
+    # -lr_t * 0.2 * sqrt(max(rows, cols)) * U S' V^T (lr matched to AdamW's update RMS), where the
+    # Newton-Schulz iteration maps every singular value not much smaller than the largest to S'_ii in about
+    # [0.5, 1.5] (torch's Muon documentation); lr_t = lr * warm-up factor 1/2 here. Every other parameter
+    # takes an AdamW step, +-lr_t (an AdamW step on a matrix fails the check: its S'_ii reach 10 and more).
+    from distill.train import _Dist, _Trainer
+
+    config = _config(setup, "muon_step", steps=1, accumulate=1, weight_decay=0.0, optimizer="muon")
+    trainer = _Trainer(config, _Dist(0, 1, 0), torch.device("cpu"))
+    adamw, muon = trainer.optimizers
+    assert isinstance(adamw, torch.optim.AdamW) and isinstance(muon, torch.optim.Muon)
+    learned = {name: p for name, p in trainer.student.image_encoder.named_parameters() if p.requires_grad}
+    before = {name: p.detach().clone() for name, p in learned.items()}
+    gradients = {}
+    muon_step = muon.step
+
+    def recording_step(*args, **kwargs):
+        gradients.update({name: p.grad.clone() for name, p in learned.items()})
+        return muon_step(*args, **kwargs)
+
+    muon.step = recording_step
+    trainer.run_step()
+    lr_t = config.lr / 2
+    encoder = trainer.student.image_encoder
+    linear = {f"{name}.weight" for name, m in encoder.named_modules() if isinstance(m, torch.nn.Linear)}
+    matrices = [name for name in learned if name in linear]
+    assert len(matrices) > 4 and any(p.ndim == 2 and name not in linear for name, p in learned.items())
+    for name, parameter in learned.items():
+        step = parameter.detach() - before[name]
+        if name not in linear:  # attention-bias tables too, although 2-D
+            moved = step.abs()[gradients[name].abs() > 1e-6]
+            torch.testing.assert_close(moved, torch.full_like(moved, lr_t), rtol=1e-2, atol=0)
+            continue
+        u, singular, vh = torch.linalg.svd(gradients[name].double(), full_matrices=False)
+        strong = singular > 1e-2 * singular[0]
+        scale = lr_t * 0.2 * max(parameter.shape) ** 0.5
+        mapped = torch.einsum("ri,rc,ic->i", u, -step.double() / scale, vh)[strong]
+        assert mapped.min() > 0.4 and mapped.max() < 1.6, name
+
+
 def test_bad_options_and_mismatched_inputs_give_clear_errors(setup, tmp_path):
     with pytest.raises(ValueError, match="CUDA"):
         train(_config(setup, "bf16", precision="bf16"))
@@ -148,6 +215,10 @@ def test_bad_options_and_mismatched_inputs_give_clear_errors(setup, tmp_path):
         train(_config(setup, "other", teacher_checkpoint=str(other)))
     with pytest.raises(ValueError, match="makes"):
         train(_config(setup, "vit_t", student="vit_t"))
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train(_config(setup, "sgd", optimizer="sgd"))
+    with pytest.raises(ValueError, match="output-lr-scale"):
+        train(_config(setup, "scale", output_lr_scale=0.0))
     train(_config(setup, "changed", steps=1))
     with pytest.raises(ValueError, match="lr"):
         train(_config(setup, "changed", steps=1, lr=1e-2))
