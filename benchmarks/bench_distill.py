@@ -13,7 +13,7 @@ what distillation optimises. Targets: held-out MSE >= 5x lower than at initialis
 
 Needs scikit-image for the photos (`pip install scikit-image`; it is not a project dependency).
 
-    python -m benchmarks.bench_distill [--work /tmp/bench_distill] [--steps 200] [--threads 2]
+    python -m benchmarks.bench_distill [--work /tmp/bench_distill] [--steps 380] [--threads 2]
     python -m benchmarks.bench_distill --smoke   # 6 images, 3 steps: checks the pipeline in a few minutes
 
 Outputs in --work: stores, the student checkpoint, train_log.csv, loss.png, before/ and after/ reports,
@@ -194,13 +194,20 @@ def _deadline(minutes: float | None, until: str | None) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_distill"), help="working folder (outputs)")
-    parser.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
+    parser.add_argument("--steps", type=int, default=380, help="optimizer steps (default 380)")
     parser.add_argument("--max-train-minutes", type=float, default=None,
                         help="stop training early (checkpointed) after this many minutes, then evaluate")
     parser.add_argument("--train-until", help="stop training early at this UTC time (HH:MM), then evaluate")
-    parser.add_argument("--batch-size", type=int, default=2, help="images per micro-batch (default 2)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="images per micro-batch (default 1: at equal compute, 100 steps of 1 image reached a "
+                        "held-out MSE of 0.80 where 50 steps of 2 reached 0.96)")
     parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (default 1)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default 1e-3)")
+    parser.add_argument("--optimizer", choices=("adamw", "muon"), default="muon",
+                        help="muon (default): Muon for the linear layers' weight matrices, AdamW for the rest; "
+                        "adamw: AdamW for all (see README for both)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    parser.add_argument("--output-lr-scale", type=float, default=10.0,
+                        help="learning-rate multiplier of the student's output LayerNorm (default 10; see README)")
     parser.add_argument("--crops", type=int, default=2, help="random crops per training photo (default 2: 16 x 3 training images)")
     parser.add_argument("--points", type=int, default=8, help="one-point prompts per held-out image (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, crops, data order and prompts")
@@ -210,7 +217,7 @@ def main() -> None:
 
     from distill.embed import embed_folder
     from distill.train import TrainConfig, train
-    from everything.allocator import keep_freed_memory
+    from mobile_sam.allocator import keep_freed_memory
 
     torch.set_num_threads(args.threads)
     keep_freed_memory()
@@ -240,7 +247,7 @@ def main() -> None:
     config = TrainConfig(
         store=str(work / "store_train"), output=str(work / "train"), teacher_checkpoint=str(teacher_path),
         student="vit_t", init=str(init_path), steps=steps, batch_size=args.batch_size, accumulate=args.accumulate,
-        lr=args.lr, warmup=max(1, steps // 12), checkpoint_every=8, seed=args.seed, device="cpu",
+        optimizer=args.optimizer, lr=args.lr, output_lr_scale=args.output_lr_scale, warmup=max(1, steps // 12), checkpoint_every=8, seed=args.seed, device="cpu",
     )
     deadline = _deadline(args.max_train_minutes, args.train_until)
     result = train(config, should_stop=lambda step: deadline is not None and time.time() > deadline)
@@ -257,6 +264,7 @@ def main() -> None:
         "mse_ratio_before_over_after": before["embedding_mse"] / after["embedding_mse"],
         "miou_point_gain": after["miou point/all"] - before["miou point/all"],
         "miou_point_chance_level": chance,
+        "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr, "output_lr_scale": args.output_lr_scale,
         "threads": args.threads, "cpu_count": os.cpu_count(),
     }
     (work / "summary.json").write_text(json.dumps(report, indent=1))
