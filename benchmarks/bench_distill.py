@@ -13,7 +13,7 @@ what distillation optimises. Targets: held-out MSE >= 5x lower than at initialis
 
 Needs scikit-image for the photos (`pip install scikit-image`; it is not a project dependency).
 
-    python -m benchmarks.bench_distill [--work /tmp/bench_distill] [--steps 380] [--threads 2]
+    python -m benchmarks.bench_distill [--work /tmp/bench_distill] [--steps 470] [--threads 2]
     python -m benchmarks.bench_distill --smoke   # 6 images, 3 steps: checks the pipeline in a few minutes
 
 Outputs in --work: stores, the student checkpoint, train_log.csv, loss.png, before/ and after/ reports,
@@ -194,7 +194,7 @@ def _deadline(minutes: float | None, until: str | None) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_distill"), help="working folder (outputs)")
-    parser.add_argument("--steps", type=int, default=380, help="optimizer steps (default 380)")
+    parser.add_argument("--steps", type=int, default=470, help="optimizer steps (default 470)")
     parser.add_argument("--max-train-minutes", type=float, default=None,
                         help="stop training early (checkpointed) after this many minutes, then evaluate")
     parser.add_argument("--train-until", help="stop training early at this UTC time (HH:MM), then evaluate")
