@@ -192,6 +192,8 @@ def _deadline(minutes: float | None, until: str | None) -> float | None:
 
 
 def main() -> None:
+    from distill.train import OPTIMIZERS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_distill"), help="working folder (outputs)")
     parser.add_argument("--steps", type=int, default=470, help="optimizer steps (default 470)")
@@ -202,7 +204,7 @@ def main() -> None:
                         help="images per micro-batch (default 1: at equal compute, 100 steps of 1 image reached a "
                         "held-out MSE of 0.80 where 50 steps of 2 reached 0.96)")
     parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (default 1)")
-    parser.add_argument("--optimizer", choices=("adamw", "muon"), default="muon",
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="muon",
                         help="muon (default): Muon for the linear layers' weight matrices, AdamW for the rest; "
                         "adamw: AdamW for all (see README for both)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")

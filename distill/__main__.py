@@ -13,6 +13,7 @@ from mobile_sam.image import ImageLoadError
 
 from .models import STUDENT_NAMES, TEACHER_NAMES, TEST_STUDENT, TEST_TEACHER
 from .store import StoreError
+from .train import OPTIMIZERS
 
 _DESCRIPTION = f"""\
 Train your own MobileSAM by decoupled distillation (the MobileSAM paper, section 3.2):
@@ -93,7 +94,7 @@ def _add_training_options(parser: argparse.ArgumentParser, decoder: bool) -> Non
     parser.add_argument("--accumulate", type=int, default=1,
                         help="micro-batches per optimizer step (gradient accumulation; default 1). Effective batch "
                         "= batch-size x accumulate x processes")
-    parser.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw",
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw",
                         help="adamw (default): AdamW for every parameter; muon: torch's Muon for the weight "
                         "matrices of the linear layers (attention and MLP; step size matched to AdamW's) and AdamW "
                         "for the rest. "

@@ -236,7 +236,8 @@ def build_optimizers(trainable: torch.nn.Module, config: TrainConfig) -> list[to
     if config.optimizer == "muon":
         matrices = [m.weight for m in trainable.modules() if isinstance(m, torch.nn.Linear) and m.weight.requires_grad]
     output = {id(p) for p in output_norm(trainable).parameters()} if config.output_lr_scale != 1 else set()
-    rest = [p for p in learned if id(p) not in {id(m) for m in matrices}]
+    matrix_ids = {id(m) for m in matrices}
+    rest = [p for p in learned if id(p) not in matrix_ids]
     groups = [{"params": [p for p in rest if id(p) not in output], "lr": config.lr}]
     if output:
         groups.append({"params": [p for p in rest if id(p) in output], "lr": config.lr * config.output_lr_scale})
