@@ -78,7 +78,8 @@ class ObjectAwareMaskGenerator:
         the same half-pixel geometry as `Sam.postprocess_masks`, about 4x faster on a CPU; logits agree within
         about 2e-5, so a pixel whose logit lies that close to a threshold may differ. "torch":
         `Sam.postprocess_masks` itself, the predictor's masks exactly.
-      chunk_megabytes: memory bound of the full-resolution float work done at once.
+      chunk_megabytes: memory bound of the full-resolution float work done at once with "torch" upsampling
+        ("opencv" works on one mask at a time in two reused image-size buffers).
     """
 
     def __init__(
@@ -225,9 +226,9 @@ class ObjectAwareMaskGenerator:
         report(0.1)
         group = self.boxes_per_batch if predictor.device.type != "cpu" else min(self.boxes_per_batch, CPU_BOX_GROUP)
         original_size = predictor.original_size
-        height, width = original_size
-        crop_box = [0, 0, width, height]
-        chunk = max(1, self.chunk_bytes // (4 * height * width))
+        workspace = None
+        if self.upsampling == "opencv":
+            workspace = _PlaneWorkspace(self.model, predictor.input_size, original_size, decoder.low_res_size)
         data = _empty_mask_data()
         for first_box in range(0, len(prompts), self.boxes_per_batch):
             batch = prompts[first_box : first_box + self.boxes_per_batch]
@@ -237,9 +238,10 @@ class ObjectAwareMaskGenerator:
                 low_res, iou_preds, kept = decoder.decode(boxes, self.pred_iou_thresh)
                 stage_times["decoder"] += time.perf_counter() - start
                 start = time.perf_counter()
-                for lo in range(0, len(kept), chunk):
-                    planes = self._full_logits(low_res[lo : lo + chunk], predictor.input_size, original_size)
-                    data.cat(self._filter(planes, iou_preds[lo : lo + chunk], boxes[kept[lo : lo + chunk]], crop_box, original_size))
+                if workspace is not None:
+                    data.cat(self._opencv_masks(workspace, low_res, iou_preds, boxes[kept]))
+                else:
+                    data.cat(self._torch_masks(low_res, iou_preds, boxes[kept], predictor.input_size, original_size))
                 stage_times["postprocess"] += time.perf_counter() - start
             report(0.1 + 0.9 * min(first_box + self.boxes_per_batch, len(prompts)) / len(prompts))
         if self.box_nms_thresh is not None and len(data) > 0:
@@ -249,22 +251,64 @@ class ObjectAwareMaskGenerator:
             data.filter(keep)
         return data
 
+    def _opencv_masks(
+        self, workspace: "_PlaneWorkspace", low_res: torch.Tensor, iou_preds: torch.Tensor, prompt_boxes: np.ndarray
+    ) -> MaskData:
+        """The masks of low-res logits (K, 1, 4h, 4w) with "opencv" upsampling, one plane at a time: each plane
+        is resized, counted, thresholded, RLE-encoded and boxed while it is in the cache, in reused buffers.
+
+        On truck.jpg (1800x1200) this takes 3.9 ms per mask against 5.7 ms for the resize of four planes at a time
+        followed by the vectorised stability, threshold and encoding (which left each 8.6 MB plane out of the cache).
+        """
+        threshold = np.float32(self.mask_threshold)
+        high = np.float32(self.mask_threshold + self.stability_score_offset)
+        low = np.float32(self.mask_threshold - self.stability_score_offset)
+        logits_t, mask_t = workspace.logits_t, workspace.mask_t
+        counts = np.zeros((len(low_res), 2), dtype=np.int32)
+        rles, boxes, kept = [], [], []
+        for k, plane in enumerate(low_res[:, 0].cpu().numpy()):
+            workspace.resize_transposed(plane)
+            counts[k, 0] = np.count_nonzero(np.greater(logits_t, high, out=mask_t))
+            counts[k, 1] = np.count_nonzero(np.greater(logits_t, low, out=mask_t))
+            if self.stability_score_thresh > 0.0 and not _stability(counts[k]) >= self.stability_score_thresh:
+                continue
+            np.greater(logits_t, threshold, out=mask_t)
+            rles.extend(transposed_masks_to_rles(mask_t[None]))
+            boxes.append(transposed_mask_boxes(mask_t[None]))
+            kept.append(k)
+        stability = torch.from_numpy(counts[:, 0]) / torch.from_numpy(counts[:, 1])
+        kept_index = torch.tensor(kept, dtype=torch.int64)
+        return MaskData(
+            iou_preds=iou_preds[kept_index],
+            prompt_boxes=torch.as_tensor(prompt_boxes, dtype=torch.float64)[kept_index],
+            stability_score=stability[kept_index],
+            boxes=torch.cat(boxes) if boxes else torch.zeros(0, 4, dtype=torch.int64),
+            rles=rles,
+        )
+
+    def _torch_masks(
+        self,
+        low_res: torch.Tensor,
+        iou_preds: torch.Tensor,
+        prompt_boxes: np.ndarray,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+    ) -> MaskData:
+        """The masks of low-res logits (K, 1, 4h, 4w) with "torch" upsampling, `chunk_megabytes` of logits at a time."""
+        height, width = original_size
+        crop_box = [0, 0, width, height]
+        chunk = max(1, self.chunk_bytes // (4 * height * width))
+        data = _empty_mask_data()
+        for lo in range(0, len(low_res), chunk):
+            planes = self._full_logits(low_res[lo : lo + chunk], input_size, original_size)
+            data.cat(self._filter(planes, iou_preds[lo : lo + chunk], prompt_boxes[lo : lo + chunk], crop_box, original_size))
+        return data
+
     def _full_logits(
         self, low_res: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
     ) -> np.ndarray:
-        """Image-size logits of low-res logits (K, 1, 4h, 4w): (K, H, W) float32 with "torch" upsampling,
-        transposed (K, W, H) with "opencv" (the layout the RLE encoder reads)."""
-        if self.upsampling == "torch":
-            return self.model.postprocess_masks(low_res, input_size, original_size)[:, 0].cpu().numpy()
-        (input_h, input_w), (height, width) = input_size, original_size
-        scale = self.model.image_size // low_res.shape[-1]
-        rows, cols = self.model.low_res_extent(input_size, low_res.shape[-1])
-        planes = np.empty((len(low_res), width, height), dtype=np.float32)
-        for k, plane in enumerate(low_res[:, 0, :rows, :cols].cpu().numpy()):
-            # Bilinear resizing is separable: resizing the transposed plane gives the transposed result.
-            framed = cv2.resize(np.ascontiguousarray(plane.T), (scale * rows, scale * cols), interpolation=cv2.INTER_LINEAR)
-            cv2.resize(framed[:input_w, :input_h], (height, width), dst=planes[k], interpolation=cv2.INTER_LINEAR)
-        return planes
+        """Image-size logits (K, H, W) float32 of low-res logits (K, 1, 4h, 4w), by `Sam.postprocess_masks`."""
+        return self.model.postprocess_masks(low_res, input_size, original_size)[:, 0].cpu().numpy()
 
     def _filter(
         self,
@@ -274,19 +318,15 @@ class ObjectAwareMaskGenerator:
         crop_box: list[int],
         original_size: tuple[int, int],
     ) -> MaskData:
-        """Stability filter, threshold, RLE and tight box of K masks: planes (K, H, W) float32 logits, or
-        (K, W, H) with "opencv" upsampling, their predicted IoU (K,) and prompts (K, 4)."""
+        """Stability filter, threshold, RLE and tight box of K masks ("torch" upsampling): planes (K, H, W)
+        float32 logits, their predicted IoU (K,) and prompts (K, 4)."""
         stability = calculate_stability_score(torch.from_numpy(planes), self.mask_threshold, self.stability_score_offset)
         keep = torch.ones_like(stability, dtype=torch.bool)
         if self.stability_score_thresh > 0.0:
             keep = stability >= self.stability_score_thresh
         kept = torch.nonzero(keep).flatten()
-        if self.upsampling == "torch":
-            rles = threshold_to_rles([planes[i] for i in kept.tolist()], self.mask_threshold, crop_box, original_size)
-            boxes = rle_boxes_in_crop(rles, crop_box)
-        else:
-            masks_t = np.greater(planes[kept.numpy()], np.float32(self.mask_threshold))
-            rles, boxes = transposed_masks_to_rles(masks_t), transposed_mask_boxes(masks_t)
+        rles = threshold_to_rles([planes[i] for i in kept.tolist()], self.mask_threshold, crop_box, original_size)
+        boxes = rle_boxes_in_crop(rles, crop_box)
         return MaskData(
             iou_preds=iou_preds[kept],
             prompt_boxes=torch.as_tensor(prompt_boxes, dtype=torch.float64)[kept],
@@ -369,6 +409,35 @@ class _BoxDecoder:
             upscaled = self.mask_decoder.upscale_masks(hyper_in, image_tokens[..., :rows, :cols])
             low_res[..., : upscaled.shape[-2], : upscaled.shape[-1]] = upscaled
         return low_res, iou[kept], kept.numpy()
+
+
+class _PlaneWorkspace:
+    """Reused full-resolution buffers for one image's masks, and the resize of one low-res plane into them."""
+
+    def __init__(self, model: Any, input_size: tuple[int, int], original_size: tuple[int, int], low_res_size: int) -> None:
+        self.input_size = input_size
+        self.scale = model.image_size // low_res_size
+        self.extent = model.low_res_extent(input_size, low_res_size)
+        height, width = original_size
+        self.logits_t = np.empty((width, height), dtype=np.float32)  # transposed: the layout the RLE encoder reads
+        self.mask_t = np.empty((width, height), dtype=bool)
+
+    def resize_transposed(self, plane: np.ndarray) -> None:
+        """Image-size logits of one low-res plane (4h, 4w) into `logits_t` (W, H), as `Sam.postprocess_masks`
+        resizes them (bilinear, half-pixel centres) but with OpenCV."""
+        (rows, cols), (input_h, input_w) = self.extent, self.input_size
+        # Bilinear resizing is separable: resizing the transposed plane gives the transposed result.
+        framed = cv2.resize(
+            np.ascontiguousarray(plane[:rows, :cols].T), (self.scale * rows, self.scale * cols), interpolation=cv2.INTER_LINEAR
+        )
+        cv2.resize(framed[:input_w, :input_h], self.logits_t.shape[::-1], dst=self.logits_t, interpolation=cv2.INTER_LINEAR)
+
+
+def _stability(counts: np.ndarray) -> np.float32:
+    """The stability score of (high, low) threshold pixel counts in float32, the dtype that the grid generator's
+    scores are compared in (no masks at either threshold: NaN, which passes no filter)."""
+    with np.errstate(invalid="ignore"):
+        return np.float32(counts[0]) / np.float32(counts[1])
 
 
 def _reporter(progress: Callable[[float], None] | None, cancel: CancelFlag | None) -> Callable[[float], None]:
