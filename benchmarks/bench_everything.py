@@ -63,7 +63,7 @@ def worker(args: argparse.Namespace) -> None:
         keep_freed_memory()
     image = load_image(args.image[0])
     cls = SamAutomaticMaskGenerator if args.mode == "exact" else ReferenceMaskGenerator
-    settings = {key: float(value) for key, value in (item.split("=", 1) for item in args.set)}
+    settings = {key: _setting(value) for key, value in (item.split("=", 1) for item in args.set)}
     for key in ("points_per_side", "points_per_batch", "crop_n_layers", "min_mask_region_area"):
         if key in settings:
             settings[key] = int(settings[key])
@@ -152,6 +152,14 @@ def prompts_worker(args: argparse.Namespace) -> None:
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     print(json.dumps({"stages": stages, "total_s": sum(stages.values()), "cpu_s": cpu, "peak_rss_mb": _peak_rss_mb(),
                       "masks": count, "threads": torch.get_num_threads()}))
+
+
+def _setting(value: str) -> float | str:
+    """A --set value: a number, or a word (upsampling=opencv)."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def _peak_rss_mb() -> float:

@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="points per side in crop layer i are divided by this**i (default 1)")
     knobs.add_argument("--min-mask-region-area", type=int, default=0,
                        help="fill holes and remove islands smaller than this many pixels (default 0: off)")
+    knobs.add_argument("--upsampling", choices=("torch", "opencv"),
+                       help="how masks reach the image size: torch (the official values; the grid's default) or opencv "
+                            "(the same geometry, logits within about 2e-5, about 3x cheaper per mask; the default with "
+                            "--prompts objects)")
 
     engine = parser.add_argument_group("engine")
     engine.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -149,6 +153,8 @@ def generator_spec(args: argparse.Namespace):
             boxes_per_batch=args.boxes_per_batch,
             stability_score_offset=args.stability_score_offset,
         )
+    if args.upsampling is not None:
+        settings["upsampling"] = args.upsampling
     return GeneratorSpec(
         model=args.model,
         checkpoint=str(args.checkpoint) if args.checkpoint else None,

@@ -7,7 +7,7 @@ measures how much faster and leaner the reordered pipeline is.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -19,7 +19,13 @@ from mobile_sam.utils.mask_data import MaskData
 
 
 class ReferenceMaskGenerator(SamAutomaticMaskGenerator):
-    """Same constructor and results as `SamAutomaticMaskGenerator`, computed in the official order."""
+    """Same constructor and results as `SamAutomaticMaskGenerator`, computed in the official order (with
+    `upsampling="torch"` only)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.upsampling != "torch":
+            raise ValueError(f"the reference generator upsamples with torch only, got upsampling={self.upsampling!r}")
 
     def _decode_group_size(self) -> int:
         return self.points_per_batch
@@ -32,6 +38,7 @@ class ReferenceMaskGenerator(SamAutomaticMaskGenerator):
         input_size: tuple[int, int],
         crop_box: list[int],
         orig_size: tuple[int, int],
+        plane_masks: None = None,
     ) -> MaskData:
         low_res, iou_preds = self._decode_all(points, crop_size)  # `decode` is bypassed: everything is decoded
         masks = self._postprocess_masks(low_res, input_size, crop_size)

@@ -24,6 +24,7 @@ from torchvision.ops import batched_nms, box_area
 
 from .image import to_rgb_uint8
 from .predictor import SamPredictor
+from .utils.opencv_masks import PlaneMasks
 from .utils.transforms import ResizeLongestSide
 
 from .utils.amg import (
@@ -47,6 +48,7 @@ from .utils.amg import (
 )
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+UPSAMPLING = ("torch", "opencv")
 CPU_DECODE_GROUP = 4
 LOW_RES_SIZE = 256  # side of the decoder's low-res logits
 
@@ -102,6 +104,12 @@ class SamAutomaticMaskGenerator:
         unnecessary): points (B, 2) in the input frame -> (low-res logits (B, 3, 256, 256), IoU (B, 3)).
       chunk_megabytes: memory bound of the full-resolution float work done at once (results do not
         depend on it).
+      upsampling: how candidates' low-res logits reach the image size. "torch" (default): the official
+        `postprocess_masks` values bit for bit. "opencv": OpenCV's bilinear resize with the same geometry,
+        one candidate at a time (`mobile_sam.utils.opencv_masks`): logits within about 2e-5, so a pixel that
+        close to a threshold may differ, and a candidate whose stability score is that close to
+        `stability_score_thresh` may be kept or dropped differently; about 3x cheaper full-resolution work
+        per candidate on a CPU. Not the official results: opt in.
     """
 
     def __init__(
@@ -123,6 +131,7 @@ class SamAutomaticMaskGenerator:
         *,
         decode_points: DecodePoints | None = None,
         chunk_megabytes: float = 24.0,
+        upsampling: str = "torch",
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
@@ -136,6 +145,8 @@ class SamAutomaticMaskGenerator:
             raise ValueError(f"crop_n_layers must be >= 0, got {crop_n_layers}")
         if chunk_megabytes <= 0:
             raise ValueError(f"chunk_megabytes must be positive, got {chunk_megabytes}")
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
         if points_per_side is not None:
             if points_per_side < 1 or crop_n_points_downscale_factor < 1:
                 raise ValueError("points_per_side and crop_n_points_downscale_factor must be at least 1")
@@ -158,6 +169,7 @@ class SamAutomaticMaskGenerator:
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
         self.chunk_bytes = int(chunk_megabytes * 2**20)
+        self.upsampling = upsampling
         self.mask_threshold = float(getattr(model, "mask_threshold", 0.0))
         self.image_size = int(getattr(model, "image_size", 1024))
         self.transform = ResizeLongestSide(self.image_size)
@@ -233,12 +245,23 @@ class SamAutomaticMaskGenerator:
         decode = self._crop_decoder(crop)
         points_for_image = self.point_grids[layer_idx] * np.array(crop_size, dtype=np.float64)[None, ::-1]
         group = self._decode_group_size()
+        plane_masks = None
+        if self.upsampling == "opencv":
+            scale = self.image_size // LOW_RES_SIZE
+            extent = (_low_res_extent(input_size[0], scale, LOW_RES_SIZE), _low_res_extent(input_size[1], scale, LOW_RES_SIZE))
+            plane_masks = PlaneMasks(
+                extent, scale, input_size, crop_box, orig_size, self.mask_threshold, self.stability_score_offset
+            )
         data = _empty_mask_data()
         for start in range(0, len(points_for_image), self.points_per_batch):
             tracker.check_cancel()
             points = points_for_image[start : start + self.points_per_batch]
             for first in range(0, len(points), group):
-                data.cat(self._process_batch(decode, points[first : first + group], crop_size, input_size, crop_box, orig_size))
+                data.cat(
+                    self._process_batch(
+                        decode, points[first : first + group], crop_size, input_size, crop_box, orig_size, plane_masks
+                    )
+                )
             tracker.advance(len(points))
         if self.predictor is not None:
             self.predictor.reset_image()
@@ -310,11 +333,13 @@ class SamAutomaticMaskGenerator:
         input_size: tuple[int, int],
         crop_box: list[int],
         orig_size: tuple[int, int],
+        plane_masks: PlaneMasks | None = None,
     ) -> MaskData:
         """Candidates of B points (crop pixels): IoU filter first, then masks of the survivors only.
 
         Survivors keep the official order (prompt-major, then output); their masks are computed for a few
-        prompts at a time and upsampled in chunks of at most `chunk_bytes` of float logits.
+        prompts at a time and upsampled in chunks of at most `chunk_bytes` of float logits, or one at a time
+        by plane_masks ("opencv" upsampling).
         """
         decoded = decode(points)
         n_masks = decoded.iou_predictions.shape[1]
@@ -333,6 +358,12 @@ class SamAutomaticMaskGenerator:
             in_group = candidates[(candidates // n_masks >= group[0]) & (candidates // n_masks <= group[-1])]
             # Row of each candidate in `low_res`: position of its prompt in `group`, then its output.
             rows = torch.searchsorted(group, in_group // n_masks) * n_masks + in_group % n_masks
+            if plane_masks is not None:
+                candidates_data = self._plane_candidates(
+                    plane_masks, low_res[rows], iou_preds[in_group], points_t[in_group], crop_box, orig_size
+                )
+                data.cat(candidates_data)
+                continue
             for first in range(0, len(in_group), chunk):
                 idx = in_group[first : first + chunk]
                 logits = self._upsample(low_res[rows[first : first + chunk]], input_size, crop_size)
@@ -372,19 +403,24 @@ class SamAutomaticMaskGenerator:
         keep = torch.ones_like(stability, dtype=torch.bool)
         if self.stability_score_thresh > 0.0:
             keep = stability >= self.stability_score_thresh
-        kept_planes = [planes[i] for i in torch.nonzero(keep).flatten().tolist()]
-        rles = threshold_to_rles(kept_planes, self.mask_threshold, crop_box, orig_size)
+        kept = torch.nonzero(keep).flatten()
+        rles = threshold_to_rles([planes[i] for i in kept.tolist()], self.mask_threshold, crop_box, orig_size)
         boxes = rle_boxes_in_crop(rles, crop_box)
-        orig_h, orig_w = orig_size
-        inside = ~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
-        kept = torch.nonzero(keep).flatten()[inside]
-        return MaskData(
-            iou_preds=iou_preds[kept],
-            points=points[kept],
-            stability_score=stability[kept],
-            boxes=boxes[inside],
-            rles=[rle for rle, ok in zip(rles, inside.tolist()) if ok],
-        )
+        return _away_from_crop_edges(kept, stability, boxes, rles, iou_preds, points, crop_box, orig_size)
+
+    def _plane_candidates(
+        self,
+        plane_masks: PlaneMasks,
+        low_res: torch.Tensor,
+        iou_preds: torch.Tensor,
+        points: torch.Tensor,
+        crop_box: list[int],
+        orig_size: tuple[int, int],
+    ) -> MaskData:
+        """`_filter_chunk` for K candidates' low-res logits (K, 256, 256) with "opencv" upsampling."""
+        stability, kept, rles, boxes = plane_masks.candidates(low_res.numpy(), self.stability_score_thresh)
+        kept_index = torch.tensor(kept, dtype=torch.int64)
+        return _away_from_crop_edges(kept_index, stability, boxes, rles, iou_preds, points, crop_box, orig_size)
 
     @staticmethod
     def postprocess_small_regions(mask_data: MaskData, min_area: int, nms_thresh: float) -> MaskData:
@@ -462,6 +498,30 @@ class _Progress:
     def finish(self) -> None:
         if self.callback is not None:
             self.callback(1.0)
+
+
+def _away_from_crop_edges(
+    kept: torch.Tensor,
+    stability: torch.Tensor,
+    boxes: torch.Tensor,
+    rles: list[dict[str, Any]],
+    iou_preds: torch.Tensor,
+    points: torch.Tensor,
+    crop_box: list[int],
+    orig_size: tuple[int, int],
+) -> MaskData:
+    """The candidates kept (S,) (indices into iou_preds, points and stability (K,)), with their boxes (S, 4) XYXY in
+    crop coordinates and RLEs, less those whose box touches a crop edge that is not an image edge."""
+    orig_h, orig_w = orig_size
+    inside = ~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
+    kept = kept[inside]
+    return MaskData(
+        iou_preds=iou_preds[kept],
+        points=points[kept],
+        stability_score=stability[kept],
+        boxes=boxes[inside],
+        rles=[rle for rle, ok in zip(rles, inside.tolist()) if ok],
+    )
 
 
 def _low_res_extent(input_len: int, scale: int, low_len: int) -> int:

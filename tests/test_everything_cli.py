@@ -93,6 +93,20 @@ def test_objects_mode_defaults_to_mobilesamv2_filters_and_grid_to_the_official_o
     assert explicit.settings["pred_iou_thresh"] == 0.5
 
 
+def test_upsampling_flag_reaches_the_generator_and_defaults_per_mode() -> None:
+    from everything.__main__ import build_parser, generator_spec
+
+    def spec(*flags: str):
+        return generator_spec(build_parser().parse_args(["x.jpg", "--out", "o", "--random-weights", *flags]))
+
+    assert spec().build().upsampling == "torch"  # the grid's official values unless asked
+    assert spec("--upsampling", "opencv").build().upsampling == "opencv"
+    assert "upsampling" not in spec("--prompts", "objects").settings  # the object-aware generator's own default
+    assert spec("--prompts", "objects", "--upsampling", "torch").settings["upsampling"] == "torch"
+    with pytest.raises(SystemExit):
+        spec("--upsampling", "nearest")
+
+
 def test_objects_mode_segments_the_boxes_of_a_detector_file(images: Path, tmp_path: Path, capsys) -> None:
     from test_everything_box_sources import forced_fastsam
 

@@ -1,4 +1,7 @@
-"""The generator gives the official SamAutomaticMaskGenerator's records (synthetic decoder, three configurations)."""
+"""The generator gives the official SamAutomaticMaskGenerator's records (synthetic decoder, three configurations).
+
+The opt-in `upsampling="opencv"` path is held to the same agreement figures (conformance README).
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -13,6 +16,7 @@ from pycocotools import mask as mask_utils
 from everything import SamAutomaticMaskGenerator
 
 CONFIG_NAMES = ["default", "grid16_crops1_minarea", "grid12_loose_nms05"]
+CASES = [(upsampling, name) for upsampling in ("torch", "opencv") for name in CONFIG_NAMES]
 
 
 def load_synthetic_decoder(conformance_dir: Path):
@@ -34,12 +38,13 @@ def dogs(conformance_dir: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def ours(conformance_dir: Path, official: dict, dogs: np.ndarray) -> dict[str, list[dict]]:
+def ours(conformance_dir: Path, official: dict, dogs: np.ndarray) -> dict[tuple[str, str], list[dict]]:
     decode = load_synthetic_decoder(conformance_dir)
     results = {}
-    for name in CONFIG_NAMES:
-        generator = SamAutomaticMaskGenerator(None, decode_points=decode, **official["configs"][name]["config"])
-        results[name] = generator.generate(dogs)
+    for upsampling, name in CASES:
+        config = official["configs"][name]["config"]
+        generator = SamAutomaticMaskGenerator(None, decode_points=decode, upsampling=upsampling, **config)
+        results[upsampling, name] = generator.generate(dogs)
     return results
 
 
@@ -54,24 +59,24 @@ def best_matches(official_records: list[dict], our_records: list[dict]) -> tuple
     return ious.argmax(axis=1), ious.max(axis=1)
 
 
-@pytest.mark.parametrize("name", CONFIG_NAMES)
-def test_record_count_matches_official(name: str, official: dict, ours: dict) -> None:
+@pytest.mark.parametrize("upsampling, name", CASES)
+def test_record_count_matches_official(upsampling: str, name: str, official: dict, ours: dict) -> None:
     expected = len(official["configs"][name]["records"])
-    assert abs(len(ours[name]) - expected) <= max(1, round(0.01 * expected))
+    assert abs(len(ours[upsampling, name]) - expected) <= max(1, round(0.01 * expected))
 
 
-@pytest.mark.parametrize("name", CONFIG_NAMES)
-def test_every_official_mask_is_matched_with_iou_099(name: str, official: dict, ours: dict) -> None:
-    _, ious = best_matches(official["configs"][name]["records"], ours[name])
+@pytest.mark.parametrize("upsampling, name", CASES)
+def test_every_official_mask_is_matched_with_iou_099(upsampling: str, name: str, official: dict, ours: dict) -> None:
+    _, ious = best_matches(official["configs"][name]["records"], ours[upsampling, name])
     assert ious.min() >= 0.99
 
 
-@pytest.mark.parametrize("name", CONFIG_NAMES)
-def test_matched_records_agree_on_box_scores_and_point(name: str, official: dict, ours: dict) -> None:
+@pytest.mark.parametrize("upsampling, name", CASES)
+def test_matched_records_agree_on_box_scores_and_point(upsampling: str, name: str, official: dict, ours: dict) -> None:
     records = official["configs"][name]["records"]
-    index, _ = best_matches(records, ours[name])
+    index, _ = best_matches(records, ours[upsampling, name])
     for expected, i in zip(records, index):
-        got = ours[name][i]
+        got = ours[upsampling, name][i]
         assert np.abs(np.subtract(got["bbox"], expected["bbox"])).max() <= 1
         assert got["predicted_iou"] == pytest.approx(expected["predicted_iou"], abs=1e-3)
         assert got["stability_score"] == pytest.approx(expected["stability_score"], abs=1e-3)
@@ -81,7 +86,7 @@ def test_matched_records_agree_on_box_scores_and_point(name: str, official: dict
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_coco_rle_records_are_json_ready(name: str, ours: dict) -> None:
-    record = ours[name][0]
+    record = ours["torch", name][0]
     assert isinstance(record["segmentation"]["counts"], str)
     assert record["area"] == int(mask_utils.area(record["segmentation"]))
-    json.dumps(ours[name])
+    json.dumps(ours["torch", name])

@@ -171,6 +171,7 @@ def test_setting_cancel_stops_generation(synthetic) -> None:
         ({"output_mode": "polygons"}, "output_mode"),
         ({"points_per_batch": 0}, "points_per_batch"),
         ({"crop_n_layers": 1, "points_per_side": None, "point_grids": [np.zeros((1, 2))]}, "point_grids"),
+        ({"upsampling": "nearest"}, "upsampling"),
     ],
 )
 def test_invalid_arguments_raise_value_error(synthetic, kwargs: dict, message: str) -> None:

@@ -1,0 +1,99 @@
+"""Full-image masks of low-res logits with OpenCV, one candidate at a time (the generators' fast path).
+
+`Sam.postprocess_masks` resizes low-res logits with torch's bilinear interpolation (half-pixel centres):
+up by the decoder's scale, crop to the unpadded input frame, then to the image size. OpenCV's bilinear
+resize has the same geometry, so it gives the same logits within about 2e-5 (a pixel whose logit lies
+that close to a threshold may differ) at a fraction of the cost on a CPU. Each candidate is then resized,
+counted for its stability score, thresholded, run-length encoded and boxed while its image-size plane is
+still in the cache, in buffers reused from one candidate to the next.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from .amg import transposed_mask_boxes, transposed_masks_to_rles
+
+
+class PlaneMasks:
+    """Masks of low-res logit planes placed at `crop_box` in an image of `image_size` (H, W).
+
+    Arguments:
+      extent: (rows, cols) low-res samples that the upsampling to the input frame reads.
+      scale: input-frame pixels per low-res sample (1024 / 256 in SAM).
+      input_size: (h, w) unpadded input frame.
+      crop_box: XYXY region of the image that the logits cover (the whole image outside crop layers).
+      image_size: (H, W).
+      mask_threshold, stability_offset: as in the generators.
+    """
+
+    def __init__(
+        self,
+        extent: tuple[int, int],
+        scale: int,
+        input_size: tuple[int, int],
+        crop_box: list[int],
+        image_size: tuple[int, int],
+        mask_threshold: float,
+        stability_offset: float,
+    ) -> None:
+        self.extent = extent
+        self.scale = scale
+        self.input_size = input_size
+        x0, y0, x1, y1 = crop_box
+        self.offset = torch.tensor([x0, y0, x0, y0], dtype=torch.int64)
+        height, width = image_size
+        # Transposed buffers, (W, H): the Fortran-ordered (H, W) layout that the RLE encoder reads.
+        self.logits_t = np.empty((x1 - x0, y1 - y0), dtype=np.float32)
+        self.scratch_t = np.empty(self.logits_t.shape, dtype=bool)
+        self.mask_t = np.zeros((width, height), dtype=bool)
+        self.crop_t = self.mask_t[x0:x1, y0:y1]  # a view: outside the crop the mask stays empty
+        self.threshold = np.float32(mask_threshold)
+        self.high = np.float32(mask_threshold + stability_offset)
+        self.low = np.float32(mask_threshold - stability_offset)
+
+    def candidates(
+        self, planes: np.ndarray, stability_thresh: float
+    ) -> tuple[torch.Tensor, list[int], list[dict[str, Any]], torch.Tensor]:
+        """Stability filter, RLE and box of K low-res planes (K, 4h, 4w) float32.
+
+        Returns:
+            stability scores (K,) float32 of every plane, the indices of the planes kept (stability at least
+            `stability_thresh`, or all when it is 0), their compressed RLEs in the image, and their tight
+            boxes (kept, 4) int64 XYXY in crop coordinates (inclusive maxima; empty masks give 0s).
+        """
+        counts = np.zeros((len(planes), 2), dtype=np.int32)
+        kept, rles, boxes = [], [], []
+        for k, plane in enumerate(planes):
+            self.resize(plane)
+            counts[k, 0] = np.count_nonzero(np.greater(self.logits_t, self.high, out=self.scratch_t))
+            counts[k, 1] = np.count_nonzero(np.greater(self.logits_t, self.low, out=self.scratch_t))
+            if stability_thresh > 0.0 and not _stability(counts[k]) >= stability_thresh:
+                continue
+            np.greater(self.logits_t, self.threshold, out=self.crop_t)
+            kept.append(k)
+            rles.extend(transposed_masks_to_rles(self.mask_t[None]))
+            box = transposed_mask_boxes(self.mask_t[None])[0]
+            # All zeros only for an empty mask once the crop is offset (a mask lies inside its crop).
+            boxes.append(box - self.offset if box.any() else box)
+        stability = torch.from_numpy(counts[:, 0]) / torch.from_numpy(counts[:, 1])
+        return stability, kept, rles, torch.stack(boxes) if boxes else torch.zeros(0, 4, dtype=torch.int64)
+
+    def resize(self, plane: np.ndarray) -> None:
+        """Crop-size logits of one low-res plane (4h, 4w) into `logits_t` (transposed), as `Sam.postprocess_masks`."""
+        (rows, cols), (input_h, input_w) = self.extent, self.input_size
+        # Bilinear resizing is separable: resizing the transposed plane gives the transposed result.
+        framed = cv2.resize(
+            np.ascontiguousarray(plane[:rows, :cols].T), (self.scale * rows, self.scale * cols), interpolation=cv2.INTER_LINEAR
+        )
+        cv2.resize(framed[:input_w, :input_h], self.logits_t.shape[::-1], dst=self.logits_t, interpolation=cv2.INTER_LINEAR)
+
+
+def _stability(counts: np.ndarray) -> np.float32:
+    """The stability score of (high, low) threshold pixel counts in float32, the dtype in which the generators
+    compare scores with their threshold (no pixel above either threshold: NaN, which passes no filter)."""
+    with np.errstate(invalid="ignore"):
+        return np.float32(counts[0]) / np.float32(counts[1])
