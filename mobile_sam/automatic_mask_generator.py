@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_area
 
 from .image import to_rgb_uint8
+from .modeling.sam import low_res_extent
 from .predictor import SamPredictor
 from .utils.opencv_masks import PlaneMasks
 from .utils.transforms import ResizeLongestSide
@@ -247,10 +248,9 @@ class SamAutomaticMaskGenerator:
         group = self._decode_group_size()
         plane_masks = None
         if self.upsampling == "opencv":
-            scale = self.image_size // LOW_RES_SIZE
-            extent = (_low_res_extent(input_size[0], scale, LOW_RES_SIZE), _low_res_extent(input_size[1], scale, LOW_RES_SIZE))
+            extent = low_res_extent(input_size, self.image_size, LOW_RES_SIZE)
             plane_masks = PlaneMasks(
-                extent, scale, input_size, crop_box, orig_size, self.mask_threshold, self.stability_score_offset
+                extent, self.image_size // LOW_RES_SIZE, input_size, crop_box, orig_size, self.mask_threshold, self.stability_score_offset
             )
         data = _empty_mask_data()
         for start in range(0, len(points_for_image), self.points_per_batch):
@@ -298,9 +298,7 @@ class SamAutomaticMaskGenerator:
         input_size = self.predictor.input_size
         upscale = LOW_RES_SIZE // features.shape[-1]  # image tokens -> low-res logits
         # Image tokens under the low-res logits that upsampling to the input frame reads (upscaling is local).
-        token_extent = tuple(
-            -(-_low_res_extent(side, self.image_size // LOW_RES_SIZE, LOW_RES_SIZE) // upscale) for side in input_size
-        )
+        token_extent = tuple(-(-side // upscale) for side in low_res_extent(input_size, self.image_size, LOW_RES_SIZE))
         # The official code passes float64 coordinates; MPS has no float64.
         dtype = torch.float32 if device.type == "mps" else torch.float64
 
@@ -379,8 +377,7 @@ class SamAutomaticMaskGenerator:
         """
         low_size = LOW_RES_SIZE
         scale = self.image_size // low_size
-        need_h = _low_res_extent(input_size[0], scale, low_size)
-        need_w = _low_res_extent(input_size[1], scale, low_size)
+        need_h, need_w = low_res_extent(input_size, self.image_size, low_size)
         x = low_res[None, :, :need_h, :need_w]
         if (need_h, need_w) == (low_size, low_size):
             x = F.interpolate(x, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
@@ -522,16 +519,6 @@ def _away_from_crop_edges(
         boxes=boxes[inside],
         rles=[rle for rle, ok in zip(rles, inside.tolist()) if ok],
     )
-
-
-def _low_res_extent(input_len: int, scale: int, low_len: int) -> int:
-    """Low-res samples (from 0) that bilinear upsampling by `scale` reads for its first `input_len` outputs.
-
-    Output i reads samples floor(s) and floor(s) + 1 with s = (i + 0.5) / scale - 0.5; keeping one more
-    sample than the last one read means no kept output ever hits the clamped border.
-    """
-    last = int(np.floor((input_len - 0.5) / scale - 0.5)) + 1
-    return min(low_len, last + 2)
 
 
 def _empty_mask_data() -> MaskData:

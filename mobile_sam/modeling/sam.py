@@ -91,15 +91,21 @@ class Sam(nn.Module):
         return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
 
     def low_res_extent(self, input_size: tuple[int, ...], low_res_size: int) -> tuple[int, int]:
-        """The low-res rows and columns (of a square low_res_size grid) that `postprocess_masks` upsamples to
-        cover `input_size` (h, w): output pixel i reads low-res pixels floor(i / scale - 0.375) and the next
-        one, and one spare is kept."""
-        scale = self.image_size // low_res_size
-        rows, cols = (min(low_res_size, -(-side // scale) + 1) for side in input_size[:2])
-        return rows, cols
+        """`low_res_extent` for this model's input frame."""
+        return low_res_extent(input_size, self.image_size, low_res_size)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise pixel values and zero-pad bottom-right to the square input: (3, h, w) -> (3, 1024, 1024)."""
         x = (x - self.pixel_mean) / self.pixel_std
         height, width = x.shape[-2:]
         return F.pad(x, (0, self.image_size - width, 0, self.image_size - height))
+
+
+def low_res_extent(input_size: tuple[int, ...], image_size: int, low_res_size: int) -> tuple[int, int]:
+    """The low-res rows and columns (of a square low_res_size grid over the image_size input frame) that
+    upsampling by scale = image_size / low_res_size reads to cover `input_size` (h, w): output pixel i
+    reads low-res pixels floor((i + 0.5) / scale - 0.5) and the next one. Upsampling just those gives the
+    values of upsampling all (no kept output reaches the clamped border)."""
+    scale = image_size // low_res_size
+    rows, cols = (min(low_res_size, -(-side // scale) + 1) for side in input_size[:2])
+    return rows, cols
