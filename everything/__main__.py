@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fill holes and remove islands smaller than this many pixels (default 0: off)")
     knobs.add_argument("--upsampling", choices=("torch", "opencv"),
                        help="how masks reach the image size: torch (the official values; the grid's default) or opencv "
-                            "(the same geometry, logits within about 2e-5, about 3x cheaper per mask; the default with "
+                            "(the same geometry, logits within about 2e-5, about 2.5x cheaper per mask; the default with "
                             "--prompts objects)")
 
     engine = parser.add_argument_group("engine")
