@@ -264,14 +264,7 @@ class ObjectAwareMaskGenerator:
         followed by the vectorised stability, threshold and encoding (which left each 8.6 MB plane out of the cache).
         """
         stability, kept, rles, boxes = masks.candidates(low_res[:, 0].cpu().numpy(), self.stability_score_thresh)
-        kept_index = torch.tensor(kept, dtype=torch.int64)
-        return MaskData(
-            iou_preds=iou_preds[kept_index],
-            prompt_boxes=torch.as_tensor(prompt_boxes, dtype=torch.float64)[kept_index],
-            stability_score=stability[kept_index],
-            boxes=boxes,
-            rles=rles,
-        )
+        return _kept_masks(torch.tensor(kept, dtype=torch.int64), stability, boxes, rles, iou_preds, prompt_boxes)
 
     def _torch_masks(
         self,
@@ -313,14 +306,7 @@ class ObjectAwareMaskGenerator:
             keep = stability >= self.stability_score_thresh
         kept = torch.nonzero(keep).flatten()
         rles = threshold_to_rles([planes[i] for i in kept.tolist()], self.mask_threshold, crop_box, original_size)
-        boxes = rle_boxes_in_crop(rles, crop_box)
-        return MaskData(
-            iou_preds=iou_preds[kept],
-            prompt_boxes=torch.as_tensor(prompt_boxes, dtype=torch.float64)[kept],
-            stability_score=stability[kept],
-            boxes=boxes,
-            rles=rles,
-        )
+        return _kept_masks(kept, stability, rle_boxes_in_crop(rles, crop_box), rles, iou_preds, prompt_boxes)
 
     def _records(self, data: MaskData, image_size: tuple[int, int]) -> list[dict[str, Any]]:
         """Records sorted by area, largest first (ties keep the prompt order)."""
@@ -396,6 +382,24 @@ class _BoxDecoder:
             upscaled = self.mask_decoder.upscale_masks(hyper_in, image_tokens[..., :rows, :cols])
             low_res[..., : upscaled.shape[-2], : upscaled.shape[-1]] = upscaled
         return low_res, iou[kept], kept.numpy()
+
+
+def _kept_masks(
+    kept: torch.Tensor,
+    stability: torch.Tensor,
+    boxes: torch.Tensor,
+    rles: list[dict[str, Any]],
+    iou_preds: torch.Tensor,
+    prompt_boxes: np.ndarray,
+) -> MaskData:
+    """The masks kept (S,) (indices into iou_preds, prompt_boxes and stability (K,)) with their boxes (S, 4) and RLEs."""
+    return MaskData(
+        iou_preds=iou_preds[kept],
+        prompt_boxes=torch.as_tensor(prompt_boxes, dtype=torch.float64)[kept],
+        stability_score=stability[kept],
+        boxes=boxes,
+        rles=rles,
+    )
 
 
 def _reporter(progress: Callable[[float], None] | None, cancel: CancelFlag | None) -> Callable[[float], None]:
