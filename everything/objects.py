@@ -264,7 +264,7 @@ class ObjectAwareMaskGenerator:
         followed by the vectorised stability, threshold and encoding (which left each 8.6 MB plane out of the cache).
         """
         stability, kept, rles, boxes = masks.candidates(low_res[:, 0].cpu().numpy(), self.stability_score_thresh)
-        return _kept_masks(torch.tensor(kept, dtype=torch.int64), stability, boxes, rles, iou_preds, prompt_boxes)
+        return _kept_masks(kept, stability, boxes, rles, iou_preds, prompt_boxes)
 
     def _torch_masks(
         self,

@@ -419,8 +419,7 @@ class SamAutomaticMaskGenerator:
     ) -> MaskData:
         """`_filter_chunk` for K candidates' low-res logits (K, 256, 256) with "opencv" upsampling."""
         stability, kept, rles, boxes = plane_masks.candidates(low_res.numpy(), self.stability_score_thresh)
-        kept_index = torch.tensor(kept, dtype=torch.int64)
-        return _away_from_crop_edges(kept_index, stability, boxes, rles, iou_preds, points, crop_box, orig_size)
+        return _away_from_crop_edges(kept, stability, boxes, rles, iou_preds, points, crop_box, orig_size)
 
     @staticmethod
     def postprocess_small_regions(mask_data: MaskData, min_area: int, nms_thresh: float) -> MaskData:

@@ -57,13 +57,13 @@ class PlaneMasks:
 
     def candidates(
         self, planes: np.ndarray, stability_thresh: float
-    ) -> tuple[torch.Tensor, list[int], list[dict[str, Any]], torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any]], torch.Tensor]:
         """Stability filter, RLE and box of K low-res planes (K, 4h, 4w) float32.
 
         Returns:
-            stability scores (K,) float32 of every plane, the indices of the planes kept (stability at least
+            stability scores (K,) float32 of every plane, the indices (S,) of the planes kept (stability at least
             `stability_thresh`, or all when it is 0), their compressed RLEs in the image, and their tight
-            boxes (kept, 4) int64 XYXY in crop coordinates (inclusive maxima; empty masks give 0s).
+            boxes (S, 4) int64 XYXY in crop coordinates (inclusive maxima; empty masks give 0s).
         """
         counts = np.zeros((len(planes), 2), dtype=np.int32)
         kept, rles, boxes = [], [], []
@@ -80,7 +80,8 @@ class PlaneMasks:
             # All zeros only for an empty mask once the crop is offset (a mask lies inside its crop).
             boxes.append(box - self.offset if box.any() else box)
         stability = torch.from_numpy(counts[:, 0]) / torch.from_numpy(counts[:, 1])
-        return stability, kept, rles, torch.stack(boxes) if boxes else torch.zeros(0, 4, dtype=torch.int64)
+        boxes = torch.stack(boxes) if boxes else torch.zeros(0, 4, dtype=torch.int64)
+        return stability, torch.tensor(kept, dtype=torch.int64), rles, boxes
 
     def resize(self, plane: np.ndarray) -> None:
         """Crop-size logits of one low-res plane (4h, 4w) into `logits_t` (transposed), as `Sam.postprocess_masks`."""
