@@ -74,6 +74,7 @@ def _build_test_student() -> Sam:
         num_heads=(1, 1, 2, 2),
         window_sizes=(2, 2, 4, 2),
         num_classes=0,
+        drop_path_rate=0.0,
     )
     return _test_sam(encoder)
 

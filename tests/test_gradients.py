@@ -17,7 +17,7 @@ def _tiny_sam() -> Sam:
     return Sam(
         image_encoder=TinyViT(
             img_size=64, embed_dims=(16, 16, 32, 32), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2),
-            window_sizes=(2, 2, 2, 2), num_classes=0,
+            window_sizes=(2, 2, 2, 2), num_classes=0, drop_path_rate=0.0,
         ),
         prompt_encoder=PromptEncoder(embed_dim=256, image_embedding_size=(4, 4), input_image_size=(64, 64), mask_in_chans=16),
         mask_decoder=MaskDecoder(

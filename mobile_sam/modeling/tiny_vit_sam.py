@@ -318,7 +318,8 @@ class BasicLayer(_Stage):
 class TinyViT(nn.Module):
     """MobileSAM's image encoder: (B, 3, img_size, img_size) preprocessed image -> (B, 256, img_size/16, img_size/16).
 
-    Arguments are the official ones. ``num_classes`` sizes the classifier (``norm_head``, ``head``)
+    Arguments and defaults are the official ones: the defaults describe an ImageNet-size TinyViT at 224 px;
+    MobileSAM's encoder is `build_sam_vit_t`'s configuration (`VIT_T_ENCODER_CONFIG`). ``num_classes`` sizes the classifier (``norm_head``, ``head``)
     that the checkpoints carry but SAM never runs. ``layer_lr_decay`` sets every parameter's
     ``lr_scale`` attribute (`set_layer_lr_decay`), which TinyViT's training recipe reads to build
     per-layer learning rates; nothing else reads it. ``drop_rate``, ``drop_path_rate`` and
@@ -327,20 +328,20 @@ class TinyViT(nn.Module):
 
     def __init__(
         self,
-        img_size: int = 1024,
+        img_size: int = 224,
         in_chans: int = 3,
         num_classes: int = 1000,
-        embed_dims: Sequence[int] = (64, 128, 160, 320),
+        embed_dims: Sequence[int] = (96, 192, 384, 768),
         depths: Sequence[int] = (2, 2, 6, 2),
-        num_heads: Sequence[int] = (2, 4, 5, 10),
+        num_heads: Sequence[int] = (3, 6, 12, 24),
         window_sizes: Sequence[int] = (7, 7, 14, 7),
         mlp_ratio: float = 4.0,
         drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
         use_checkpoint: bool = False,
         mbconv_expand_ratio: float = 4.0,
         local_conv_size: int = 3,
-        layer_lr_decay: float = 0.8,
+        layer_lr_decay: float = 1.0,
     ) -> None:
         super().__init__()
         stage_args = (embed_dims, depths, num_heads, window_sizes)
