@@ -77,7 +77,7 @@ class ObjectAwareMaskGenerator:
         about 2e-5, so a pixel whose logit lies that close to a threshold may differ. "torch":
         `Sam.postprocess_masks` itself, the predictor's masks exactly.
       chunk_megabytes: memory bound of the full-resolution float work done at once with "torch" upsampling
-        ("opencv" works on one mask at a time in two reused image-size buffers).
+        ("opencv" works on one mask at a time in reused image-size buffers).
     """
 
     def __init__(
