@@ -9,6 +9,7 @@ queued with a bounded line, and stopped by the Stop buttons, a closed tab or an 
 
     python app.py --help
 """
+
 from __future__ import annotations
 
 from webapp.config import AppConfig, parse_args
@@ -32,8 +33,8 @@ from everything.jobs import GRID, LIMITS, OBJECTS, EverythingSettings  # noqa: E
 from mobile_sam.device import resolve_device  # noqa: E402
 from mobile_sam.model_store import ModelStore  # noqa: E402
 from webapp import compare_tab  # noqa: E402
-from webapp.examples import keep_example_copies  # noqa: E402
 from webapp.api import HANDLED  # noqa: E402
+from webapp.examples import keep_example_copies  # noqa: E402
 from webapp.messages import hide_paths, with_banner  # noqa: E402
 from webapp.parts import Parts  # noqa: E402
 from webapp.segment import MODES, SegmentState  # noqa: E402
@@ -50,9 +51,12 @@ RANDOM_BANNER = (
     "mask below is meaningless. Untick “Random weights” (with checkpoints installed) for real results.</div>"
 )
 SLIDERS = {
-    "points_per_side": ("Points per side", 1), "pred_iou_thresh": ("Predicted-IoU threshold", 0.01),
-    "stability_score_thresh": ("Stability-score threshold", 0.01), "box_nms_thresh": ("Box NMS threshold", 0.01),
-    "crop_n_layers": ("Crop layers", 1), "min_mask_region_area": ("Minimum region area (px)", 10),
+    "points_per_side": ("Points per side", 1),
+    "pred_iou_thresh": ("Predicted-IoU threshold", 0.01),
+    "stability_score_thresh": ("Stability-score threshold", 0.01),
+    "box_nms_thresh": ("Box NMS threshold", 0.01),
+    "crop_n_layers": ("Crop layers", 1),
+    "min_mask_region_area": ("Minimum region area (px)", 10),
     "input_size": ("Input size (longest side, px)", 64),
 }
 
@@ -64,8 +68,11 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
     parts = parts or Parts.create(config, store)
     seg, sessions = parts.segment, parts.sessions
     # Clicks show no progress overlay: it would cover the canvas and swallow the next clicks.
-    interactive = {"concurrency_id": "interactive", "concurrency_limit": config.interactive_concurrency,
-                   "show_progress": "hidden"}
+    interactive = {
+        "concurrency_id": "interactive",
+        "concurrency_limit": config.interactive_concurrency,
+        "show_progress": "hidden",
+    }
     encode = {"concurrency_id": "encode", "concurrency_limit": config.encode_concurrency}
     heavy = {"concurrency_id": "heavy", "concurrency_limit": None}  # bounded by parts.lane, which reports positions
     private = {"api_visibility": "private"}
@@ -110,31 +117,54 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
         except ValueError as error:
             raise gr.Error(str(error), print_exception=False) from error
 
-    with gr.Blocks(title="MobileSAM: Faster Segment Anything", delete_cache=(min(60, config.upload_max_age_s), config.upload_max_age_s)) as demo:
-        gr.Markdown("# MobileSAM: Faster Segment Anything\nClick on an image to segment an object (MobileSAM, Zhang "
-                    "et al. 2023), segment everything in an image, or compare MobileSAM with SAM and FastSAM.")
+    with gr.Blocks(
+        title="MobileSAM: Faster Segment Anything",
+        delete_cache=(min(60, config.upload_max_age_s), config.upload_max_age_s),
+    ) as demo:
+        gr.Markdown(
+            "# MobileSAM: Faster Segment Anything\nClick on an image to segment an object (MobileSAM, Zhang "
+            "et al. 2023), segment everything in an image, or compare MobileSAM with SAM and FastSAM."
+        )
         banner = gr.HTML(RANDOM_BANNER, visible=config.random_weights)
-        rw = gr.Checkbox(config.random_weights, label="Random weights (try the interface without checkpoints; masks are meaningless)")
+        rw = gr.Checkbox(
+            config.random_weights, label="Random weights (try the interface without checkpoints; masks are meaningless)"
+        )
 
         with gr.Tab("Segment anything", id="segment"):
             with gr.Row():
                 with gr.Column(scale=3):
-                    canvas = gr.Image(label="Click to add prompts", type="numpy", interactive=False, format="png",
-                                      elem_id="segment-canvas", buttons=["fullscreen"])
+                    canvas = gr.Image(
+                        label="Click to add prompts",
+                        type="numpy",
+                        interactive=False,
+                        format="png",
+                        elem_id="segment-canvas",
+                        buttons=["fullscreen"],
+                    )
                     with gr.Row():
                         mode = gr.Radio(list(MODES), value=next(iter(MODES)), label="Click mode", scale=3)
                         undo = gr.Button("Undo", scale=1)
                         clear = gr.Button("Clear prompts", scale=1)
                     info = gr.Markdown(seg.render(SegmentState(), config.random_weights)[2], elem_id="segment-info")
                 with gr.Column(scale=2):
-                    upload = gr.File(label="Image (JPEG, PNG, WebP, TIFF ...)", type="filepath", elem_id="segment-upload")
+                    upload = gr.File(
+                        label="Image (JPEG, PNG, WebP, TIFF ...)", type="filepath", elem_id="segment-upload"
+                    )
                     if examples:
                         gr.Examples([[p] for p in examples], inputs=[upload], label="Examples")
-                    candidates = gr.Gallery(label="Masks with predicted IoU (click a candidate to choose it)", columns=3,
-                                            height=230, allow_preview=False, elem_id="segment-candidates")
+                    candidates = gr.Gallery(
+                        label="Masks with predicted IoU (click a candidate to choose it)",
+                        columns=3,
+                        height=230,
+                        allow_preview=False,
+                        elem_id="segment-candidates",
+                    )
                     prepare = gr.Button("Prepare downloads", elem_id="segment-downloads")
                     with gr.Row():
-                        files = [gr.DownloadButton(label, value=None) for label in ("Mask PNG", "Cut-out PNG", "COCO RLE JSON")]
+                        files = [
+                            gr.DownloadButton(label, value=None)
+                            for label in ("Mask PNG", "Cut-out PNG", "COCO RLE JSON")
+                        ]
             drag = gr.Textbox(visible="hidden", elem_id="segment-drag")
             drag_apply = gr.Button(visible="hidden", elem_id="segment-drag-apply")
             shown = [canvas, candidates, info]
@@ -152,24 +182,49 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
                     every_upload = gr.File(label="Image", type="filepath", elem_id="everything-upload")
                     if examples:
                         gr.Examples([[p] for p in examples], inputs=[every_upload], label="Examples")
-                    every_mode = gr.Radio([("Grid of points (official)", GRID), ("Objects (MobileSAMv2: detector boxes)", OBJECTS)],
-                                          value=GRID, label="Prompts")
+                    every_mode = gr.Radio(
+                        [("Grid of points (official)", GRID), ("Objects (MobileSAMv2: detector boxes)", OBJECTS)],
+                        value=GRID,
+                        label="Prompts",
+                    )
                     detector = gr.Dropdown(list(DETECTOR_NAMES), value="fastsam-s", label="Detector (objects mode)")
                     defaults = EverythingSettings()
-                    knobs = [gr.Slider(*LIMITS[name], getattr(defaults, name), step=step, label=label)
-                             for name, (label, step) in SLIDERS.items()]
-                    gr.Markdown(f"Jobs estimated over {config.max_everything_seconds:.0f} s are refused on this server.")
+                    knobs = [
+                        gr.Slider(*LIMITS[name], getattr(defaults, name), step=step, label=label)
+                        for name, (label, step) in SLIDERS.items()
+                    ]
+                    gr.Markdown(
+                        f"Jobs estimated over {config.max_everything_seconds:.0f} s are refused on this server."
+                    )
                     with gr.Row():
                         run_everything = gr.Button("Segment everything", variant="primary", elem_id="everything-run")
                         stop_everything = gr.Button("Stop", variant="stop", elem_id="everything-stop")
                 with gr.Column(scale=3):
-                    every_overlay = gr.Image(label="All masks", type="numpy", interactive=False, format="png", elem_id="everything-overlay")
+                    every_overlay = gr.Image(
+                        label="All masks", type="numpy", interactive=False, format="png", elem_id="everything-overlay"
+                    )
                     every_summary = gr.Markdown(elem_id="everything-summary")
                     with gr.Row():
-                        every_files = [gr.DownloadButton("COCO JSON", value=None), gr.DownloadButton("ZIP of mask PNGs", value=None)]
+                        every_files = [
+                            gr.DownloadButton("COCO JSON", value=None),
+                            gr.DownloadButton("ZIP of mask PNGs", value=None),
+                        ]
 
-            async def on_everything(path, how, boxes_from, pps, iou, stability, nms, crops, area, size, random,
-                                    request: gr.Request, progress=gr.Progress()):
+            async def on_everything(
+                path,
+                how,
+                boxes_from,
+                pps,
+                iou,
+                stability,
+                nms,
+                crops,
+                area,
+                size,
+                random,
+                request: gr.Request,
+                progress=gr.Progress(),
+            ):
                 knob_values = (pps, iou, stability, nms, crops, area, size)
                 try:
                     settings = EverythingSettings.clamped(**dict(zip(SLIDERS, knob_values)))
@@ -179,8 +234,13 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
                 coco, archive = parts.everything.write_downloads(answer, request)
                 return answer.result.overlay, with_banner(answer.summary(), random), coco, archive
 
-            everything_event = run_everything.click(on_everything, [every_upload, every_mode, detector, *knobs, rw],
-                                                    [every_overlay, every_summary, *every_files], **private, **heavy)
+            everything_event = run_everything.click(
+                on_everything,
+                [every_upload, every_mode, detector, *knobs, rw],
+                [every_overlay, every_summary, *every_files],
+                **private,
+                **heavy,
+            )
             stop_everything.click(on_stop, None, None, cancels=[everything_event], queue=False, **private)
 
         with gr.Tab("Compare", id="compare"):
@@ -193,20 +253,37 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
             with gr.Row():
                 references = parts.compare.references()
                 reference = gr.Dropdown([(LABELS[n], n) for n in references], value=references[0], label="Reference")
-                compared = gr.CheckboxGroup([(LABELS[n], n) for n in parts.compare.compared()], value=["vit_t"], label="Models to compare")
+                compared = gr.CheckboxGroup(
+                    [(LABELS[n], n) for n in parts.compare.compared()], value=["vit_t"], label="Models to compare"
+                )
             with gr.Row():
                 prompt_source = gr.Radio([USER_PROMPTS, PROTOCOL_PROMPTS], value=USER_PROMPTS, label="Prompts", scale=3)
-                count = gr.Number(8, label="Random points", precision=0, minimum=1, maximum=config.max_compare_prompts, scale=1)
+                count = gr.Number(
+                    8, label="Random points", precision=0, minimum=1, maximum=config.max_compare_prompts, scale=1
+                )
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1)
                 run_compare = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=1)
                 stop_compare = gr.Button("Stop", variant="stop", elem_id="compare-stop", scale=1)
             compare_summary = gr.Markdown()
             compare_gallery = gr.Gallery(label="Masks per model", columns=4, height="auto", allow_preview=False)
-            compare_table = gr.Dataframe(headers=["model", "role", "mIoU vs reference", "encoder ms", "decoder ms / prompt",
-                                                  "total ms", "status"], interactive=False, label="Agreement and latency")
+            compare_table = gr.Dataframe(
+                headers=[
+                    "model",
+                    "role",
+                    "mIoU vs reference",
+                    "encoder ms",
+                    "decoder ms / prompt",
+                    "total ms",
+                    "status",
+                ],
+                interactive=False,
+                label="Agreement and latency",
+            )
             compare_plot = gr.Plot(label="Latency")
 
-            async def on_compare(ref, models, source, n, seed_value, random, request: gr.Request, progress=gr.Progress()):
+            async def on_compare(
+                ref, models, source, n, seed_value, random, request: gr.Request, progress=gr.Progress()
+            ):
                 state = sessions.session(request).state.get("segment", SegmentState())
                 if state.image is None:
                     return [], None, None, with_banner("**Load an image in the Segment anything tab first.**", random)
@@ -220,19 +297,33 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
                 except HANDLED as error:
                     return [], None, None, with_banner(f"**{hide_paths(str(error))}**", random)
                 gallery = compare_tab.gallery(comparison, state.display, state.display_scale, cases)
-                summary = (f"{len(cases)} prompt(s), one mask each; mIoU is against {LABELS[comparison.rows[0].model]}. "
-                           "Encoder times come from the first encoding of this image (later runs reuse it).")
-                return gallery, compare_tab.table(comparison), compare_tab.latency_figure(comparison), with_banner(summary, random)
+                summary = (
+                    f"{len(cases)} prompt(s), one mask each; mIoU is against {LABELS[comparison.rows[0].model]}. "
+                    "Encoder times come from the first encoding of this image (later runs reuse it)."
+                )
+                return (
+                    gallery,
+                    compare_tab.table(comparison),
+                    compare_tab.latency_figure(comparison),
+                    with_banner(summary, random),
+                )
 
-            compare_event = run_compare.click(on_compare, [reference, compared, prompt_source, count, seed, rw],
-                                              [compare_gallery, compare_table, compare_plot, compare_summary], **private, **heavy)
+            compare_event = run_compare.click(
+                on_compare,
+                [reference, compared, prompt_source, count, seed, rw],
+                [compare_gallery, compare_table, compare_plot, compare_summary],
+                **private,
+                **heavy,
+            )
             stop_compare.click(on_stop, None, None, cancels=[compare_event], queue=False, **private)
 
         with gr.Accordion("Models and weights", open=False):
             names = ["vit_t", *[n for n in parts.compare.allowed if n != "vit_t"]]
             status = gr.Markdown(status_markdown(store, names))
             gr.Button("Refresh").click(lambda: status_markdown(store, names), None, status, **private, queue=False)
-            gr.Timer(3.0).tick(lambda: status_markdown(store, names), None, status, **private, queue=False, show_progress="hidden")
+            gr.Timer(3.0).tick(
+                lambda: status_markdown(store, names), None, status, **private, queue=False, show_progress="hidden"
+            )
 
         rw.change(lambda on: gr.update(visible=on), rw, banner, **private, queue=False)
 
@@ -247,10 +338,19 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
             api_reference = gr.Textbox(label="reference", value="vit_h")
             api_json, api_overlay = gr.JSON(label="result"), gr.Image(type="numpy", format="png", label="overlay")
             api_buttons = [gr.Button() for _ in range(3)]
-        api_buttons[0].click(parts.api.segment, [api_image, api_prompts, api_multimask], api_json, api_name="segment", **interactive)
-        api_buttons[1].click(parts.api.everything, [api_image, *api_knobs], [api_json, api_overlay], api_name="everything", **heavy)
-        api_buttons[2].click(parts.api.compare, [api_image, api_prompts, api_models, api_reference], api_json,
-                             api_name="compare", **heavy)
+        api_buttons[0].click(
+            parts.api.segment, [api_image, api_prompts, api_multimask], api_json, api_name="segment", **interactive
+        )
+        api_buttons[1].click(
+            parts.api.everything, [api_image, *api_knobs], [api_json, api_overlay], api_name="everything", **heavy
+        )
+        api_buttons[2].click(
+            parts.api.compare,
+            [api_image, api_prompts, api_models, api_reference],
+            api_json,
+            api_name="compare",
+            **heavy,
+        )
         demo.unload(on_unload)
         demo.load(None, None, None, js=(ASSETS_DIR.parent / "webapp" / "drag_box.js").read_text())
 
@@ -261,8 +361,14 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
 
 
 def new_store(config: AppConfig) -> ModelStore:
-    return ModelStore(resolve_device(config.device), config.checkpoint_dir, config.download, config.embedding_cache_items,
-                      max_models=config.model_cache_items, download_large=config.download_large)
+    return ModelStore(
+        resolve_device(config.device),
+        config.checkpoint_dir,
+        config.download,
+        config.embedding_cache_items,
+        max_models=config.model_cache_items,
+        download_large=config.download_large,
+    )
 
 
 def main(config: AppConfig) -> None:
@@ -273,8 +379,10 @@ def main(config: AppConfig) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((config.host, config.port))
     except OSError as error:
-        raise SystemExit(f"error: --port {config.port} on --host {config.host} is not available ({error.strerror}); "
-                         "choose another with --port.") from error
+        raise SystemExit(
+            f"error: --port {config.port} on --host {config.host} is not available ({error.strerror}); "
+            "choose another with --port."
+        ) from error
     try:
         demo = build_app(config, new_store(config))
     except ValueError as error:
@@ -282,8 +390,13 @@ def main(config: AppConfig) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    demo.launch(server_name=config.host, server_port=config.port, share=config.share,
-                max_file_size=config.max_file_size, prevent_thread_lock=True)
+    demo.launch(
+        server_name=config.host,
+        server_port=config.port,
+        share=config.share,
+        max_file_size=config.max_file_size,
+        prevent_thread_lock=True,
+    )
     while not stop.wait(0.5):
         pass
     print("Stopping: cancelling jobs and deleting session files ...", flush=True)

@@ -8,6 +8,7 @@ seconds from `job.cancel()` to the server's CPU going idle (from the process's C
 
     python -m benchmarks.bench_app_load [--clients 8] [--clicks 5] [--heavy 2] [--points-per-side 64]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,8 +85,17 @@ def main(argv: list[str] | None = None) -> int:
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    command = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--max-everything-seconds", "1e9",
-               "--heavy-concurrency", str(args.heavy), "--no-download"]
+    command = [
+        sys.executable,
+        str(REPO / "app.py"),
+        "--port",
+        str(port),
+        "--max-everything-seconds",
+        "1e9",
+        "--heavy-concurrency",
+        str(args.heavy),
+        "--no-download",
+    ]
     if not args.checkpoints:
         command.append("--random-weights")
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "YOLO_OFFLINE": "1"}
@@ -100,15 +110,21 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.5)
             process = psutil.Process(server.pid)
             client = Client(url, verbose=False)
-            client.predict(handle_file(str(PHOTO)), json.dumps({"points": [[10, 10]], "labels": [1]}), True, api_name="/segment")
+            client.predict(
+                handle_file(str(PHOTO)), json.dumps({"points": [[10, 10]], "labels": [1]}), True, api_name="/segment"
+            )
             idle = _clicks(url, args.clients, args.clicks)
 
             start = time.perf_counter()
             client.predict(handle_file(str(PHOTO)), *_heavy_args(16), api_name="/everything")
             alone = time.perf_counter() - start
 
-            jobs = [Client(url, verbose=False).submit(handle_file(str(PHOTO)), *_heavy_args(args.points_per_side),
-                                                      api_name="/everything") for _ in range(args.heavy)]
+            jobs = [
+                Client(url, verbose=False).submit(
+                    handle_file(str(PHOTO)), *_heavy_args(args.points_per_side), api_name="/everything"
+                )
+                for _ in range(args.heavy)
+            ]
             while _cpu_rate(process, 1.0) < 0.5:
                 pass
             loaded = _clicks(url, args.clients, args.clicks)
@@ -123,10 +139,13 @@ def main(argv: list[str] | None = None) -> int:
             server.wait(timeout=60)
 
     def row(name: str, values: list[float]) -> str:
-        return f"{name:<22} p50 {statistics.median(values):6.3f} s   p95 {np.percentile(values, 95):6.3f} s   n={len(values)}"
+        p50, p95 = statistics.median(values), np.percentile(values, 95)
+        return f"{name:<22} p50 {p50:6.3f} s   p95 {p95:6.3f} s   n={len(values)}"
 
-    print(f"{args.clients} clients x {args.clicks} clicks on /segment (cached embedding), "
-          f"{'real' if args.checkpoints else 'random'} weights, {psutil.cpu_count()} CPUs")
+    print(
+        f"{args.clients} clients x {args.clicks} clicks on /segment (cached embedding), "
+        f"{'real' if args.checkpoints else 'random'} weights, {psutil.cpu_count()} CPUs"
+    )
     print(row("idle", idle))
     print(row(f"{args.heavy} heavy jobs running", loaded))
     print(f"loaded / idle p95: {np.percentile(loaded, 95) / np.percentile(idle, 95):.2f} (goal: <= 2)")

@@ -4,8 +4,9 @@ Setup (the issue's benchmark): teacher = SAM vit_b with seeded random weights (t
 of its mask decoder scaled by 20, as the project's random-weight tests do, so that masks are not empty, and the
 bias of its last upscaling layer lowered by 3, see `random_teacher`);
 student = MobileSAM's TinyViT (vit_t) from scratch; real CC0 photos from scikit-image's data folder (the
-photos in assets/ are copies of some of them, so they are not added again) plus random crops of them, at full 1024 resolution on CPU. Photos are split by source: the held-out photos and
-their crops are never trained on. Prints the held-out embedding MSE and the teacher-vs-student mIoU (one-point
+photos in assets/ are copies of some of them, so they are not added again) plus random crops of them, at full
+1024 resolution on CPU. Photos are split by source: the held-out photos and their crops are never trained on.
+Prints the held-out embedding MSE and the teacher-vs-student mIoU (one-point
 protocol, best of three masks; and the two-point protocol) before and after training.
 
 With a random teacher the masks mean nothing as segmentations, but their agreement with the teacher is exactly
@@ -19,6 +20,7 @@ Needs scikit-image for the photos (`pip install scikit-image`; it is not a proje
 Outputs in --work: stores, the student checkpoint, train_log.csv, loss.png, before/ and after/ reports,
 summary.json and summary.png (loss curve + before/after bars).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +38,26 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 # Photographs in scikit-image's data folder (CC0; see its README.txt); drawings and test patterns are left out.
 SKIMAGE_PHOTOS = (
-    "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "clock_motion.png", "coffee.png",
-    "coins.png", "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "microaneurysms.png", "moon.png",
-    "motorcycle_left.png", "motorcycle_right.png", "page.png", "retina.jpg", "rocket.jpg", "text.png",
+    "astronaut.png",
+    "brick.png",
+    "camera.png",
+    "cell.png",
+    "chelsea.png",
+    "clock_motion.png",
+    "coffee.png",
+    "coins.png",
+    "grass.png",
+    "gravel.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "microaneurysms.png",
+    "moon.png",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "page.png",
+    "retina.jpg",
+    "rocket.jpg",
+    "text.png",
 )
 HELD_OUT = ("coffee.png", "astronaut.png", "coins.png", "rocket.jpg")
 
@@ -64,8 +83,8 @@ def _crops(image: np.ndarray, count: int, rng: np.random.Generator) -> list[np.n
 
 def prepare_images(work: Path, crops_per_photo: int, seed: int, smoke: bool) -> tuple[Path, Path]:
     """train/ and heldout/ folders of PNGs: photos plus crops, split by source photo."""
+    from mobile_sam.export import atomic_write_bytes, png_bytes
     from mobile_sam.image import load_image
-    from mobile_sam.export import png_bytes, atomic_write_bytes
 
     data = _skimage_data()
     sources = [data / name for name in SKIMAGE_PHOTOS]  # assets/*.jpg are copies of these: not added twice
@@ -144,8 +163,9 @@ def run_eval(work: Path, student_path: Path, teacher_path: Path, name: str, poin
     from distill.evaluate import evaluate, load_pair, write_report
 
     student, teacher = load_pair(work / "store_heldout", student_path, "vit_t", teacher_path, "cpu")
-    result = evaluate(work / "store_heldout", student, teacher, seed=seed, points_per_image=points,
-                      pairs_per_distance=1)
+    result = evaluate(
+        work / "store_heldout", student, teacher, seed=seed, points_per_image=points, pairs_per_distance=1
+    )
     write_report(result, work / name, f"vit_t student vs vit_b teacher ({name})")
     return {"embedding_mse": result.embedding_mse, **{f"miou {k}": v for k, v in result.miou.items()}}
 
@@ -185,7 +205,7 @@ def _deadline(minutes: float | None, until: str | None) -> float | None:
     if minutes is not None:
         limits.append(time.time() + 60 * minutes)
     if until is not None:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         hour, minute = (int(v) for v in until.split(":"))
         limits.append(now.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp())
     return min(limits) if limits else None
@@ -197,20 +217,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_distill"), help="working folder (outputs)")
     parser.add_argument("--steps", type=int, default=470, help="optimizer steps (default 470)")
-    parser.add_argument("--max-train-minutes", type=float, default=None,
-                        help="stop training early (checkpointed) after this many minutes, then evaluate")
+    parser.add_argument(
+        "--max-train-minutes",
+        type=float,
+        default=None,
+        help="stop training early (checkpointed) after this many minutes, then evaluate",
+    )
     parser.add_argument("--train-until", help="stop training early at this UTC time (HH:MM), then evaluate")
-    parser.add_argument("--batch-size", type=int, default=1,
-                        help="images per micro-batch (default 1: at equal compute, 100 steps of 1 image reached a "
-                        "held-out MSE of 0.80 where 50 steps of 2 reached 0.96)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="images per micro-batch (default 1: at equal compute, 100 steps of 1 image reached a "
+        "held-out MSE of 0.80 where 50 steps of 2 reached 0.96)",
+    )
     parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (default 1)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="muon",
-                        help="muon (default): Muon for the linear layers' weight matrices, AdamW for the rest; "
-                        "adamw: AdamW for all (see README for both)")
+    parser.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="muon",
+        help="muon (default): Muon for the linear layers' weight matrices, AdamW for the rest; "
+        "adamw: AdamW for all (see README for both)",
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    parser.add_argument("--output-lr-scale", type=float, default=10.0,
-                        help="learning-rate multiplier of the student's output LayerNorm (default 10; see README)")
-    parser.add_argument("--crops", type=int, default=2, help="random crops per training photo (default 2: 16 x 3 training images)")
+    parser.add_argument(
+        "--output-lr-scale",
+        type=float,
+        default=10.0,
+        help="learning-rate multiplier of the student's output LayerNorm (default 10; see README)",
+    )
+    parser.add_argument(
+        "--crops", type=int, default=2, help="random crops per training photo (default 2: 16 x 3 training images)"
+    )
     parser.add_argument("--points", type=int, default=8, help="one-point prompts per held-out image (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, crops, data order and prompts")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -247,9 +285,21 @@ def main() -> None:
     print(f"chance level (teacher on another held-out image's embedding), one-point mIoU: {chance:.4f}", flush=True)
     t0 = time.perf_counter()
     config = TrainConfig(
-        store=str(work / "store_train"), output=str(work / "train"), teacher_checkpoint=str(teacher_path),
-        student="vit_t", init=str(init_path), steps=steps, batch_size=args.batch_size, accumulate=args.accumulate,
-        optimizer=args.optimizer, lr=args.lr, output_lr_scale=args.output_lr_scale, warmup=max(1, steps // 12), checkpoint_every=8, seed=args.seed, device="cpu",
+        store=str(work / "store_train"),
+        output=str(work / "train"),
+        teacher_checkpoint=str(teacher_path),
+        student="vit_t",
+        init=str(init_path),
+        steps=steps,
+        batch_size=args.batch_size,
+        accumulate=args.accumulate,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        output_lr_scale=args.output_lr_scale,
+        warmup=max(1, steps // 12),
+        checkpoint_every=8,
+        seed=args.seed,
+        device="cpu",
     )
     deadline = _deadline(args.max_train_minutes, args.train_until)
     result = train(config, should_stop=lambda step: deadline is not None and time.time() > deadline)
@@ -261,13 +311,22 @@ def main() -> None:
     rows = list(csv.DictReader(result.log.open()))
     summary_plot(rows, before, after, chance, work / "summary.png")
     report = {
-        "images": counts, "steps": steps, "steps_done": len(rows), "timings_s": timings, "total_s": time.perf_counter() - started,
-        "before": before, "after": after,
+        "images": counts,
+        "steps": steps,
+        "steps_done": len(rows),
+        "timings_s": timings,
+        "total_s": time.perf_counter() - started,
+        "before": before,
+        "after": after,
         "mse_ratio_before_over_after": before["embedding_mse"] / after["embedding_mse"],
         "miou_point_gain": after["miou point/all"] - before["miou point/all"],
         "miou_point_chance_level": chance,
-        "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr, "output_lr_scale": args.output_lr_scale,
-        "threads": args.threads, "cpu_count": os.cpu_count(),
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "output_lr_scale": args.output_lr_scale,
+        "threads": args.threads,
+        "cpu_count": os.cpu_count(),
     }
     (work / "summary.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))

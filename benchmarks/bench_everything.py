@@ -25,6 +25,7 @@ pass (FastSAM-s and FastSAM-x with random weights, imgsz 1024, boxes only) is ti
     python benchmarks/bench_everything.py --decoders model --set pred_iou_thresh=0 --set stability_score_thresh=0
     python benchmarks/bench_everything.py --prompts objects --image ../shared/images/truck.jpg
 """
+
 from __future__ import annotations
 
 import argparse
@@ -112,8 +113,8 @@ def prompts_worker(args: argparse.Namespace) -> None:
     import torch
 
     from everything import ObjectAwareMaskGenerator, SamAutomaticMaskGenerator
-    from mobile_sam.allocator import keep_freed_memory
     from mobile_sam import sam_model_registry
+    from mobile_sam.allocator import keep_freed_memory
     from mobile_sam.image import load_image
 
     if args.threads:
@@ -150,8 +151,18 @@ def prompts_worker(args: argparse.Namespace) -> None:
             count = len(generator.generate(image, boxes=boxes, timings=stages))
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    print(json.dumps({"stages": stages, "total_s": sum(stages.values()), "cpu_s": cpu, "peak_rss_mb": _peak_rss_mb(),
-                      "masks": count, "threads": torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {
+                "stages": stages,
+                "total_s": sum(stages.values()),
+                "cpu_s": cpu,
+                "peak_rss_mb": _peak_rss_mb(),
+                "masks": count,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def _setting(value: str) -> float | str:
@@ -173,14 +184,27 @@ def _peak_rss_mb() -> float:
 def compare_prompts(images: list[Path], args: argparse.Namespace) -> None:
     """--prompts objects: grid against 300 and 100 box prompts, per stage, plus the detector's network pass."""
     runs = [("grid", 0), ("grid-all", 0), ("objects", 300), ("objects", 100), ("detector-s", 0), ("detector-x", 0)]
-    print("vit_t and FastSAM with RANDOM weights: masks meaningless. With random weights the grid's IoU filter keeps "
-          "no candidate, so `grid` skips all mask work (a lower bound of a trained model's cost); `grid-all` sets "
-          "pred_iou_thresh=0 (every prompt's masks made: an upper bound). The object-aware mode has no filter.")
+    print(
+        "vit_t and FastSAM with RANDOM weights: masks meaningless. With random weights the grid's IoU filter keeps "
+        "no candidate, so `grid` skips all mask work (a lower bound of a trained model's cost); `grid-all` sets "
+        "pred_iou_thresh=0 (every prompt's masks made: an upper bound). The object-aware mode has no filter."
+    )
     for image in images:
         results = {}
         for mode, boxes in runs:
-            command = [sys.executable, __file__, "--prompts-worker", "--mode", mode, "--boxes", str(boxes),
-                       "--image", str(image), "--threads", str(args.threads)]
+            command = [
+                sys.executable,
+                __file__,
+                "--prompts-worker",
+                "--mode",
+                mode,
+                "--boxes",
+                str(boxes),
+                "--image",
+                str(image),
+                "--threads",
+                str(args.threads),
+            ]
             if args.weights:
                 command += ["--weights", args.weights]
             completed = subprocess.run(command, capture_output=True, text=True)
@@ -190,8 +214,12 @@ def compare_prompts(images: list[Path], args: argparse.Namespace) -> None:
             label = f"{mode} {boxes}" if mode == "objects" else mode
             r = results[label] = json.loads(completed.stdout.strip().splitlines()[-1])
             stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in r["stages"].items())
-            print(f"{image.name:>10} {label:>12}: {r['total_s']:7.2f} s wall ({stages}), {r['cpu_s']:7.2f} s CPU, peak RSS {r['peak_rss_mb']:.0f} MB, "
-                  f"{r['masks']} masks/boxes, {r['threads']} threads", flush=True)
+            print(
+                f"{image.name:>10} {label:>12}: {r['total_s']:7.2f} s wall ({stages}), {r['cpu_s']:7.2f} s CPU, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB, "
+                f"{r['masks']} masks/boxes, {r['threads']} threads",
+                flush=True,
+            )
         for baseline in ("grid", "grid-all"):
             if baseline not in results:
                 continue
@@ -201,15 +229,20 @@ def compare_prompts(images: list[Path], args: argparse.Namespace) -> None:
                 if label not in results:
                     continue
                 r, n = results[label], int(label.split()[1])
-                line = (f"{baseline:>10} {label:>12}: {baseline}/objects wall x{grid['total_s'] / r['total_s']:.1f}, CPU "
-                        f"x{grid['cpu_s'] / r['cpu_s']:.1f} without the detector; decoder {1000 * r['stages']['decoder'] / n:.1f}"
-                        f" ms per box vs {baseline} decoder+postprocess {1000 * grid_decoder:.1f} ms per point")
+                line = (
+                    f"{baseline:>10} {label:>12}: {baseline}/objects wall x{grid['total_s'] / r['total_s']:.1f}, CPU "
+                    f"x{grid['cpu_s'] / r['cpu_s']:.1f} without the detector; "
+                    f"decoder {1000 * r['stages']['decoder'] / n:.1f}"
+                    f" ms per box vs {baseline} decoder+postprocess {1000 * grid_decoder:.1f} ms per point"
+                )
                 for detector in ("detector-s", "detector-x"):
                     if detector in results:
                         wall = r["total_s"] + results[detector]["total_s"]
                         cpu = r["cpu_s"] + results[detector]["cpu_s"]
-                        line += (f"; with FastSAM-{detector[-1]} wall x{grid['total_s'] / wall:.1f}, "
-                                 f"CPU x{grid['cpu_s'] / cpu:.1f}")
+                        line += (
+                            f"; with FastSAM-{detector[-1]} wall x{grid['total_s'] / wall:.1f}, "
+                            f"CPU x{grid['cpu_s'] / cpu:.1f}"
+                        )
                 print(line)
         if "grid" in results and "grid-all" in results:
             print(break_even(results))
@@ -229,8 +262,10 @@ def break_even(results: dict[str, dict]) -> str:
     for label, ratio in TARGET_RATIOS.items():
         if label in results:
             needed = (ratio * results[label]["total_s"] - low) / per_candidate
-            lines.append(f"{label} is {ratio:.0f}x faster than a grid that lets {max(needed, 0):.0f} or more of its "
-                         f"{GRID_CANDIDATES} candidates ({max(needed, 0) / GRID_CANDIDATES:.0%}) through the IoU filter")
+            lines.append(
+                f"{label} is {ratio:.0f}x faster than a grid that lets {max(needed, 0):.0f} or more of its "
+                f"{GRID_CANDIDATES} candidates ({max(needed, 0) / GRID_CANDIDATES:.0%}) through the IoU filter"
+            )
     return "\n".join(lines)
 
 
@@ -239,7 +274,7 @@ def agreement(exact: list[dict], reference: list[dict]) -> str:
     from pycocotools import mask as mask_utils
 
     if not reference:
-        return f"both empty" if not exact else f"reference empty, exact has {len(exact)}"
+        return "both empty" if not exact else f"reference empty, exact has {len(exact)}"
     if not exact:
         return f"exact empty, reference has {len(reference)}"
     ious = np.asarray(
@@ -256,23 +291,41 @@ def agreement(exact: list[dict], reference: list[dict]) -> str:
             and abs(record["stability_score"] - exact[j]["stability_score"]) <= 1e-3
         )
         matched += bool(ok)
-    return f"{matched}/{len(reference)} reference records matched, worst mask IoU {worst:.4f}, counts {len(exact)} vs {len(reference)}"
+    return (
+        f"{matched}/{len(reference)} reference records matched, worst mask IoU {worst:.4f}, "
+        f"counts {len(exact)} vs {len(reference)}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image", type=Path, action="append", help="photo(s) to run on (default: retina.jpg, truck.jpg)")
+    parser.add_argument(
+        "--image", type=Path, action="append", help="photo(s) to run on (default: retina.jpg, truck.jpg)"
+    )
     parser.add_argument("--modes", default="exact,reference", help="comma-separated: exact, reference")
     parser.add_argument("--decoders", default="model,synthetic", help="comma-separated: model, synthetic")
     parser.add_argument("--weights", help="vit_t checkpoint for the model decoder (default: random init)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                        help="keep: mobile_sam.allocator.keep_freed_memory() in the exact runs, as the CLI does "
-                             "(default); the reference always runs with glibc's defaults, as the official code does")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a generator setting, e.g. --set pred_iou_thresh=0 (default: official defaults)")
-    parser.add_argument("--prompts", choices=("grid", "objects"), default="grid",
-                        help="grid: exact vs reference (default); objects: grid vs object-aware box prompts, per stage")
+    parser.add_argument(
+        "--malloc",
+        choices=("keep", "default"),
+        default="keep",
+        help="keep: mobile_sam.allocator.keep_freed_memory() in the exact runs, as the CLI does "
+        "(default); the reference always runs with glibc's defaults, as the official code does",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a generator setting, e.g. --set pred_iou_thresh=0 (default: official defaults)",
+    )
+    parser.add_argument(
+        "--prompts",
+        choices=("grid", "objects"),
+        default="grid",
+        help="grid: exact vs reference (default); objects: grid vs object-aware box prompts, per stage",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prompts-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--boxes", type=int, default=300, help=argparse.SUPPRESS)
@@ -289,7 +342,10 @@ def main() -> None:
 
     images = args.image or [path for path in DEFAULT_IMAGES if path.is_file()]
     if args.prompts == "objects":
-        print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f} (timings on a shared machine are noisy)")
+        print(
+            f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f} "
+            "(timings on a shared machine are noisy)"
+        )
         compare_prompts(images, args)
         return
     decoders = args.decoders.split(",")
@@ -297,8 +353,13 @@ def main() -> None:
         print(f"skipping the synthetic decoder: {CONFORMANCE_DIR} not found")
         decoders.remove("synthetic")
     modes = args.modes.split(",")
-    print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f} (timings on a shared machine are noisy)")
-    print(f"malloc for exact: {args.malloc} (reference: glibc defaults); settings: {' '.join(args.set) or 'official defaults'}")
+    print(
+        f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f} (timings on a shared machine are noisy)"
+    )
+    print(
+        f"malloc for exact: {args.malloc} (reference: glibc defaults); "
+        f"settings: {' '.join(args.set) or 'official defaults'}"
+    )
     if "model" in decoders and not args.weights:
         print("model decoder: vit_t with RANDOM weights -- the masks are meaningless; only the cost is measured")
     with tempfile.TemporaryDirectory() as scratch:
@@ -307,9 +368,23 @@ def main() -> None:
                 results, records = {}, {}
                 for mode in modes:
                     out = Path(scratch) / f"{image.stem}_{decoder}_{mode}.json"
-                    command = [sys.executable, __file__, "--worker", "--mode", mode, "--decoder", decoder,
-                               "--image", str(image), "--records", str(out), "--threads", str(args.threads),
-                               "--malloc", args.malloc]
+                    command = [
+                        sys.executable,
+                        __file__,
+                        "--worker",
+                        "--mode",
+                        mode,
+                        "--decoder",
+                        decoder,
+                        "--image",
+                        str(image),
+                        "--records",
+                        str(out),
+                        "--threads",
+                        str(args.threads),
+                        "--malloc",
+                        args.malloc,
+                    ]
                     if args.weights:
                         command += ["--weights", args.weights]
                     for item in args.set:

@@ -3,12 +3,14 @@
 Rows: the image encoder on one preprocessed 1024x1024 image, and decoding one point (multimask, through
 the full predictor path: prompt transform, decoder, upscaling to the original size, threshold). Sides:
 our torch `SamPredictor`, `OnnxPredictor` on the fp32 export, and on its dynamic-int8 quantization
-(onnxruntime's `quantize_dynamic`, uint8 weights, as the official export script's --quantize-out). Prints medians, the ratio torch / side (> 1 means the side is faster than torch) and the
-agreement of each side with torch (embedding max |diff|, mask IoU on the conformance prompts when
+(onnxruntime's `quantize_dynamic`, uint8 weights, as the official export script's --quantize-out). Prints
+medians, the ratio torch / side (> 1 means the side is faster than torch) and the agreement
+of each side with torch (embedding max |diff|, mask IoU on the conformance prompts when
 ../shared/conformance is present, else on the benchmark point).
 
     python -m benchmarks.bench_onnx [--weights FILE] [--image PATH] [--runs 7] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +18,8 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -93,8 +95,12 @@ def _prompts(point: np.ndarray) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None,
-                        help="vit_t checkpoint (default: the conformance weights, else random weights, seed 0)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None,
+        help="vit_t checkpoint (default: the conformance weights, else random weights, seed 0)",
+    )
     parser.add_argument("--image", type=Path, help="photo (default: the conformance dogs.jpg, else assets/coffee.jpg)")
     parser.add_argument("--runs", type=int, default=7, help="timed runs per side and row (default 7)")
     parser.add_argument("--threads", type=int, default=2, help="threads for torch and ONNX Runtime (default 2)")
@@ -113,11 +119,14 @@ def main() -> None:
         rows = {
             "image encoder": {name: _encoder_call(name, p, preprocessed) for name, p in sides.items()},
             "decode 1 point (multimask)": {
-                name: (lambda p=p: p.predict(point_coords=point, point_labels=np.array([1]))) for name, p in sides.items()
+                name: (lambda p=p: p.predict(point_coords=point, point_labels=np.array([1])))
+                for name, p in sides.items()
             },
         }
-        print(f"vit_t, weights {args.weights or 'random (seed 0)'}, image {image.shape[1]}x{image.shape[0]}, "
-              f"{args.threads} threads, median of {args.runs} alternating runs (after one warm-up each)")
+        print(
+            f"vit_t, weights {args.weights or 'random (seed 0)'}, image {image.shape[1]}x{image.shape[0]}, "
+            f"{args.threads} threads, median of {args.runs} alternating runs (after one warm-up each)"
+        )
         print(f"{'row':<30}" + "".join(f"{name:>14}" for name in sides) + "   torch/fp32   torch/int8")
         for row, calls in rows.items():
             for fn in calls.values():
@@ -127,8 +136,12 @@ def main() -> None:
                 for name, fn in calls.items():
                     samples[name].append(_time(fn))
             medians = {name: statistics.median(values) for name, values in samples.items()}
-            print(f"{row:<30}" + "".join(f"{medians[n]:>11.1f} ms" for n in calls)
-                  + f"   {medians['torch'] / medians['onnx fp32']:>9.2f}x   {medians['torch'] / medians['onnx int8']:>9.2f}x")
+            print(
+                f"{row:<30}"
+                + "".join(f"{medians[n]:>11.1f} ms" for n in calls)
+                + f"   {medians['torch'] / medians['onnx fp32']:>9.2f}x"
+                + f"   {medians['torch'] / medians['onnx int8']:>9.2f}x"
+            )
 
         reference = sides["torch"].get_image_embedding().numpy()
         for name in ("onnx fp32", "onnx int8"):
@@ -138,8 +151,10 @@ def main() -> None:
                 torch_masks = sides["torch"].predict(**prompt)[0]
                 side_masks = sides[name].predict(**prompt)[0]
                 ious.extend(_mask_iou(a, b) for a, b in zip(side_masks, torch_masks))
-            print(f"{name} vs torch: embedding max |diff| {embedding_diff:.2e}; mask IoU over {len(ious)} masks: "
-                  f"min {min(ious):.4f}, mean {np.mean(ious):.4f}")
+            print(
+                f"{name} vs torch: embedding max |diff| {embedding_diff:.2e}; mask IoU over {len(ious)} masks: "
+                f"min {min(ious):.4f}, mean {np.mean(ious):.4f}"
+            )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ the ratio peer/ours (> 1 means ours is faster), a check that outputs agree, and 
 
     python -m benchmarks.bench_predictor [--image PATH] [--runs 7] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -109,7 +110,13 @@ def run_timing(image: np.ndarray, runs: int, seed: int) -> list[dict]:
             peer_times.append(_time(peer_fn))
         ours_median, peer_median = statistics.median(ours_times), statistics.median(peer_times)
         rows.append(
-            {"row": name, "ours_s": ours_median, "peer_s": peer_median, "ratio": peer_median / ours_median, "agreement": agreement}
+            {
+                "row": name,
+                "ours_s": ours_median,
+                "peer_s": peer_median,
+                "ratio": peer_median / ours_median,
+                "agreement": agreement,
+            }
         )
     return rows
 
@@ -160,12 +167,17 @@ def main() -> None:
     image = _load_image(args.image)
     rows = run_timing(image, args.runs, args.seed)
     torch.set_num_threads(args.threads)
-    print(f"image {image.shape[1]}x{image.shape[0]}, vit_t random weights, {args.threads} threads, "
-          f"median of {args.runs} alternating runs, torch {torch.__version__}")
+    print(
+        f"image {image.shape[1]}x{image.shape[0]}, vit_t random weights, {args.threads} threads, "
+        f"median of {args.runs} alternating runs, torch {torch.__version__}"
+    )
     print("| row | ours (ms) | ultralytics (ms) | ultralytics / ours | outputs |")
     print("|---|---:|---:|---:|---|")
     for row in rows:
-        print(f"| {row['row']} | {row['ours_s'] * 1e3:.1f} | {row['peer_s'] * 1e3:.1f} | {row['ratio']:.2f}x | {row['agreement']} |")
+        print(
+            f"| {row['row']} | {row['ours_s'] * 1e3:.1f} | {row['peer_s'] * 1e3:.1f} | {row['ratio']:.2f}x "
+            f"| {row['agreement']} |"
+        )
     ours_rss, peer_rss = _peak_rss("ours", args), _peak_rss("peer", args)
     print(f"peak RSS (all rows once, separate processes): ours {ours_rss:.0f} MB, ultralytics {peer_rss:.0f} MB")
 

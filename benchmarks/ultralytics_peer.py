@@ -3,9 +3,10 @@
 Used as the in-project peer for equivalence tests and speed baselines: same weights, same preprocessing,
 the peer's own image encoder, prompt encoder and mask decoder, and the official postprocessing.
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -70,7 +71,10 @@ class PeerPredictor:
         return masks > 0.0, scores, low_res
 
     def predict(
-        self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None, box: np.ndarray | None = None,
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
         multimask_output: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Official `SamPredictor.predict` steps for one prompt set in original-image pixels."""

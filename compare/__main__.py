@@ -1,4 +1,5 @@
 """`python -m compare`: see `compare.cli`."""
+
 import os
 
 # Nothing here needs ultralytics' network access (checkpoints come through mobile_sam.checkpoints); without this,

@@ -5,6 +5,7 @@ Every backend has `name`, `device`, `prepare(image)` (timed as the "encoder"), `
 cache (`mobile_sam.checkpoints.resolve_checkpoint`), with random weights (tests, timing), or around a model
 that is already built.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -227,7 +228,9 @@ class FastSamBackend:
             raise ValueError(f"FastSAM variant must be one of {self.variants}, got {variant!r}")
         _check_source(checkpoint, random_weights, model)
         if model is not None and not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module (an ultralytics SegmentationModel), got {type(model).__name__}")
+            raise TypeError(
+                f"model must be a torch.nn.Module (an ultralytics SegmentationModel), got {type(model).__name__}"
+            )
         self.variant = variant
         self.name = name or f"fastsam-{variant}"
         self.device = resolve_device(device)

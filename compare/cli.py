@@ -1,4 +1,5 @@
 """Command line: `python -m compare IMAGES... [options]` and `python -m compare params`."""
+
 from __future__ import annotations
 
 import argparse
@@ -91,35 +92,69 @@ def comparison_parser() -> argparse.ArgumentParser:
         prog="python -m compare", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("images", nargs="+", type=Path, help="image files (JPEG, PNG, ...); names must be unique")
-    p.add_argument("--reference", type=_model_name, default="vit_h",
-                   help="model whose masks count as ground truth (default: vit_h, as in the paper)")
-    p.add_argument("--models", type=_model_list, default=["vit_t", "fastsam-x"],
-                   help="comma-separated models compared with the reference (default: vit_t,fastsam-x)")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="points2",
-                   help="points2: a foreground and a background point D px apart (paper Table 7); point: one "
-                        "random point; box: a box jittered around the reference mask of a random point; user: "
-                        "prompts from --prompts (default: points2)")
-    p.add_argument("--distances", type=_csv_floats, default=PAPER_DISTANCES,
-                   help="points2 distances in original-image pixels (default: 100,200,300,400,500)")
-    p.add_argument("--prompts-per-image", type=_positive_int, default=20,
-                   help="prompts per image, per distance for points2 (default: 20)")
-    p.add_argument("--prompts", type=Path, help='user prompts, JSON: {"image.jpg": [{"points": [[x, y]], '
-                                                '"labels": [1]}, {"box": [x0, y0, x1, y1]}]}')
+    p.add_argument(
+        "--reference",
+        type=_model_name,
+        default="vit_h",
+        help="model whose masks count as ground truth (default: vit_h, as in the paper)",
+    )
+    p.add_argument(
+        "--models",
+        type=_model_list,
+        default=["vit_t", "fastsam-x"],
+        help="comma-separated models compared with the reference (default: vit_t,fastsam-x)",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="points2",
+        help="points2: a foreground and a background point D px apart (paper Table 7); point: one "
+        "random point; box: a box jittered around the reference mask of a random point; user: "
+        "prompts from --prompts (default: points2)",
+    )
+    p.add_argument(
+        "--distances",
+        type=_csv_floats,
+        default=PAPER_DISTANCES,
+        help="points2 distances in original-image pixels (default: 100,200,300,400,500)",
+    )
+    p.add_argument(
+        "--prompts-per-image",
+        type=_positive_int,
+        default=20,
+        help="prompts per image, per distance for points2 (default: 20)",
+    )
+    p.add_argument(
+        "--prompts",
+        type=Path,
+        help='user prompts, JSON: {"image.jpg": [{"points": [[x, y]], "labels": [1]}, {"box": [x0, y0, x1, y1]}]}',
+    )
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the prompt sampling (default: 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder (CSV, JSON, markdown report, figures)")
     p.add_argument("--checkpoint-dir", type=Path, help="folder holding the official checkpoint files")
-    p.add_argument("--checkpoint", type=_checkpoint_pair, action="append", default=[], metavar="NAME=FILE",
-                   help="explicit checkpoint for one model, e.g. vit_h=/data/sam_vit_h_4b8939.pth (repeatable)")
+    p.add_argument(
+        "--checkpoint",
+        type=_checkpoint_pair,
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="explicit checkpoint for one model, e.g. vit_h=/data/sam_vit_h_4b8939.pth (repeatable)",
+    )
     p.add_argument("--download", action="store_true", help="download missing official checkpoints")
-    p.add_argument("--random-weights", action="store_true",
-                   help="build every model with random weights drawn with --seed (no files needed; masks and mIoU "
-                        "are meaningless, timings and parameter counts are real)")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="build every model with random weights drawn with --seed (no files needed; masks and mIoU "
+        "are meaningless, timings and parameter counts are real)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads for every model (default: torch's)")
-    p.add_argument("--warmup", type=_non_negative_int, default=1,
-                   help="untimed runs per model on the first image (default: 1)")
-    p.add_argument("--repeats", type=_positive_int, default=1,
-                   help="timed encoder runs per image and model (default: 1)")
+    p.add_argument(
+        "--warmup", type=_non_negative_int, default=1, help="untimed runs per model on the first image (default: 1)"
+    )
+    p.add_argument(
+        "--repeats", type=_positive_int, default=1, help="timed encoder runs per image and model (default: 1)"
+    )
     return p
 
 
@@ -128,10 +163,14 @@ def params_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m compare params",
         description="Print encoder / decoder / total parameters of each model from its definition alone "
-                    "(no checkpoint needed), next to the figures quoted in the MobileSAM paper.",
+        "(no checkpoint needed), next to the figures quoted in the MobileSAM paper.",
     )
-    p.add_argument("--models", type=_model_list, default=list(MODEL_NAMES),
-                   help=f"comma-separated models (default: {','.join(MODEL_NAMES)})")
+    p.add_argument(
+        "--models",
+        type=_model_list,
+        default=list(MODEL_NAMES),
+        help=f"comma-separated models (default: {','.join(MODEL_NAMES)})",
+    )
     return p
 
 
@@ -185,12 +224,19 @@ def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) ->
         )
         return 2
     with tqdm(total=len(images) * (1 + len(models)), desc="comparing", unit="model-image") as bar:
+
         def advance(description: str) -> None:
             bar.set_postfix_str(description)
             bar.update()
 
         run = run_comparison(
-            images, reference, models, spec, seed=args.seed, warmup=args.warmup, repeats=args.repeats,
+            images,
+            reference,
+            models,
+            spec,
+            seed=args.seed,
+            warmup=args.warmup,
+            repeats=args.repeats,
             progress=advance,
         )
     run.result.settings.update(

@@ -9,6 +9,7 @@ FastSAM segments every instance first, then a prompt only selects:
 - box: the one instance with the highest IoU with the box (box taken as a filled rectangle).
 - no instance selected: an empty mask.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Figures of a comparison (matplotlib, no display needed): mIoU vs point distance, latency bars, a mask grid."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -65,7 +66,9 @@ def plot_latency(result: ComparisonResult, path: str | Path) -> Path:
     return Path(path)
 
 
-def _overlay(rgb: np.ndarray, mask: np.ndarray, max_side: int, color: Sequence[float] = (0.12, 0.56, 1.0)) -> np.ndarray:
+def _overlay(
+    rgb: np.ndarray, mask: np.ndarray, max_side: int, color: Sequence[float] = (0.12, 0.56, 1.0)
+) -> np.ndarray:
     """The image with the mask tinted, shrunk (nearest pixel) so its longest side is at most `max_side`."""
     step = max(1, int(np.ceil(max(rgb.shape[:2]) / max_side)))
     out = rgb[::step, ::step].astype(np.float64) / 255.0
@@ -86,8 +89,13 @@ def _draw_prompt(ax, prompt: dict) -> None:
         ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="yellow", linewidth=1.5)
 
 
-def plot_mask_grid(examples: Sequence[MaskExample], models: Sequence[str], path: str | Path,
-                   random_weights: bool = False, max_side: int = 240) -> Path:
+def plot_mask_grid(
+    examples: Sequence[MaskExample],
+    models: Sequence[str],
+    path: str | Path,
+    random_weights: bool = False,
+    max_side: int = 240,
+) -> Path:
     """A grid of masks: one row per example prompt, one column per model, IoU vs the reference in each title.
 
     Images are shown at most `max_side` pixels on their longest side (prompts stay in original-pixel coordinates).

@@ -1,4 +1,5 @@
 """Mask agreement: IoU of two masks and mIoU of a model against the reference model."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

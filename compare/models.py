@@ -1,4 +1,5 @@
 """The models the comparison knows by name, how to build their backends, and their parameter counts."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping

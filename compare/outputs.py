@@ -1,4 +1,5 @@
 """Write everything a comparison run produced into one folder."""
+
 from __future__ import annotations
 
 from pathlib import Path

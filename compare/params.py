@@ -1,4 +1,5 @@
 """Parameter counts per model part, from a built model or from the architecture alone (no weights)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

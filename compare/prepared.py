@@ -6,12 +6,13 @@ The slow step of a comparison is `prepare` (each model's image encoder). `Prepar
 the prepared backends of the last few (image, model) pairs, so a second comparison on the same
 image, with other prompts, runs no encoder.
 """
+
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ class _Prepared:
         return _parameter_counts(self.name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parameter_counts(name: str) -> ParameterCounts:
     return architecture_parameter_counts(name)
 
@@ -127,8 +128,12 @@ def compare_on_image(
     if progress is not None:
         progress(len(names) / (len(names) + 1), "decoding the prompts")
     run = run_comparison(
-        [(IMAGE_NAME, image)], ready[reference], [ready[n] for n in names[1:] if n in ready],
-        ProtocolSpec("user", user_prompts={IMAGE_NAME: list(prompts)}), warmup=0, cancel=cancel,
+        [(IMAGE_NAME, image)],
+        ready[reference],
+        [ready[n] for n in names[1:] if n in ready],
+        ProtocolSpec("user", user_prompts={IMAGE_NAME: list(prompts)}),
+        warmup=0,
+        cancel=cancel,
         on_mask=lambda model, _image, _case, mask: masks[model].append(mask),
     )
     result = run.result

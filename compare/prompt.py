@@ -1,4 +1,5 @@
 """A prompt for one mask: points with labels, a box, or both, in original-image pixel coordinates."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,7 +55,8 @@ class Prompt:
         return 0 if self.point_coords is None else int(self.point_coords.shape[0])
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict: `points` [[x, y], ...], `labels` [...], `box` [x0, y0, x1, y1] (absent keys omitted)."""
+        """A JSON-friendly dict: `points` [[x, y], ...], `labels` [...], `box` [x0, y0, x1, y1] (absent keys
+        omitted)."""
         out: dict[str, Any] = {}
         if self.point_coords is not None and self.point_labels is not None:
             out["points"] = self.point_coords.tolist()

@@ -9,6 +9,7 @@
 Coordinates are (x, y) in original-image pixels; a point lies inside the image when 0 <= x <= W-1 and
 0 <= y <= H-1.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Markdown tables of a comparison: mIoU per model and protocol condition, latency, parameters."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

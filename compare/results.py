@@ -1,4 +1,5 @@
 """The results of a comparison run, with CSV and JSON round trips."""
+
 from __future__ import annotations
 
 import csv
@@ -154,7 +155,9 @@ def load_encoder_csv(path: str | Path) -> list[EncoderRecord]:
     """Read the rows written by `ComparisonResult.save_encoder_csv`."""
     with Path(path).open(newline="") as f:
         return [
-            EncoderRecord(image=row["image"], model=row["model"], run=int(row["run"]), encoder_ms=float(row["encoder_ms"]))
+            EncoderRecord(
+                image=row["image"], model=row["model"], run=int(row["run"]), encoder_ms=float(row["encoder_ms"])
+            )
             for row in csv.DictReader(f)
         ]
 

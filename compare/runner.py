@@ -1,4 +1,5 @@
 """Run a comparison: every model on the same images and prompts, masks compared with the reference model's."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence

@@ -1,4 +1,5 @@
 """Latency measurement: device-synchronised stopwatches, summary statistics, and a guard on torch's thread count."""
+
 from __future__ import annotations
 
 import time

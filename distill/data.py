@@ -1,5 +1,6 @@
 """Training samples from an embedding store: the resized image (uint8) and the teacher's embedding, and the
 data order (a DistributedSampler permutation per epoch, so that a step number fixes the position exactly)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Teacher embeddings for a folder of images, stored once for training (the paper's "save the image embeddings
 beforehand"), in one process; `distill.ray_engine` runs the same work on Ray Data actors."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator

@@ -6,6 +6,7 @@ One-point rule (as in compare's backends): a single point asks for three masks a
 one; two points ask for one mask. Seeds: image i's one-point prompts come from `protocol_rng(seed, i)`, its
 point pairs from `protocol_rng(seed + 1, i)`, so each protocol's prompts do not depend on the other's options.
 """
+
 from __future__ import annotations
 
 import io
@@ -128,8 +129,11 @@ def evaluate(
 
 
 def load_pair(
-    store: str | Path, student_checkpoint: str | Path | None, student_name: str = "vit_t",
-    teacher_checkpoint_path: str | Path | None = None, device: str = "auto",
+    store: str | Path,
+    student_checkpoint: str | Path | None,
+    student_name: str = "vit_t",
+    teacher_checkpoint_path: str | Path | None = None,
+    device: str = "auto",
 ) -> tuple[Sam, Sam]:
     """(student, teacher) for `evaluate`: the teacher named by the store (its checkpoint hash checked)."""
     index = EmbeddingStore(store).index
@@ -144,13 +148,22 @@ def load_pair(
 
 def format_report(result: EvalResult, title: str) -> str:
     """The markdown report: mIoU table per protocol/condition and the embedding MSE."""
-    lines = [f"# {title}", "", f"Held-out images: {result.images}. Embedding MSE (student vs teacher): "
-             f"{result.embedding_mse:.4g}.", "", "| protocol | condition | prompts | mIoU |", "|---|---|---:|---:|"]
+    lines = [
+        f"# {title}",
+        "",
+        f"Held-out images: {result.images}. Embedding MSE (student vs teacher): {result.embedding_mse:.4g}.",
+        "",
+        "| protocol | condition | prompts | mIoU |",
+        "|---|---|---:|---:|",
+    ]
     for key in sorted(result.miou, key=lambda k: (k.split("/")[0] != "point", k)):
         protocol, condition = key.split("/", 1)
         lines.append(f"| {protocol} | {condition} | {result.counts[key]} | {result.miou[key]:.4f} |")
     if result.skipped_prompts:
-        lines += ["", f"{result.skipped_prompts} two-point prompts were left out: their distance does not fit the image."]
+        lines += [
+            "",
+            f"{result.skipped_prompts} two-point prompts were left out: their distance does not fit the image.",
+        ]
     return "\n".join(lines) + "\n"
 
 

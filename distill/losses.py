@@ -11,6 +11,7 @@ rather than the IoU against ground truth as in SAM: the paper's one-point metric
 highest-scoring mask, so the student agrees with the teacher when it ranks its three masks as the teacher does.
 Without the term the IoU head gets no gradient while its input tokens change, and its ranking drifts.
 """
+
 from __future__ import annotations
 
 import torch

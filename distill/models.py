@@ -6,6 +6,7 @@ configurations of the same two encoder families (64x64 input, (256, 4, 4) embedd
 for unit tests and quick smoke runs; a teacher and a student fit together when their embeddings have the
 same shape (`embedding_shape`).
 """
+
 from __future__ import annotations
 
 from functools import partial

@@ -1,6 +1,7 @@
 """Random point prompts in the model's input frame, and decoding them from image embeddings with a prompt
 encoder and mask decoder in one batched call (differentiable in the embeddings and the decoder), for
 semi-coupled training and decoder fine-tuning."""
+
 from __future__ import annotations
 
 import torch

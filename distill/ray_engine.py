@@ -5,6 +5,7 @@ once and embeds batches of paths; unreadable images come back as errors, not exc
 does not fail the run. Results arrive in any order; the store keys them by path, so resuming works as with
 the local engine.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,15 @@ class TeacherActor:
 
 
 def run_ray(
-    teacher: str, checkpoint: str | Path | None, device: str | torch.device, root: Path, paths: list[str],
-    writer: StoreWriter, batch_size: int, workers: int, progress: Callable[[int], None],
+    teacher: str,
+    checkpoint: str | Path | None,
+    device: str | torch.device,
+    root: Path,
+    paths: list[str],
+    writer: StoreWriter,
+    batch_size: int,
+    workers: int,
+    progress: Callable[[int], None],
 ) -> tuple[int, int]:
     """Embed `paths` with `workers` Ray actors (a local Ray unless one is running); returns (embedded, failed)."""
     import ray
@@ -62,8 +70,12 @@ def run_ray(
         gpu = torch.device(device).type == "cuda"
         results = ray.data.from_items([{"path": p} for p in paths]).map_batches(
             TeacherActor,
-            fn_constructor_kwargs={"teacher": teacher, "checkpoint": None if checkpoint is None else str(checkpoint),
-                                   "device": str(device), "root": str(root)},
+            fn_constructor_kwargs={
+                "teacher": teacher,
+                "checkpoint": None if checkpoint is None else str(checkpoint),
+                "device": str(device),
+                "root": str(root),
+            },
             batch_size=batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=min(workers, len(paths))),

@@ -1,4 +1,5 @@
 """The learning-rate schedule: linear warm-up from 0, then cosine decay to `min_ratio` of the peak."""
+
 from __future__ import annotations
 
 import math
@@ -20,4 +21,6 @@ def warmup_cosine(
     """A LambdaLR applying `warmup_cosine_factor` (its state_dict resumes exactly)."""
     if total < 1 or warmup < 0:
         raise ValueError(f"need total >= 1 and warmup >= 0 steps, got {total} and {warmup}")
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine_factor(step, warmup, total, min_ratio))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine_factor(step, warmup, total, min_ratio)
+    )

@@ -1,4 +1,5 @@
 """Listing the images of a dataset folder: plain images, or the SA-1B layout (sa_*.jpg beside sa_*.json)."""
+
 from __future__ import annotations
 
 from pathlib import Path

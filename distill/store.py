@@ -10,6 +10,7 @@ Layout of a store folder:
 Every file is written to a temporary name and renamed into place, shard before index, so an interrupted run
 leaves a consistent store; `embed` then resumes after the last complete shard.
 """
+
 from __future__ import annotations
 
 import io
@@ -59,7 +60,7 @@ class StoreIndex:
         return json.dumps(asdict(self), indent=1).encode("utf-8")
 
     @classmethod
-    def from_json(cls, data: dict) -> "StoreIndex":
+    def from_json(cls, data: dict) -> StoreIndex:
         if data.get("version") != STORE_VERSION:
             raise StoreError(f"unsupported store version {data.get('version')!r} (expected {STORE_VERSION})")
         fields = dict(data)

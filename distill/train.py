@@ -17,6 +17,7 @@ student, optimizer, scheduler, RNG states and step, and resuming from it reprodu
 Under `torchrun` the encoder is wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU) and each
 process reads its own share of every epoch.
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,8 +42,16 @@ from mobile_sam.modeling import Sam
 
 from .data import StoreDataset, epoch_order
 from .losses import decoder_loss, embedding_mse, mask_loss
-from .models import adopt_decoder, build_model, check_student_name, checkpoint_sha256, embedding_shape, freeze
-from .models import output_norm, teacher_checkpoint
+from .models import (
+    adopt_decoder,
+    build_model,
+    check_student_name,
+    checkpoint_sha256,
+    embedding_shape,
+    freeze,
+    output_norm,
+    teacher_checkpoint,
+)
 from .prompting import decode_points, random_points
 from .schedule import warmup_cosine
 from .store import EmbeddingStore, StoreError
@@ -57,8 +66,23 @@ PLOT_FILE = "loss.png"
 UNUSED_ENCODER_PARTS = ("norm_head", "head")
 LOG_FIELDS = ("step", "epoch", "lr", "loss", "seconds")
 # Options that change the loss curve: a resumed run must use the same values.
-_CURVE_FIELDS = ("student", "mode", "optimizer", "lr", "output_lr_scale", "weight_decay", "warmup", "min_lr_ratio",
-                 "batch_size", "accumulate", "seed", "points_per_image", "steps", "epochs", "precision")
+_CURVE_FIELDS = (
+    "student",
+    "mode",
+    "optimizer",
+    "lr",
+    "output_lr_scale",
+    "weight_decay",
+    "warmup",
+    "min_lr_ratio",
+    "batch_size",
+    "accumulate",
+    "seed",
+    "points_per_image",
+    "steps",
+    "epochs",
+    "precision",
+)
 
 
 @dataclass(frozen=True)
@@ -243,8 +267,9 @@ def build_optimizers(trainable: torch.nn.Module, config: TrainConfig) -> list[to
         groups.append({"params": [p for p in rest if id(p) in output], "lr": config.lr * config.output_lr_scale})
     optimizers = [torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)]
     if matrices:
-        optimizers.append(torch.optim.Muon(matrices, lr=config.lr, weight_decay=config.weight_decay,
-                                           adjust_lr_fn="match_rms_adamw"))
+        optimizers.append(
+            torch.optim.Muon(matrices, lr=config.lr, weight_decay=config.weight_decay, adjust_lr_fn="match_rms_adamw")
+        )
     return optimizers
 
 
@@ -355,12 +380,15 @@ class _Trainer:
     def micro_loss(self, indices: list[int], generator: torch.Generator) -> torch.Tensor:
         samples = [self.dataset[i] for i in indices]
         inputs = torch.stack(
-            [self.student.preprocess(image[:, : int(hw[0]), : int(hw[1])].to(self.device).float())
-             for image, hw, _ in samples]
+            [
+                self.student.preprocess(image[:, : int(hw[0]), : int(hw[1])].to(self.device).float())
+                for image, hw, _ in samples
+            ]
         )
         target = torch.stack([t for _, _, t in samples]).to(self.device)
-        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                  enabled=self.amp_dtype is not None)
+        autocast = torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        )
         mode = self.config.mode
         with autocast, torch.set_grad_enabled(mode != "decoder"):
             encoder = self.student.image_encoder if mode == "decoder" else self.trainable
@@ -371,7 +399,9 @@ class _Trainer:
         points = random_points(sizes, self.config.points_per_image, generator).to(self.device)
         reference = self.reference if mode == "decoder" else self.student
         with torch.no_grad():
-            teacher_logits, teacher_iou = decode_points(reference.prompt_encoder, reference.mask_decoder, target, points)
+            teacher_logits, teacher_iou = decode_points(
+                reference.prompt_encoder, reference.mask_decoder, target, points
+            )
         decoder = self.trainable if mode == "decoder" else self.student.mask_decoder
         with autocast:
             student_logits, student_iou = decode_points(self.student.prompt_encoder, decoder, prediction, points)
@@ -420,14 +450,26 @@ def train(config: TrainConfig, should_stop: Callable[[int], bool] | None = None)
     if (output / CHECKPOINT_FILE).exists():
         trainer.load(output / CHECKPOINT_FILE)
     started = time.perf_counter()
-    with tqdm(total=trainer.total_steps, initial=trainer.step, desc=f"train ({config.mode})", unit="step",
-              disable=not (config.progress and place.main)) as bar:
+    with tqdm(
+        total=trainer.total_steps,
+        initial=trainer.step,
+        desc=f"train ({config.mode})",
+        unit="step",
+        disable=not (config.progress and place.main),
+    ) as bar:
         while trainer.step < trainer.total_steps:
             lr = trainer.optimizers[0].param_groups[0]["lr"]
             loss = trainer.run_step()
             trainer.step += 1
-            trainer.rows.append({"step": trainer.step, "epoch": (trainer.step - 1) // trainer.steps_per_epoch,
-                                 "lr": lr, "loss": loss, "seconds": round(time.perf_counter() - started, 3)})
+            trainer.rows.append(
+                {
+                    "step": trainer.step,
+                    "epoch": (trainer.step - 1) // trainer.steps_per_epoch,
+                    "lr": lr,
+                    "loss": loss,
+                    "seconds": round(time.perf_counter() - started, 3),
+                }
+            )
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4g}")
             stop = should_stop is not None and should_stop(trainer.step)

@@ -3,6 +3,7 @@
 `SamAutomaticMaskGenerator` gives the official grid generator's results (faster); `ObjectAwareMaskGenerator`
 is MobileSAMv2's object-aware mode (box prompts from a detector, `load_box_source`), a different algorithm.
 """
+
 from mobile_sam.automatic_mask_generator import DecodePoints, GenerationCancelled, SamAutomaticMaskGenerator
 
 from .box_sources import Detections, load_box_source

@@ -8,12 +8,13 @@ at the end if any image failed. `--engine ray` runs the images on Ray Data (impo
 COCO-RLE JSON per image in DIR/results/ as it finishes, merged into DIR/annotations.json, failures in
 DIR/failures.json, and a rerun skips the images already done.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tqdm import tqdm
 
@@ -36,70 +37,138 @@ def build_parser() -> argparse.ArgumentParser:
             "detected object), a DIFFERENT algorithm whose masks are not the official grid results."
         ),
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="image files, folders of images, or list files (.txt, one image path per line)")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="image files, folders of images, or list files (.txt, one image path per line)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
-    parser.add_argument("--format", choices=("coco", "png", "both"), default="both",
-                        help="coco: DIR/annotations.json; png: DIR/NAME/mask_NNNN.png per mask; both (default). "
-                             "--engine ray writes COCO JSON only")
+    parser.add_argument(
+        "--format",
+        choices=("coco", "png", "both"),
+        default="both",
+        help="coco: DIR/annotations.json; png: DIR/NAME/mask_NNNN.png per mask; both (default). "
+        "--engine ray writes COCO JSON only",
+    )
     parser.add_argument("--no-overlay", action="store_true", help="do not write DIR/NAME/overlay.png (local engine)")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=MODEL_TYPES, default="vit_t", help="vit_t = MobileSAM (default); vit_b/l/h = SAM")
+    model.add_argument(
+        "--model", choices=MODEL_TYPES, default="vit_t", help="vit_t = MobileSAM (default); vit_b/l/h = SAM"
+    )
     model.add_argument("--checkpoint", type=Path, help="checkpoint file (default: the official file from the cache)")
     model.add_argument("--checkpoint-dir", type=Path, help="folder holding official checkpoint files (the cache)")
     model.add_argument("--no-download", action="store_true", help="never download a missing checkpoint")
-    model.add_argument("--random-weights", action="store_true",
-                       help="use randomly initialised SAM weights (for testing only: the masks are meaningless; "
-                            "the detector of --prompts objects still needs its file)")
+    model.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="use randomly initialised SAM weights (for testing only: the masks are meaningless; "
+        "the detector of --prompts objects still needs its file)",
+    )
     model.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
 
     prompts = parser.add_argument_group("prompts")
-    prompts.add_argument("--prompts", choices=("grid", "objects"), default="grid",
-                         help="grid: a grid of point prompts, the official generator's results (default); objects: "
-                              "MobileSAMv2's object-aware prompting, one box prompt per detected object, one mask each "
-                              "(a different algorithm: not the official results; much less decoder work)")
-    prompts.add_argument("--detector", default="objectaware",
-                         help="box detector for --prompts objects: objectaware (MobileSAMv2's ObjectAwareModel.pt, "
-                              "default), fastsam-s, fastsam-x, or the path of an ultralytics checkpoint you trust")
+    prompts.add_argument(
+        "--prompts",
+        choices=("grid", "objects"),
+        default="grid",
+        help="grid: a grid of point prompts, the official generator's results (default); objects: "
+        "MobileSAMv2's object-aware prompting, one box prompt per detected object, one mask each "
+        "(a different algorithm: not the official results; much less decoder work)",
+    )
+    prompts.add_argument(
+        "--detector",
+        default="objectaware",
+        help="box detector for --prompts objects: objectaware (MobileSAMv2's ObjectAwareModel.pt, "
+        "default), fastsam-s, fastsam-x, or the path of an ultralytics checkpoint you trust",
+    )
     prompts.add_argument("--max-boxes", type=int, default=300, help="objects: at most this many boxes (default 300)")
-    prompts.add_argument("--border-snap", type=float, default=20.0,
-                         help="objects: box sides within this many pixels of the image border move onto it (default 20)")
-    prompts.add_argument("--boxes-per-batch", type=int, default=64, help="objects: boxes decoded per batch (default 64)")
+    prompts.add_argument(
+        "--border-snap",
+        type=float,
+        default=20.0,
+        help="objects: box sides within this many pixels of the image border move onto it (default 20)",
+    )
+    prompts.add_argument(
+        "--boxes-per-batch", type=int, default=64, help="objects: boxes decoded per batch (default 64)"
+    )
 
     knobs = parser.add_argument_group(
-        "generator (the official SamAutomaticMaskGenerator settings; filters default to no filter with --prompts objects)"
+        "generator (the official SamAutomaticMaskGenerator settings; filters default to no filter with "
+        "--prompts objects)"
     )
-    knobs.add_argument("--points-per-side", type=int, default=32, help="grid points along one side (default 32 = 1024 prompts)")
-    knobs.add_argument("--points-per-batch", type=int, default=64, help="prompts decoded together (memory vs speed; default 64)")
-    knobs.add_argument("--pred-iou-thresh", type=float, help="keep masks with predicted IoU above this (default 0.88; objects: 0)")
-    knobs.add_argument("--stability-score-thresh", type=float,
-                       help="keep masks with stability score at least this (default 0.95; objects: 0)")
-    knobs.add_argument("--stability-score-offset", type=float, default=1.0,
-                       help="logit offset of the stability score's two thresholds (default 1.0)")
-    knobs.add_argument("--box-nms-thresh", type=float,
-                       help="box IoU for removing duplicate masks (default 0.7; objects: no NMS)")
-    knobs.add_argument("--crop-n-layers", type=int, default=0, help="extra layers of image crops (default 0: whole image only)")
-    knobs.add_argument("--crop-nms-thresh", type=float, default=0.7,
-                       help="box IoU for removing duplicates across crops (default 0.7)")
-    knobs.add_argument("--crop-overlap-ratio", type=float, default=512 / 1500,
-                       help="overlap of neighbouring crops, fraction of the short side (default 512/1500)")
-    knobs.add_argument("--crop-n-points-downscale-factor", type=int, default=1,
-                       help="points per side in crop layer i are divided by this**i (default 1)")
-    knobs.add_argument("--min-mask-region-area", type=int, default=0,
-                       help="fill holes and remove islands smaller than this many pixels (default 0: off)")
-    knobs.add_argument("--upsampling", choices=("torch", "opencv"),
-                       help="how masks reach the image size: torch (the official values; the grid's default) or opencv "
-                            "(the same geometry, logits within about 2e-5, about 2.5x cheaper per mask; the default with "
-                            "--prompts objects)")
+    knobs.add_argument(
+        "--points-per-side", type=int, default=32, help="grid points along one side (default 32 = 1024 prompts)"
+    )
+    knobs.add_argument(
+        "--points-per-batch", type=int, default=64, help="prompts decoded together (memory vs speed; default 64)"
+    )
+    knobs.add_argument(
+        "--pred-iou-thresh", type=float, help="keep masks with predicted IoU above this (default 0.88; objects: 0)"
+    )
+    knobs.add_argument(
+        "--stability-score-thresh",
+        type=float,
+        help="keep masks with stability score at least this (default 0.95; objects: 0)",
+    )
+    knobs.add_argument(
+        "--stability-score-offset",
+        type=float,
+        default=1.0,
+        help="logit offset of the stability score's two thresholds (default 1.0)",
+    )
+    knobs.add_argument(
+        "--box-nms-thresh", type=float, help="box IoU for removing duplicate masks (default 0.7; objects: no NMS)"
+    )
+    knobs.add_argument(
+        "--crop-n-layers", type=int, default=0, help="extra layers of image crops (default 0: whole image only)"
+    )
+    knobs.add_argument(
+        "--crop-nms-thresh", type=float, default=0.7, help="box IoU for removing duplicates across crops (default 0.7)"
+    )
+    knobs.add_argument(
+        "--crop-overlap-ratio",
+        type=float,
+        default=512 / 1500,
+        help="overlap of neighbouring crops, fraction of the short side (default 512/1500)",
+    )
+    knobs.add_argument(
+        "--crop-n-points-downscale-factor",
+        type=int,
+        default=1,
+        help="points per side in crop layer i are divided by this**i (default 1)",
+    )
+    knobs.add_argument(
+        "--min-mask-region-area",
+        type=int,
+        default=0,
+        help="fill holes and remove islands smaller than this many pixels (default 0: off)",
+    )
+    knobs.add_argument(
+        "--upsampling",
+        choices=("torch", "opencv"),
+        help="how masks reach the image size: torch (the official values; the grid's default) or opencv "
+        "(the same geometry, logits within about 2e-5, about 2.5x cheaper per mask; the default with "
+        "--prompts objects)",
+    )
 
     engine = parser.add_argument_group("engine")
-    engine.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="local: this process (default); ray: Ray Data actors, one model replica each, with "
-                             "per-image results, resume and DIR/failures.json (needs ray[data])")
-    engine.add_argument("--ray-address",
-                        help="Ray cluster to join (e.g. auto or ray://HOST:10001); unset: start a local Ray on this machine")
-    engine.add_argument("--num-workers", type=int, help="Ray actors (model replicas); default one per GPU, else half the CPUs")
+    engine.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: Ray Data actors, one model replica each, with "
+        "per-image results, resume and DIR/failures.json (needs ray[data])",
+    )
+    engine.add_argument(
+        "--ray-address",
+        help="Ray cluster to join (e.g. auto or ray://HOST:10001); unset: start a local Ray on this machine",
+    )
+    engine.add_argument(
+        "--num-workers", type=int, help="Ray actors (model replicas); default one per GPU, else half the CPUs"
+    )
     return parser
 
 
@@ -211,7 +280,9 @@ def run_with_ray(args: argparse.Namespace, spec, files: Sequence[Path]) -> int:
             if status == "failed":
                 tqdm.write(f"failed: {name}", file=sys.stderr)
 
-        summary = run_ray(files, names, args.out, spec, address=args.ray_address, num_workers=args.num_workers, on_image=on_image)
+        summary = run_ray(
+            files, names, args.out, spec, address=args.ray_address, num_workers=args.num_workers, on_image=on_image
+        )
         bar.update(len(summary.skipped))
     write_failures(args.out, summary.failures)
     path, count = merge_results(args.out, names)
@@ -227,9 +298,8 @@ def run_with_ray(args: argparse.Namespace, spec, files: Sequence[Path]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mobile_sam.checkpoints import CheckpointError
-
     from mobile_sam.allocator import keep_freed_memory
+    from mobile_sam.checkpoints import CheckpointError
 
     keep_freed_memory()
     files = expand_paths(args.paths)

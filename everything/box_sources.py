@@ -6,6 +6,7 @@ their (N,) confidences, highest first. `load_box_source` builds one from a regis
 an explicit file, and runs it through ultralytics with MobileSAMv2's published settings (imgsz 1024,
 conf 0.4, NMS IoU 0.9, at most 300 boxes). Only boxes are computed: no instance masks.
 """
+
 from __future__ import annotations
 
 import threading
@@ -94,7 +95,9 @@ class UltralyticsBoxSource:
             # YOLOv8-seg answers (detections, mask prototypes): only the detections go to NMS, as in
             # ultralytics' SegmentationPredictor; no masks are made.
             detect_postprocess = predictor.postprocess
-            predictor.postprocess = lambda preds, img, orig_imgs, **kwargs: detect_postprocess(preds[0], img, orig_imgs, **kwargs)
+            predictor.postprocess = lambda preds, img, orig_imgs, **kwargs: detect_postprocess(
+                preds[0], img, orig_imgs, **kwargs
+            )
         self._predictor = predictor
         self._lock = threading.Lock()
 
@@ -109,7 +112,9 @@ class UltralyticsBoxSource:
             finally:
                 torch.set_num_threads(threads)
         boxes = result.boxes
-        return Detections(boxes.xyxy.double().cpu().numpy().reshape(-1, 4), boxes.conf.double().cpu().numpy().reshape(-1))
+        return Detections(
+            boxes.xyxy.double().cpu().numpy().reshape(-1, 4), boxes.conf.double().cpu().numpy().reshape(-1)
+        )
 
 
 def load_box_source(
@@ -136,7 +141,9 @@ def load_box_source(
     else:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
-            raise ValueError(f"unknown detector {str(name_or_path)!r}: give one of {', '.join(DETECTOR_NAMES)} or a checkpoint file")
+            raise ValueError(
+                f"unknown detector {str(name_or_path)!r}: give one of {', '.join(DETECTOR_NAMES)} or a checkpoint file"
+            )
     return UltralyticsBoxSource(
         load_ultralytics_checkpoint(path),
         device=device,

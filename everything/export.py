@@ -5,12 +5,14 @@ uncompressed RLE, or a COCO RLE). COCO annotations use compressed RLE with `coun
 category, "object" (segment-everything masks carry no class). RLE coding, PNG encoding, atomic writes and
 drawing come from `mobile_sam.export` and `mobile_sam.visualize`.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -113,4 +115,3 @@ def overlay_masks(
 def write_overlay_png(path: str | Path, image: np.ndarray, records: Sequence[dict[str, Any]], **kwargs: Any) -> Path:
     """Write `overlay_masks(image, records, **kwargs)` as a PNG atomically."""
     return atomic_write_bytes(path, png_bytes(overlay_masks(image, records, **kwargs)))
-

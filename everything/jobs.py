@@ -7,6 +7,7 @@ crop and one prompt decode per grid point per crop, with mask post-processing th
 the crop's pixel count. `EverythingBudget` turns that into estimated seconds on the server with
 per-unit costs measured on a 2-core CPU (`benchmarks/bench_app_load.py` prints them again).
 """
+
 from __future__ import annotations
 
 import math
@@ -62,7 +63,7 @@ class EverythingSettings:
     input_size: int = 1024
 
     @classmethod
-    def clamped(cls, **values: Any) -> "EverythingSettings":
+    def clamped(cls, **values: Any) -> EverythingSettings:
         """Settings from user values (None keeps the default), each clamped into LIMITS.
 
         Raises:
@@ -105,7 +106,9 @@ def everything_work(image_size: tuple[int, int], settings: EverythingSettings, m
     """The work of `settings` on an image of (H, W) pixels (after input_size is applied). In OBJECTS mode:
     one encoding and at most MAX_DETECTIONS box prompts (the detector's own pass is counted as one crop)."""
     if mode == OBJECTS:
-        return EverythingWork(crops=2, prompts=MAX_DETECTIONS, mask_megapixels=MAX_DETECTIONS * image_size[0] * image_size[1] / 1e6)
+        return EverythingWork(
+            crops=2, prompts=MAX_DETECTIONS, mask_megapixels=MAX_DETECTIONS * image_size[0] * image_size[1] / 1e6
+        )
     if mode != GRID:
         raise ValueError(f"Unknown segment-everything mode {mode!r}; expected {GRID!r} or {OBJECTS!r}.")
     crop_boxes, layers = generate_crop_boxes(tuple(image_size), settings.crop_n_layers, 512 / 1500)
@@ -212,7 +215,10 @@ def run_everything(
     estimated = budget.check(image.shape[:2], settings, GRID if box_source is None else OBJECTS)
     if box_source is not None:
         generator = ObjectAwareMaskGenerator(
-            model, box_source, boxes_per_batch=POINTS_PER_BATCH, output_mode="coco_rle",
+            model,
+            box_source,
+            boxes_per_batch=POINTS_PER_BATCH,
+            output_mode="coco_rle",
             min_mask_region_area=settings.min_mask_region_area,
         )
     else:
@@ -246,4 +252,3 @@ class ResultCache:
 
     def __len__(self) -> int:
         return len(self._cache)
-

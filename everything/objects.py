@@ -12,10 +12,12 @@ through its per-image API (`MaskDecoder.prepare_image`, then `decode_prepared`, 
 size through `Sam.postprocess_masks` (`upsampling="torch"`) or, by default, OpenCV's bilinear resize with the
 same geometry (`upsampling="opencv"`: logits within about 2e-5, so a pixel that close to a threshold may differ).
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,13 +32,13 @@ from mobile_sam.automatic_mask_generator import (
 from mobile_sam.image import to_rgb_uint8
 from mobile_sam.predictor import SamPredictor
 from mobile_sam.utils.amg import (
-    box_xyxy_to_xywh,
     area_from_rle,
-    rle_boxes_in_crop,
+    box_xyxy_to_xywh,
+    calculate_stability_score,
     coco_encode_rle,
+    rle_boxes_in_crop,
     rle_to_mask,
     rle_to_uncompressed,
-    calculate_stability_score,
     threshold_to_rles,
 )
 from mobile_sam.utils.mask_data import MaskData
@@ -230,8 +232,13 @@ class ObjectAwareMaskGenerator:
             extent = self.model.low_res_extent(predictor.input_size, decoder.low_res_size)
             scale = self.model.image_size // decoder.low_res_size
             masks = PlaneMasks(
-                extent, scale, predictor.input_size, [0, 0, width, height], original_size,
-                self.mask_threshold, self.stability_score_offset,
+                extent,
+                scale,
+                predictor.input_size,
+                [0, 0, width, height],
+                original_size,
+                self.mask_threshold,
+                self.stability_score_offset,
             )
         data = _empty_mask_data()
         for first_box in range(0, len(prompts), self.boxes_per_batch):
@@ -281,7 +288,9 @@ class ObjectAwareMaskGenerator:
         data = _empty_mask_data()
         for lo in range(0, len(low_res), chunk):
             planes = self._full_logits(low_res[lo : lo + chunk], input_size, original_size)
-            data.cat(self._filter(planes, iou_preds[lo : lo + chunk], prompt_boxes[lo : lo + chunk], crop_box, original_size))
+            data.cat(
+                self._filter(planes, iou_preds[lo : lo + chunk], prompt_boxes[lo : lo + chunk], crop_box, original_size)
+            )
         return data
 
     def _full_logits(
@@ -300,7 +309,9 @@ class ObjectAwareMaskGenerator:
     ) -> MaskData:
         """Stability filter, threshold, RLE and tight box of K masks ("torch" upsampling): planes (K, H, W)
         float32 logits, their predicted IoU (K,) and prompts (K, 4)."""
-        stability = calculate_stability_score(torch.from_numpy(planes), self.mask_threshold, self.stability_score_offset)
+        stability = calculate_stability_score(
+            torch.from_numpy(planes), self.mask_threshold, self.stability_score_offset
+        )
         keep = torch.ones_like(stability, dtype=torch.bool)
         if self.stability_score_thresh > 0.0:
             keep = stability >= self.stability_score_thresh
@@ -328,7 +339,9 @@ class ObjectAwareMaskGenerator:
                 "area": areas[i],
                 "bbox": box_xyxy_to_xywh(boxes[i]),
                 "predicted_iou": iou_preds[i],
-                "point_coords": [[(prompt_boxes[i][0] + prompt_boxes[i][2]) / 2, (prompt_boxes[i][1] + prompt_boxes[i][3]) / 2]],
+                "point_coords": [
+                    [(prompt_boxes[i][0] + prompt_boxes[i][2]) / 2, (prompt_boxes[i][1] + prompt_boxes[i][3]) / 2]
+                ],
                 "stability_score": stability[i],
                 "crop_box": [0, 0, width, height],
                 "box": prompt_boxes[i],
@@ -352,14 +365,16 @@ class _BoxDecoder:
         tokens = features.shape[-1]
         self.low_res_size = UPSCALE * tokens
         self.token_extent = tuple(
-            min(tokens, -(-extent // UPSCALE)) for extent in model.low_res_extent(predictor.input_size, self.low_res_size)
+            min(tokens, -(-extent // UPSCALE))
+            for extent in model.low_res_extent(predictor.input_size, self.low_res_size)
         )
         # The official code passes float64 coordinates; MPS has no float64.
         self.dtype = torch.float32 if predictor.device.type == "mps" else torch.float64
 
     def decode(self, boxes: np.ndarray, pred_iou_thresh: float) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """Low-res logits (S, 1, 4h, 4w) for (h, w) image tokens (256 x 256 in SAM), predicted IoU (S,) and the indices (S,) of the boxes (B, 4) XYXY in
-        image pixels whose predicted IoU is above `pred_iou_thresh` (all when it is 0).
+        """Low-res logits (S, 1, 4h, 4w) for (h, w) image tokens (256 x 256 in SAM), predicted IoU (S,) and the
+        indices (S,) of the boxes (B, 4) XYXY in image pixels whose predicted IoU is above `pred_iou_thresh` (all
+        when it is 0).
 
         Logits outside the unpadded input frame (never read by `Sam.postprocess_masks`) are left at 0.
         """
@@ -392,7 +407,8 @@ def _kept_masks(
     iou_preds: torch.Tensor,
     prompt_boxes: np.ndarray,
 ) -> MaskData:
-    """The masks kept (S,) (indices into iou_preds, prompt_boxes and stability (K,)) with their boxes (S, 4) and RLEs."""
+    """The masks kept (S,) (indices into iou_preds, prompt_boxes and stability (K,)) with their boxes (S, 4) and
+    RLEs."""
     return MaskData(
         iou_preds=iou_preds[kept],
         prompt_boxes=torch.as_tensor(prompt_boxes, dtype=torch.float64)[kept],

@@ -6,12 +6,14 @@ row arrives (atomically, `everything.results`), records failures instead of stop
 results into `annotations.json` at the end. Images whose result file exists are skipped (resume).
 Workers read the images from their paths, so on a multi-machine cluster the paths must be readable there.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +51,12 @@ class ImageSegmenter:
             except Exception as error:  # one bad image must not stop the dataset; the driver records it
                 results.append("")
                 errors.append(f"{type(error).__name__}: {error}")
-        return {"path": batch["path"], "name": batch["name"], "result": np.array(results, dtype=object), "error": np.array(errors, dtype=object)}
+        return {
+            "path": batch["path"],
+            "name": batch["name"],
+            "result": np.array(results, dtype=object),
+            "error": np.array(errors, dtype=object),
+        }
 
 
 def run_ray(
@@ -114,7 +121,9 @@ def run_ray(
                     on_image(name, status)
         except Exception as error:  # a failed task or actor: what is unfinished is recorded, the rest is kept
             for name, path in remaining.items():
-                summary.failures.append({"file": path, "name": name, "error": f"Ray task failed: {type(error).__name__}: {error}"})
+                summary.failures.append(
+                    {"file": path, "name": name, "error": f"Ray task failed: {type(error).__name__}: {error}"}
+                )
     finally:
         if started:
             ray.shutdown()

@@ -5,16 +5,18 @@ upsampled to the crop size, and only then filtered by predicted IoU and stabilit
 `SamAutomaticMaskGenerator` does. Tests compare `SamAutomaticMaskGenerator` against it and the benchmark
 measures how much faster and leaner the reordered pipeline is.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mobile_sam.utils.amg import batched_mask_to_box, is_box_near_crop_edge, uncropped_mask_rles
 from mobile_sam.automatic_mask_generator import DecodedBatch, SamAutomaticMaskGenerator
+from mobile_sam.utils.amg import batched_mask_to_box, is_box_near_crop_edge, uncropped_mask_rles
 from mobile_sam.utils.mask_data import MaskData
 
 

@@ -6,11 +6,13 @@ Layout of an output folder:
   DIR/annotations.json    every finished image of the input list, in input order (`everything.export`).
   DIR/failures.json       [{"file", "name", "error"}] of the last run's failures (retried on the next run).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mobile_sam.export import atomic_write_bytes
 
@@ -26,7 +28,9 @@ def result_path(out: Path, name: str) -> Path:
 
 def result_json(image: ImageMasks) -> str:
     """The per-image JSON text of `image` (records in COCO RLE, as the generators give with output_mode="coco_rle")."""
-    return json.dumps({"file_name": image.file_name, "height": image.height, "width": image.width, "records": image.records})
+    return json.dumps(
+        {"file_name": image.file_name, "height": image.height, "width": image.width, "records": image.records}
+    )
 
 
 def write_result(out: Path, name: str, text: str) -> Path:

@@ -9,6 +9,7 @@ forward pass (an image encoder) the same check runs between submodules of models
 `interruptible`, for the job running in the current thread (`current_job`). `HeavyLane` admits a
 bounded number of heavy jobs at once with a bounded waiting line.
 """
+
 from __future__ import annotations
 
 import threading

@@ -3,6 +3,7 @@
 The command line turns its flags into a spec; the single-process path and every Ray actor call
 `spec.build()` to get their own model replica and generator.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,7 +42,7 @@ class GeneratorSpec:
         if self.prompts not in PROMPT_MODES:
             raise ValueError(f"prompts must be one of {PROMPT_MODES}, got {self.prompts!r}")
 
-    def resolved(self) -> "GeneratorSpec":
+    def resolved(self) -> GeneratorSpec:
         """The same spec with the checkpoint and detector files found (downloaded if allowed) now, so that
         workers built from it read files and never download."""
         from mobile_sam.checkpoints import resolve_checkpoint
@@ -50,10 +51,14 @@ class GeneratorSpec:
 
         checkpoint = self.checkpoint
         if not self.random_weights:
-            checkpoint = str(resolve_checkpoint(self.model, path=checkpoint, cache_dir=self.checkpoint_dir, download=self.download))
+            checkpoint = str(
+                resolve_checkpoint(self.model, path=checkpoint, cache_dir=self.checkpoint_dir, download=self.download)
+            )
         detector = self.detector
         if self.prompts == "objects" and detector.strip().lower() in DETECTOR_NAMES:
-            detector = str(resolve_checkpoint(detector.strip().lower(), cache_dir=self.checkpoint_dir, download=self.download))
+            detector = str(
+                resolve_checkpoint(detector.strip().lower(), cache_dir=self.checkpoint_dir, download=self.download)
+            )
         return dataclasses.replace(self, checkpoint=checkpoint, detector=detector)
 
     def build(self) -> SamAutomaticMaskGenerator | ObjectAwareMaskGenerator:
@@ -65,11 +70,15 @@ class GeneratorSpec:
         device = resolve_device(self.device)
         checkpoint = None
         if not self.random_weights:
-            checkpoint = resolve_checkpoint(self.model, path=self.checkpoint, cache_dir=self.checkpoint_dir, download=self.download)
+            checkpoint = resolve_checkpoint(
+                self.model, path=self.checkpoint, cache_dir=self.checkpoint_dir, download=self.download
+            )
         model = sam_model_registry[self.model](checkpoint).to(device).eval()
         if self.prompts == "grid":
             return SamAutomaticMaskGenerator(model, output_mode="coco_rle", **self.settings)
         from .box_sources import load_box_source
 
-        box_source = load_box_source(self.detector, device=device, checkpoint_dir=self.checkpoint_dir, download=self.download)
+        box_source = load_box_source(
+            self.detector, device=device, checkpoint_dir=self.checkpoint_dir, download=self.download
+        )
         return ObjectAwareMaskGenerator(model, box_source, output_mode="coco_rle", **self.settings)

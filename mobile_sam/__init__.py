@@ -3,9 +3,11 @@
 Without PyTorch installed, only the ONNX Runtime predictor (`mobile_sam.onnx.OnnxPredictor`) and the
 torch-free helpers are usable; the names below then raise an ImportError that says so.
 """
+
 from importlib.util import find_spec as _find_spec
 
 if _find_spec("torch") is not None:
+    from .automatic_mask_generator import SamAutomaticMaskGenerator
     from .build_sam import (
         build_sam,
         build_sam_vit_b,
@@ -15,7 +17,6 @@ if _find_spec("torch") is not None:
         sam_model_registry,
     )
     from .predictor import SamPredictor
-    from .automatic_mask_generator import SamAutomaticMaskGenerator
 else:
 
     def __getattr__(name: str) -> object:
@@ -25,6 +26,7 @@ else:
                 "mobile_sam.onnx.OnnxPredictor (numpy + onnxruntime) is available"
             )
         raise AttributeError(f"module 'mobile_sam' has no attribute {name!r}")
+
 
 __all__ = [
     "SamAutomaticMaskGenerator",

@@ -7,6 +7,7 @@ mask decoder's time in segment-everything, and a training step of the TinyViT st
 2.5 s. `keep_freed_memory` changes that for the whole process, so it is never called by library code:
 programs opt in once at start (the `python -m everything` and `python -m distill` CLIs do).
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -13,10 +13,12 @@ With `decode_points` the pipeline reproduces the official records bit for bit; w
 differ from the official decoder's only by float32 rounding (~1e-6). The opt-in `upsampling="opencv"`
 trades that exactness for cheaper full-resolution work (logits within about 2e-5).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,9 +28,6 @@ from torchvision.ops import batched_nms, box_area
 from .image import to_rgb_uint8
 from .modeling.sam import low_res_extent
 from .predictor import SamPredictor
-from .utils.opencv_masks import PlaneMasks
-from .utils.transforms import ResizeLongestSide
-
 from .utils.amg import (
     MaskData,
     area_from_rle,
@@ -48,6 +47,8 @@ from .utils.amg import (
     uncrop_boxes_xyxy,
     uncrop_points,
 )
+from .utils.opencv_masks import PlaneMasks
+from .utils.transforms import ResizeLongestSide
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 UPSAMPLING = ("torch", "opencv")
@@ -154,7 +155,9 @@ class SamAutomaticMaskGenerator:
                 raise ValueError("points_per_side and crop_n_points_downscale_factor must be at least 1")
             point_grids = build_all_layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
         if len(point_grids) < crop_n_layers + 1:
-            raise ValueError(f"point_grids has {len(point_grids)} grids; crop_n_layers={crop_n_layers} needs {crop_n_layers + 1}")
+            raise ValueError(
+                f"point_grids has {len(point_grids)} grids; crop_n_layers={crop_n_layers} needs {crop_n_layers + 1}"
+            )
 
         self.model = model
         self.decode_points = decode_points
@@ -235,7 +238,7 @@ class SamAutomaticMaskGenerator:
         crop_box: list[int],
         layer_idx: int,
         orig_size: tuple[int, int],
-        tracker: "_Progress",
+        tracker: _Progress,
     ) -> MaskData:
         x0, y0, x1, y1 = crop_box
         crop = image[y0:y1, x0:x1, :]
@@ -385,7 +388,9 @@ class SamAutomaticMaskGenerator:
         if (need_h, need_w) == (low_size, low_size):
             x = F.interpolate(x, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
         else:
-            x = F.interpolate(x, scale_factor=float(scale), mode="bilinear", align_corners=False, recompute_scale_factor=False)
+            x = F.interpolate(
+                x, scale_factor=float(scale), mode="bilinear", align_corners=False, recompute_scale_factor=False
+            )
         x = x[..., : input_size[0], : input_size[1]]
         return F.interpolate(x, crop_size, mode="bilinear", align_corners=False)[0]
 
@@ -441,9 +446,7 @@ class SamAutomaticMaskGenerator:
             new_boxes.append(batched_mask_to_box(torch.from_numpy(mask)))
             scores.append(0.0 if changed else 1.0)
         boxes = torch.stack(new_boxes)
-        keep = batched_nms(
-            boxes.float(), torch.tensor(scores), torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh
-        )
+        keep = batched_nms(boxes.float(), torch.tensor(scores), torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh)
         for i in keep.tolist():
             if scores[i] == 0.0:
                 mask_data["rles"][i] = new_rles[i]

@@ -1,9 +1,10 @@
 """Builders for SAM (vit_b, vit_l, vit_h) and MobileSAM (vit_t), loading official checkpoints unchanged."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -133,7 +134,8 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
                 shown = ", ".join(keys[:5]) + (f", ... ({len(keys)} in all)" if len(keys) > 5 else "")
                 problems.append(f"  {label}: {shown}")
         raise StateDictMismatchError(
-            f"checkpoint does not fit a '{model_type}' model:\n" + "\n".join(problems)
+            f"checkpoint does not fit a '{model_type}' model:\n"
+            + "\n".join(problems)
             + "\nIs it the right file for this model type (vit_t = mobile_sam.pt, vit_b/l/h = sam_vit_*.pth)?"
         )
     model.load_state_dict(state_dict, strict=True)

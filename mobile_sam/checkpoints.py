@@ -17,6 +17,7 @@ Files without a published hash (FastSAM, MobileSAMv2's ObjectAwareModel) are tru
 the hash of the first downloaded or found copy is recorded beside it and every later use is checked
 against it. Those files are ultralytics pickles, read only by `load_ultralytics_checkpoint`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,10 +27,11 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO, Callable, Mapping
+from typing import BinaryIO
 
 import torch
 from tqdm import tqdm
@@ -328,8 +330,10 @@ def checkpoint_status(name: str | CheckpointInfo, cache_dir: str | Path | None =
     if not path.is_file():
         return CheckpointStatus(info=info, path=path, present=False, verified=False)
     record = _read_record(path)
-    verified = record is not None and _record_describes(record, path) and (
-        info.sha256 is None or record["sha256"] == info.sha256
+    verified = (
+        record is not None
+        and _record_describes(record, path)
+        and (info.sha256 is None or record["sha256"] == info.sha256)
     )
     return CheckpointStatus(info=info, path=path, present=True, verified=verified)
 
@@ -438,7 +442,11 @@ def _fetch(
             announced = int(length) if length and length.isdigit() else None
             total = announced if announced is not None else info.size
             show_bar = progress is None or progress is True
-            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=info.filename) if show_bar else None
+            bar = (
+                tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=info.filename)
+                if show_bar
+                else None
+            )
             try:
                 if callable(progress):
                     progress(0, total)

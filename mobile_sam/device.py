@@ -1,4 +1,5 @@
 """Choosing the torch device a model runs on."""
+
 from __future__ import annotations
 
 import torch
@@ -48,9 +49,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}.")
 
     if resolved.type not in _KNOWN_TYPES:
-        raise ValueError(
-            f"Unsupported device {str(resolved)!r}: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
-        )
+        raise ValueError(f"Unsupported device {str(resolved)!r}: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(

@@ -6,12 +6,14 @@ MobileSAM on a CPU); every later click only runs the prompt encoder and mask dec
 cache lets every user of a server share embeddings read-only: a value is computed once per
 key, even when several threads ask for the same key at the same time.
 """
+
 from __future__ import annotations
 
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Callable, Generic, Hashable, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 import numpy as np
 

@@ -5,14 +5,15 @@ Masks are HxW bool arrays in the pixel frame of the image they were predicted fo
 COCO RLE follows pycocotools: ``{"size": [H, W], "counts": str}`` in column-major order; pycocotools'
 own compressed RLE holds the same runs with ``counts`` as bytes, and an uncompressed RLE as a list of ints.
 """
+
 from __future__ import annotations
 
 import io
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -97,7 +98,9 @@ def save_cutout_png(image: np.ndarray, mask: np.ndarray, path: str | Path) -> Pa
     return atomic_write_bytes(path, png_bytes(cutout_rgba(image, mask)))
 
 
-def save_coco_json(records: list[dict], image_size: tuple[int, int], path: str | Path, file_name: str = "image.png") -> Path:
+def save_coco_json(
+    records: list[dict], image_size: tuple[int, int], path: str | Path, file_name: str = "image.png"
+) -> Path:
     """
     Write annotation records (from mask_records) as a minimal COCO results file.
 

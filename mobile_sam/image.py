@@ -9,6 +9,7 @@ Conventions (applied everywhere an image enters the project):
   - float data must lie in [0, 1] and maps as round(v * 255); NaN/inf are rejected;
   - bool data maps False/True to 0/255.
 """
+
 from __future__ import annotations
 
 import io
@@ -60,9 +61,7 @@ def to_rgb_uint8(image: Image.Image | np.ndarray) -> np.ndarray:
     return _array_to_rgb_uint8(array)
 
 
-def load_image(
-    source: str | Path | bytes | BinaryIO, max_pixels: int | None = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
+def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """
     Read an image file and return it upright (EXIF orientation applied) as HxWx3 uint8 RGB.
 
@@ -189,9 +188,7 @@ def _array_to_rgb_uint8(array: np.ndarray) -> np.ndarray:
         hint = ""
         if array.ndim == 3 and array.shape[0] in (1, 3, 4):
             hint = " It looks channel-first (CxHxW); transpose it to HxWxC."
-        raise ValueError(
-            f"Expected an image of shape HxW, HxWx1, HxWx2, HxWx3 or HxWx4, got {array.shape}.{hint}"
-        )
+        raise ValueError(f"Expected an image of shape HxW, HxWx1, HxWx2, HxWx3 or HxWx4, got {array.shape}.{hint}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"The image is empty (shape {array.shape}).")
 
@@ -233,8 +230,7 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
             )
         return array.astype(np.uint8)
     raise TypeError(
-        f"Unsupported image dtype {dtype}: expected uint8, uint16, bool, float in [0, 1] "
-        "or integers in [0, 255]."
+        f"Unsupported image dtype {dtype}: expected uint8, uint16, bool, float in [0, 1] or integers in [0, 255]."
     )
 
 

@@ -10,13 +10,15 @@ recently used one is dropped first. Large SAM checkpoints (ViT-B/L/H) are downlo
 `download_large`. Models with random weights (for trying an interface without checkpoints) are built from a
 fixed seed, so every caller gets the same random model.
 """
+
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Hashable, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -79,7 +81,9 @@ class ModelStore:
         if model_type not in sam_model_registry or model_type == "default":
             known = ", ".join(k for k in sam_model_registry if k != "default")
             raise ValueError(f"Unknown model type {model_type!r}; expected one of {known}.")
-        return self._get(("sam", model_type, bool(random_weights)), lambda: self._build(model_type, bool(random_weights)))
+        return self._get(
+            ("sam", model_type, bool(random_weights)), lambda: self._build(model_type, bool(random_weights))
+        )
 
     def shared(self, key: Hashable, build: Callable[[], T]) -> T:
         """Any other read-only object (another model family, say) built once by build() and kept."""
@@ -111,7 +115,6 @@ class ModelStore:
     def may_download(self, name: str) -> bool:
         """Whether a missing checkpoint may be downloaded (SAM ViT-B/L/H only with download_large)."""
         return self.download and (self.download_large or get_checkpoint_info(name).family != "sam")
-
 
     def embedding(self, model_type: str, random_weights: bool, image: np.ndarray) -> tuple[ImageEmbedding, bool]:
         """
@@ -186,5 +189,7 @@ class ModelStore:
 def _download_status(model_type: str, done: int, total: int | None) -> ModelStatus:
     if total:
         fraction = min(1.0, done / total)
-        return ModelStatus(model_type, "downloading", f"downloading, {done / 1e6:.0f} of {total / 1e6:.0f} MB", fraction)
+        return ModelStatus(
+            model_type, "downloading", f"downloading, {done / 1e6:.0f} of {total / 1e6:.0f} MB", fraction
+        )
     return ModelStatus(model_type, "downloading", f"downloading, {done / 1e6:.0f} MB so far")

@@ -1,4 +1,5 @@
 """Interactive prediction: encode an image once, then decode masks for any number of prompts."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,6 @@ import torch
 
 from .modeling import Sam
 from .utils.transforms import ResizeLongestSide
-
 
 # Upper bound on the full-size float logits held at once while thresholding a batch of masks.
 POSTPROCESS_CHUNK_BYTES = 64 << 20
@@ -213,9 +213,7 @@ def _check_image(image: object) -> None:
             "convert grayscale/RGBA images with mobile_sam.image.to_rgb_uint8"
         )
     if image.dtype != np.uint8:
-        raise TypeError(
-            f"image must be uint8, got {image.dtype}; convert it with mobile_sam.image.to_rgb_uint8"
-        )
+        raise TypeError(f"image must be uint8, got {image.dtype}; convert it with mobile_sam.image.to_rgb_uint8")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image is empty: shape {image.shape}")
 
@@ -228,9 +226,7 @@ def _check_points(point_coords: np.ndarray | None, point_labels: np.ndarray | No
     if coords.ndim != 2 or coords.shape[1] != 2:
         raise ValueError(f"point_coords must have shape (N, 2), got {coords.shape}")
     if labels.shape != (coords.shape[0],):
-        raise ValueError(
-            f"point_labels must have shape ({coords.shape[0]},) to match point_coords, got {labels.shape}"
-        )
+        raise ValueError(f"point_labels must have shape ({coords.shape[0]},) to match point_coords, got {labels.shape}")
     _check_labels(labels)
     if not np.isfinite(coords).all():
         raise ValueError("point_coords contain NaN or infinite values")
@@ -247,7 +243,9 @@ def _check_labels(labels: np.ndarray) -> None:
 def _check_box(box: np.ndarray) -> np.ndarray:
     box = np.asarray(box, dtype=float)
     if box.shape not in ((4,), (1, 4)):
-        raise ValueError(f"box must have shape (4,) as (x0, y0, x1, y1), got {box.shape}; use predict_torch for many boxes")
+        raise ValueError(
+            f"box must have shape (4,) as (x0, y0, x1, y1), got {box.shape}; use predict_torch for many boxes"
+        )
     if not np.isfinite(box).all():
         raise ValueError("box contains NaN or infinite values")
     return box.reshape(4)

@@ -6,6 +6,7 @@ foreground and 0 for background. The JSON form (used by the web API) is
 ``{"points": [[x, y], ...], "labels": [1, 0, ...], "boxes": [[x0, y0, x1, y1], ...]}``,
 every key optional.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,12 +34,14 @@ class Prompts:
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # Mx4 float XYXY, x0<x1, y0<y1
 
     @classmethod
-    def from_lists(cls, points: Any = (), labels: Any = (), boxes: Any = ()) -> "Prompts":
+    def from_lists(cls, points: Any = (), labels: Any = (), boxes: Any = ()) -> Prompts:
         """Check and normalise nested lists or arrays; box corners may come in any order."""
         points_array = _float_array(points, 2, "points", "[[x, y], ...]")
         labels_array = np.asarray(labels if labels is not None else [], dtype=np.float64).reshape(-1)
         if len(labels_array) != len(points_array):
-            raise ValueError(f"Got {len(points_array)} points but {len(labels_array)} labels; give one label per point.")
+            raise ValueError(
+                f"Got {len(points_array)} points but {len(labels_array)} labels; give one label per point."
+            )
         if not np.isin(labels_array, (0, 1)).all():
             raise ValueError(f"Point labels must be 1 (foreground) or 0 (background), got {labels_array.tolist()}.")
         boxes_array = _float_array(boxes, 4, "boxes", "[[x0, y0, x1, y1], ...]")
@@ -47,7 +50,7 @@ class Prompts:
         return cls(points_array, labels_array.astype(np.int64), boxes_array)
 
     @classmethod
-    def from_json(cls, text: str | dict | None) -> "Prompts":
+    def from_json(cls, text: str | dict | None) -> Prompts:
         """Parse the JSON form described in the module docstring (a str or an already decoded dict)."""
         if text is None or (isinstance(text, str) and not text.strip()):
             return cls.from_lists()
@@ -89,15 +92,14 @@ class Prompts:
         for x0, y0, x1, y1 in self.boxes:
             if x1 - x0 < 1 or y1 - y0 < 1:
                 raise ValueError(
-                    f"The box ({x0:g}, {y0:g})-({x1:g}, {y1:g}) has zero area: "
-                    "its corners must differ in both x and y."
+                    f"The box ({x0:g}, {y0:g})-({x1:g}, {y1:g}) has zero area: its corners must differ in both x and y."
                 )
             if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
                 raise ValueError(f"The box ({x0:g}, {y0:g})-({x1:g}, {y1:g}) lies outside the {width}x{height} image.")
         if len(self.boxes) == 0 and not (self.labels == 1).any():
             raise ValueError("Only background points: add a foreground point or a box to say what to segment.")
 
-    def checked(self, image_size: tuple[int, int]) -> "Prompts":
+    def checked(self, image_size: tuple[int, int]) -> Prompts:
         """
         The prompts ready for the predictor on an image of size (H, W): validated (see `validate`), with
         every box clipped to the image.
@@ -129,8 +131,10 @@ class Prompts:
         used = np.zeros(len(self.points), dtype=bool)
         for box in self.boxes:
             inside = (
-                (self.points[:, 0] >= box[0]) & (self.points[:, 0] <= box[2])
-                & (self.points[:, 1] >= box[1]) & (self.points[:, 1] <= box[3])
+                (self.points[:, 0] >= box[0])
+                & (self.points[:, 0] <= box[2])
+                & (self.points[:, 1] >= box[1])
+                & (self.points[:, 1] <= box[3])
             )
             used |= inside
             groups.append(PromptGroup(self.points[inside], self.labels[inside], box))

@@ -6,6 +6,7 @@ only the prompt encoder and mask decoder through it. `SamPredictor.predict` only
 predictor's state, so one prepared predictor serves any number of threads at once, as long as
 nobody calls `set_image` or `reset_image` on it again.
 """
+
 from __future__ import annotations
 
 import time

@@ -5,9 +5,10 @@ Every function returns a new array and never modifies its input: markers and ove
 display copy, while the image the model sees stays untouched. Images are HxWx3 uint8 RGB,
 masks HxW bool, points XY in pixels, boxes XYXY in pixels.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -29,9 +30,7 @@ def mask_colors(count: int, seed: int = 0) -> np.ndarray:
         raise ValueError(f"count must be >= 0, got {count}.")
     rng = np.random.default_rng(seed)
     hues = (rng.permutation(max(count, 1))[:count] / max(count, 1) * 180 + rng.uniform(0, 180)) % 180
-    hsv = np.stack(
-        [hues, rng.uniform(160, 255, count), rng.uniform(190, 255, count)], axis=-1
-    ).astype(np.uint8)
+    hsv = np.stack([hues, rng.uniform(160, 255, count), rng.uniform(190, 255, count)], axis=-1).astype(np.uint8)
     return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0] if count else np.zeros((0, 3), np.uint8)
 
 
@@ -166,7 +165,9 @@ def cutout_rgba(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        description = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        description = (
+            f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        )
         raise TypeError(f"Expected an HxWx3 uint8 RGB image, got {description}.")
 
 

@@ -1,4 +1,5 @@
 """Small image files for the app tests: valid photos in unusual formats and broken files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,7 @@ def write_bad_inputs(folder: Path) -> dict[str, Path]:
     Image.fromarray(rgb).save(files["truncated"], quality=90)
     files["truncated"].write_bytes(files["truncated"].read_bytes()[:300])
     files["sixteen_bit"] = folder / "sixteen_bit.png"
-    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(files["sixteen_bit"])
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(files["sixteen_bit"])
     files["grayscale"] = folder / "grayscale.png"
     Image.fromarray(rgb[..., 1]).save(files["grayscale"])
     files["rgba"] = folder / "rgba.png"

@@ -1,5 +1,6 @@
 """Serve the app on a free 127.0.0.1 port for a test module (gradio_client and browser tests), in this
 process or as `python app.py` in a child process (to measure its CPU time and send it signals)."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,6 @@ import psutil
 import app
 from mobile_sam.model_store import ModelStore
 
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -34,7 +34,11 @@ def served_demo(config: app.AppConfig, store: ModelStore) -> Iterator[tuple[str,
     demo = app.build_app(config, store)
     port = free_port()
     demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, max_file_size=config.max_file_size
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        max_file_size=config.max_file_size,
     )
     try:
         yield f"http://127.0.0.1:{port}/", demo
@@ -72,11 +76,21 @@ class AppProcess:
 def launched_app(tmpdir: Path, *args: str, timeout_s: float = 240.0) -> Iterator[AppProcess]:
     """Start app.py with args on a free port (TMPDIR=tmpdir); wait until it answers; stop it afterwards."""
     port = free_port()
-    env = {**os.environ, "TMPDIR": str(tmpdir), "GRADIO_ANALYTICS_ENABLED": "False", "YOLO_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmpdir),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "YOLO_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     log = (tmpdir / "server.log").open("w")
-    process = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), *args], cwd=REPO, env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "app.py"), "--port", str(port), *args],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout_s
     try:

@@ -1,4 +1,5 @@
 """Test helpers for the compare tests: a tiny SAM configuration and a model-free fake backend."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -21,8 +22,17 @@ def tiny_sam(seed: int | None = 0) -> Sam:
     dim = 32
     sam = Sam(
         image_encoder=ImageEncoderViT(
-            img_size=256, patch_size=16, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, out_chans=dim,
-            norm_layer=partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True, window_size=8, global_attn_indexes=(1,),
+            img_size=256,
+            patch_size=16,
+            embed_dim=32,
+            depth=2,
+            num_heads=2,
+            mlp_ratio=2.0,
+            out_chans=dim,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True,
+            window_size=8,
+            global_attn_indexes=(1,),
         ),
         prompt_encoder=PromptEncoder(
             embed_dim=dim, image_embedding_size=(16, 16), input_image_size=(256, 256), mask_in_chans=4

@@ -1,4 +1,5 @@
 """Shared fixtures: where the conformance data and test photos live, and a quiet, offline environment."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Shared fixtures for the distill tests: tiny photos, a saved random test teacher and its embedding store."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 Each expected value is computed in this file from the official definition (written out independently,
 in plain numpy / Python), never by the code under test.
 """
+
 from __future__ import annotations
 
 import math
@@ -81,7 +82,9 @@ def test_point_grids_are_cell_centres_row_by_row() -> None:
     assert [len(grid) for grid in grids] == [256, 64, 16]
 
 
-@pytest.mark.parametrize("size, layers, ratio", [((603, 1072), 2, 512 / 1500), ((1200, 800), 1, 0.2), ((64, 64), 3, 0.5)])
+@pytest.mark.parametrize(
+    "size, layers, ratio", [((603, 1072), 2, 512 / 1500), ((1200, 800), 1, 0.2), ((64, 64), 3, 0.5)]
+)
 def test_crop_boxes_are_the_official_overlapping_grid(size: tuple[int, int], layers: int, ratio: float) -> None:
     height, width = size
     expected, expected_layers = [[0, 0, width, height]], [0]
@@ -221,7 +224,10 @@ def test_postprocess_small_regions_keeps_the_rle_form_it_is_given() -> None:
     filled = mask.copy()
     filled[4, 5] = True
     np.testing.assert_array_equal(mask_utils.decode(data["rles"][0]).astype(bool), filled)
-    assert SamAutomaticMaskGenerator.postprocess_small_regions(MaskData(rles=[], boxes=torch.zeros(0, 4)), 4, 0.7)["rles"] == []
+    assert (
+        SamAutomaticMaskGenerator.postprocess_small_regions(MaskData(rles=[], boxes=torch.zeros(0, 4)), 4, 0.7)["rles"]
+        == []
+    )
 
 
 def test_transposed_masks_encode_and_box_as_the_masks_they_transpose() -> None:

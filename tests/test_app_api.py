@@ -1,15 +1,16 @@
 """The public API through gradio_client against the app served on 127.0.0.1 (random-weight MobileSAM)."""
+
 import json
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from app_images import photo, write_bad_inputs
+from app_server import served_app
 from PIL import Image
 
 import app
-from app_images import photo, write_bad_inputs
-from app_server import served_app
 from mobile_sam import SamPredictor
 from mobile_sam.export import rle_to_mask
 from mobile_sam.model_store import ModelStore
@@ -84,7 +85,9 @@ def test_segment_gives_one_mask_per_box(client, images):
 
 
 def test_segment_everything_returns_coco_records_and_an_overlay(client, images):
-    document, overlay = client.predict(handle_file(str(images[2])), 4, 0.0, 0.0, 0.7, 0, 0, 1024, api_name="/everything")
+    document, overlay = client.predict(
+        handle_file(str(images[2])), 4, 0.0, 0.0, 0.7, 0, 0, 1024, api_name="/everything"
+    )
     assert document["images"][0]["height"] == 48 and document["images"][0]["width"] == 56
     assert len(document["annotations"]) >= 1 and "masks in" in document["summary"]
     assert rle_to_mask(document["annotations"][0]["segmentation"]).shape == (48, 56)
@@ -92,7 +95,13 @@ def test_segment_everything_returns_coco_records_and_an_overlay(client, images):
 
 
 def test_compare_returns_a_row_per_model_with_miou_and_latency(client, images):
-    rows = client.predict(handle_file(str(images[3])), json.dumps({"points": [[10, 10]], "labels": [1]}), '["fastsam-s"]', "vit_t", api_name="/compare")
+    rows = client.predict(
+        handle_file(str(images[3])),
+        json.dumps({"points": [[10, 10]], "labels": [1]}),
+        '["fastsam-s"]',
+        "vit_t",
+        api_name="/compare",
+    )
     assert [row["model"] for row in rows] == ["vit_t", "fastsam-s"]
     assert 0.0 <= rows[1]["miou"] <= 1.0 and rows[1]["encoder_ms"] > 0 and rows[0]["decoder_ms"] > 0
 

@@ -1,4 +1,5 @@
 """A real browser (Debian chromium, headless, driven by playwright) using the app on random weights."""
+
 import io
 import os
 import time
@@ -6,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_server import served_demo
 from PIL import Image
 
 import app
-from app_server import served_demo
 from mobile_sam.model_store import ModelStore
 from mobile_sam.visualize import overlay_masks
 
@@ -17,8 +18,13 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts" / "screenshots"
@@ -26,7 +32,9 @@ README_SHOTS = REPO / "assets" / "screenshots"
 PHOTO = REPO / "assets" / "cat_chelsea.jpg"
 TIMEOUT_MS = 180_000
 CACHE_AGE_S = 2  # Gradio's cache cleaning, shortened so that the test outlives it
-CONFIG = app.AppConfig(random_weights=True, download=False, max_everything_seconds=100_000, upload_max_age_s=CACHE_AGE_S)
+CONFIG = app.AppConfig(
+    random_weights=True, download=False, max_everything_seconds=100_000, upload_max_age_s=CACHE_AGE_S
+)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +113,9 @@ def test_click_segments_and_box_and_everything_work_in_a_real_browser(page):
     page.wait_for_selector("#segment-candidates img")
     after = _image_at(page, canvas)
     page.locator("#segment-downloads").click()
-    page.wait_for_function("() => [...document.querySelectorAll('button')].some(b => b.innerText.includes('Mask PNG') && !b.disabled)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('button')].some(b => b.innerText.includes('Mask PNG') && !b.disabled)"
+    )
     page.wait_for_timeout(1000)
     with page.expect_download() as download:
         page.get_by_role("button", name="Mask PNG").click()
@@ -130,7 +140,11 @@ def test_click_segments_and_box_and_everything_work_in_a_real_browser(page):
     # Segment everything with a small grid.
     page.get_by_role("tab", name="Segment everything").click()
     page.set_input_files("#everything-upload input[type=file]", str(PHOTO))
-    for label, value in (("Points per side", "4"), ("Predicted-IoU threshold", "0"), ("Stability-score threshold", "0")):
+    for label, value in (
+        ("Points per side", "4"),
+        ("Predicted-IoU threshold", "0"),
+        ("Stability-score threshold", "0"),
+    ):
         field = page.get_by_label(f"number input for {label}")
         field.fill(value)
         field.press("Enter")
@@ -168,7 +182,11 @@ def _lane_running(server) -> int:
 
 def _start_long_everything(page) -> None:
     page.get_by_role("tab", name="Segment everything").click()  # the photo is still there from the first test
-    for label, value in (("Points per side", "64"), ("Predicted-IoU threshold", "0"), ("Stability-score threshold", "0")):
+    for label, value in (
+        ("Points per side", "64"),
+        ("Predicted-IoU threshold", "0"),
+        ("Stability-score threshold", "0"),
+    ):
         field = page.get_by_label(f"number input for {label}")
         field.fill(value)
         field.press("Enter")
@@ -204,6 +222,8 @@ def test_stop_ends_a_running_segment_everything(server, page):
 def test_an_example_still_loads_after_the_cache_cleaning_interval(page):
     time.sleep(3 * CACHE_AGE_S)  # Gradio's cleaning has run and removed everything older than CACHE_AGE_S
     page.get_by_role("tab", name="Segment anything").click()
-    page.locator(".gallery-item, [data-testid='examples'] button, table.table tr").filter(has_text="coffee").first.click()
+    page.locator(".gallery-item, [data-testid='examples'] button, table.table tr").filter(
+        has_text="coffee"
+    ).first.click()
     page.wait_for_function("() => document.querySelector('#segment-info').innerText.includes('encoded in')")
     page.wait_for_function("() => document.querySelector('#segment-info').innerText.includes('Image 600x400')")

@@ -1,4 +1,5 @@
 """The app's command line and its Hugging Face Spaces files."""
+
 import dataclasses
 import socket
 import subprocess
@@ -22,8 +23,9 @@ def test_help_lists_every_config_field_with_its_default():
 
 
 def test_help_answers_before_the_heavy_imports():
-    result = subprocess.run([sys.executable, "-X", "importtime", "app.py", "--help"], cwd=REPO, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "app.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert result.returncode == 0 and not {"gradio", "torch", "numpy"} & imported
 
@@ -44,14 +46,22 @@ def test_a_port_in_use_names_the_port_option(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run([sys.executable, "app.py", "--random-weights", "--port", str(port)], cwd=REPO,
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "app.py", "--random-weights", "--port", str(port)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert result.returncode != 0 and "--port" in result.stderr and "server_port" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_the_libraries_import_no_gradio():
-    code = "import sys, compare, everything, everything.jobs, everything.scheduling, compare.prepared; print('gradio' in sys.modules)"
+    code = (
+        "import sys, compare, everything, everything.jobs, everything.scheduling, compare.prepared; "
+        "print('gradio' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.stdout.strip() == "False"
 
@@ -62,8 +72,20 @@ def test_app_py_is_layout_and_wiring_only():
 
 def test_options_map_onto_the_config(tmp_path):
     config = app.parse_args(
-        ["--host", "0.0.0.0", "--port", "9000", "--share", "--device", "cpu", "--checkpoint-dir", str(tmp_path),
-         "--random-weights", "--max-image-side", "800"]
+        [
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9000",
+            "--share",
+            "--device",
+            "cpu",
+            "--checkpoint-dir",
+            str(tmp_path),
+            "--random-weights",
+            "--max-image-side",
+            "800",
+        ]
     )
     assert (config.host, config.port, config.share, config.device) == ("0.0.0.0", 9000, True, "cpu")
     assert config.checkpoint_dir == tmp_path and config.random_weights and config.max_image_side == 800

@@ -1,14 +1,16 @@
 """The app's tab handlers (webapp/), called directly with a random-weight MobileSAM (masks are meaningless)."""
+
 import asyncio
 import json
 import zipfile
 
 import numpy as np
 import pytest
+from app_images import photo, write_bad_inputs
 from PIL import Image
 
 import app
-from app_images import photo, write_bad_inputs
+from everything.jobs import EverythingSettings
 from mobile_sam import SamPredictor
 from mobile_sam.export import rle_to_mask
 from mobile_sam.model_store import ModelStore
@@ -16,7 +18,6 @@ from webapp import compare_tab
 from webapp.parts import Parts
 from webapp.segment import SegmentState, resize_mask
 from webapp.uploads import read_upload
-from everything.jobs import EverythingSettings
 
 FG, BG, BOX = "Foreground point", "Background point", "Box (drag, or click two corners)"
 CANVAS, GALLERY, INFO, SELECTED = range(4)
@@ -189,7 +190,12 @@ def test_a_file_that_is_not_an_image_gives_a_message(seg, tmp_path):
 @pytest.mark.parametrize("name", ["sixteen_bit", "grayscale", "rgba", "cmyk"])
 def test_unusual_but_valid_images_are_read_as_rgb(bad_inputs, name):
     upload = read_upload(str(bad_inputs[name]), 512)
-    assert upload.image.shape == (40, 60, 3) and upload.image.dtype == np.uint8 and upload.notice == "" and upload.scale == 1.0
+    assert (
+        upload.image.shape == (40, 60, 3)
+        and upload.image.dtype == np.uint8
+        and upload.notice == ""
+        and upload.scale == 1.0
+    )
 
 
 def test_exif_rotated_photos_are_shown_upright(bad_inputs):
@@ -198,7 +204,11 @@ def test_exif_rotated_photos_are_shown_upright(bad_inputs):
 
 def test_huge_images_are_downscaled_with_a_notice(seg, bad_inputs):
     upload = read_upload(str(bad_inputs["huge"]), 512)
-    assert upload.image.shape == (128, 512, 3) and "downscaled" in upload.notice and upload.scale == pytest.approx(512 / 1200)
+    assert (
+        upload.image.shape == (128, 512, 3)
+        and "downscaled" in upload.notice
+        and upload.scale == pytest.approx(512 / 1200)
+    )
     assert "downscaled" in seg.render(seg.load_image(str(bad_inputs["huge"]), True), True)[INFO]
 
 
@@ -232,9 +242,11 @@ def test_missing_weights_say_which_file_to_get_without_server_paths(tmp_path, im
 def test_everything_returns_an_overlay_a_count_coco_json_and_a_zip_with_progress(parts, image_path):
     fractions = []
     settings = EverythingSettings.clamped(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
-    answer = asyncio.run(parts.everything.answer(
-        str(image_path), settings, True, None, progress=lambda fraction, desc=None: fractions.append(fraction)
-    ))
+    answer = asyncio.run(
+        parts.everything.answer(
+            str(image_path), settings, True, None, progress=lambda fraction, desc=None: fractions.append(fraction)
+        )
+    )
     coco_path, zip_path = parts.everything.write_downloads(answer, None)
     annotations = json.loads(open(coco_path).read())["annotations"]
     assert answer.result.overlay.shape == (48, 72, 3) and len(annotations) >= 1
@@ -266,7 +278,9 @@ def test_compare_runs_the_seeded_random_point_protocol(parts, clicked):
 
 
 def test_compare_refuses_models_off_the_allow_list(image_path):
-    parts = Parts.create(app.AppConfig(random_weights=True, models="vit_t,fastsam-s"), ModelStore("cpu", download=False))
+    parts = Parts.create(
+        app.AppConfig(random_weights=True, models="vit_t,fastsam-s"), ModelStore("cpu", download=False)
+    )
     with pytest.raises(ValueError, match="does not run vit_h"):
         parts.compare.check([], "vit_h", ["vit_t"])
     assert parts.compare.references() == ["vit_t"]
@@ -275,8 +289,9 @@ def test_compare_refuses_models_off_the_allow_list(image_path):
 def test_the_status_panel_says_what_to_download_without_server_paths(tmp_path):
     from webapp.status import status_markdown
 
-    text = status_markdown(ModelStore("cpu", checkpoint_dir=tmp_path, download=False),
-                           ["vit_t", "vit_b", "vit_h", "fastsam-x"])
+    text = status_markdown(
+        ModelStore("cpu", checkpoint_dir=tmp_path, download=False), ["vit_t", "vit_b", "vit_h", "fastsam-x"]
+    )
     for name in ("mobile_sam.pt", "sam_vit_b_01ec64.pth", "sam_vit_h_4b8939.pth", "FastSAM-x.pt"):
         assert name in text
     assert "**missing**" in text and "https://" in text and str(tmp_path) not in text
@@ -291,9 +306,13 @@ def test_turning_random_weights_off_without_checkpoints_explains_what_to_downloa
 
 def test_object_aware_mode_segments_from_detector_boxes(parts, image_path):
     settings = EverythingSettings()
-    answer = asyncio.run(parts.everything.answer(str(image_path), settings, True, None, mode="objects", detector="fastsam-s"))
+    answer = asyncio.run(
+        parts.everything.answer(str(image_path), settings, True, None, mode="objects", detector="fastsam-s")
+    )
     assert answer.result.overlay.shape == (48, 72, 3) and "masks in" in answer.summary()
-    grid = asyncio.run(parts.everything.answer(str(image_path), EverythingSettings.clamped(points_per_side=4), True, None))
+    grid = asyncio.run(
+        parts.everything.answer(str(image_path), EverythingSettings.clamped(points_per_side=4), True, None)
+    )
     assert grid.result is not answer.result  # separate cache entries per mode
     with pytest.raises(ValueError, match="Unknown detector"):
         asyncio.run(parts.everything.answer(str(image_path), settings, True, None, mode="objects", detector="yolo"))

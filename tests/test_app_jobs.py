@@ -1,5 +1,6 @@
 """Heavy jobs on the served app (`python app.py` in a child process, random weights): the budget refuses
 at once, a cancelled job stops using the CPU, clicks keep a fast lane, and the server shuts down cleanly."""
+
 import json
 import signal
 import statistics
@@ -9,17 +10,25 @@ import time
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-
 from app_images import photo
 from app_server import AppProcess, launched_app
+from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-SERVER_ARGS = ("--random-weights", "--max-image-side", "512", "--max-everything-seconds", "600",
-               "--heavy-concurrency", "2", "--heavy-queue", "2")
+SERVER_ARGS = (
+    "--random-weights",
+    "--max-image-side",
+    "512",
+    "--max-everything-seconds",
+    "600",
+    "--heavy-concurrency",
+    "2",
+    "--heavy-queue",
+    "2",
+)
 LONG_JOB = (64, 0.0, 0.0, 0.7, 0, 0, 512)  # 4,096 prompts: minutes of work on 2 cores
 IDLE_CPU_S = 0.3  # CPU seconds a stopped server may still use in 2 s (Gradio's own housekeeping)
 
@@ -65,8 +74,18 @@ def _long_job(client: Client, image):
 def test_everything_api_arguments_have_real_names(server):
     info = Client(server.url, verbose=False).view_api(print_info=False, return_format="dict")
     names = [p["parameter_name"] for p in info["named_endpoints"]["/everything"]["parameters"]]
-    assert names == ["image", "points_per_side", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh",
-                     "crop_n_layers", "min_mask_region_area", "input_size", "mode", "detector"]
+    assert names == [
+        "image",
+        "points_per_side",
+        "pred_iou_thresh",
+        "stability_score_thresh",
+        "box_nms_thresh",
+        "crop_n_layers",
+        "min_mask_region_area",
+        "input_size",
+        "mode",
+        "detector",
+    ]
 
 
 def test_an_over_budget_everything_is_refused_at_once_with_a_readable_message(server, image):
@@ -139,8 +158,10 @@ def test_clicks_keep_a_fast_lane_while_two_heavy_jobs_run(server, image):
         job.cancel()
     _wait_idle(server, timeout_s=20)
     idle_p95, loaded_p95 = np.percentile(idle, 95), np.percentile(loaded, 95)
-    print(f"click latency idle p50 {statistics.median(idle):.2f} s p95 {idle_p95:.2f} s; "
-          f"loaded p50 {statistics.median(loaded):.2f} s p95 {loaded_p95:.2f} s")
+    print(
+        f"click latency idle p50 {statistics.median(idle):.2f} s p95 {idle_p95:.2f} s; "
+        f"loaded p50 {statistics.median(loaded):.2f} s p95 {loaded_p95:.2f} s"
+    )
     assert loaded_p95 <= 4 * idle_p95 + 1.0  # loose (shared machine); benchmarks/bench_app_load.py measures it
 
 

@@ -1,4 +1,5 @@
 """Per-session state and files (webapp.sessions), the example images' cached copies, and the heavy lane."""
+
 import threading
 import time
 from pathlib import Path

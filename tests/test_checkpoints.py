@@ -1,4 +1,5 @@
 """Checkpoint registry, cache, verified download (against a local HTTP server) and safe loading."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Backends over real model code: a tiny SAM configuration, MobileSAM and FastSAM with random weights."""
+
 import copy
 import json
 import math
@@ -6,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from compare_support import small_image, tiny_sam
 
 from compare.backends import (
     FastSamBackend,
@@ -19,7 +21,6 @@ from compare.models import BuildOptions, architecture_parameter_counts, build_ba
 from compare.params import build_without_weights
 from compare.prompt import Prompt
 from compare.runner import ProtocolSpec, run_comparison
-from compare_support import small_image, tiny_sam
 from mobile_sam import sam_model_registry
 from mobile_sam.checkpoints import CheckpointError
 

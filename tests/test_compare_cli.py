@@ -1,4 +1,5 @@
 """`python -m compare`: end to end on small images with random weights, errors, and the parameter table."""
+
 import json
 import math
 import subprocess
@@ -6,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from compare_support import small_image, tiny_sam
 from PIL import Image
 
 from compare.backends import FastSamBackend, SamBackend
@@ -13,7 +15,6 @@ from compare.cli import main
 from compare.models import BuildOptions, build_backend
 from compare.report import RANDOM_WEIGHTS_NOTE
 from compare.results import ComparisonResult
-from compare_support import small_image, tiny_sam
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +25,10 @@ def small_factory(name: str, options: BuildOptions):
         return SamBackend("vit_b", model=tiny_sam(), device=options.device)
     if name == "fastsam-s":
         return FastSamBackend(
-            "s", random_weights=options.random_weights, device=options.device, image_size=128,
+            "s",
+            random_weights=options.random_weights,
+            device=options.device,
+            image_size=128,
             num_threads=options.num_threads,
         )
     return build_backend(name, options)
@@ -41,9 +45,28 @@ def images(tmp_path):
 def test_cli_runs_end_to_end_with_random_weights(images, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
-        [*images, "--reference", "vit_b", "--models", "vit_t,fastsam-s", "--protocol", "points2",
-         "--distances", "20,40", "--prompts-per-image", "2", "--seed", "0", "--warmup", "0", "--out", str(out),
-         "--random-weights", "--device", "cpu"],
+        [
+            *images,
+            "--reference",
+            "vit_b",
+            "--models",
+            "vit_t,fastsam-s",
+            "--protocol",
+            "points2",
+            "--distances",
+            "20,40",
+            "--prompts-per-image",
+            "2",
+            "--seed",
+            "0",
+            "--warmup",
+            "0",
+            "--out",
+            str(out),
+            "--random-weights",
+            "--device",
+            "cpu",
+        ],
         factory=small_factory,
     )
     assert code == 0
@@ -63,8 +86,23 @@ def _tiny_unseeded_factory(name: str, options: BuildOptions):
 
 
 def test_random_weights_are_the_same_for_a_seed(images, tmp_path):
-    args = ["--reference", "vit_b", "--models", "vit_l", "--protocol", "point", "--prompts-per-image", "3",
-            "--warmup", "0", "--random-weights", "--device", "cpu", "--seed", "5"]
+    args = [
+        "--reference",
+        "vit_b",
+        "--models",
+        "vit_l",
+        "--protocol",
+        "point",
+        "--prompts-per-image",
+        "3",
+        "--warmup",
+        "0",
+        "--random-weights",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+    ]
     for run in ("a", "b"):
         assert main([*images, *args, "--out", str(tmp_path / run)], factory=_tiny_unseeded_factory) == 0
     a, b = (ComparisonResult.load_json(tmp_path / run / "results.json") for run in ("a", "b"))

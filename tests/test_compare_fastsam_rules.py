@@ -1,4 +1,5 @@
 """FastSAM's prompt rules on hand-built instance masks."""
+
 import numpy as np
 
 from compare.fastsam_rules import select_by_box, select_by_points

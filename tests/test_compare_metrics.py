@@ -1,4 +1,5 @@
 """Mask IoU and mIoU."""
+
 import numpy as np
 import pytest
 

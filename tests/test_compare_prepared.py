@@ -1,13 +1,14 @@
 """compare.prepared: comparisons on one image with prepared backends cached, cancellation and missing models."""
+
 import threading
 
 import numpy as np
 import pytest
+from compare_support import DiskBackend, small_image
 
 from compare import Prompt
 from compare.prepared import PreparedBackends, compare_on_image
 from compare.runner import ComparisonCancelled
-from compare_support import DiskBackend, small_image
 from mobile_sam.checkpoints import CheckpointError
 
 RADII = {"vit_t": 10.0, "vit_b": 7.0}

@@ -1,4 +1,5 @@
 """Seeded prompt protocols: the paper's two-point pairs, random points, jittered boxes, user prompts."""
+
 import json
 
 import numpy as np

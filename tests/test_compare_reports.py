@@ -1,8 +1,10 @@
 """Results round trips (CSV, JSON), markdown tables and figures."""
+
 import json
 
 import numpy as np
 import pytest
+from compare_support import DiskBackend, small_image
 from PIL import Image
 
 from compare.figures import plot_latency, plot_mask_grid, plot_miou_vs_distance
@@ -10,15 +12,17 @@ from compare.outputs import write_outputs
 from compare.report import RANDOM_WEIGHTS_NOTE, markdown_report, miou_markdown, miou_rows
 from compare.results import ComparisonResult, load_cases_csv, load_encoder_csv
 from compare.runner import ProtocolSpec, run_comparison
-from compare_support import DiskBackend, small_image
 
 
 @pytest.fixture(scope="module")
 def run():
     images = [("a.png", small_image(seed=0)), ("b.png", small_image(seed=1))]
     return run_comparison(
-        images, DiskBackend("ref", 20), [DiskBackend("same", 20), DiskBackend("small", 8)],
-        ProtocolSpec("points2", distances=(20.0, 40.0), prompts_per_image=3), seed=0,
+        images,
+        DiskBackend("ref", 20),
+        [DiskBackend("same", 20), DiskBackend("small", 8)],
+        ProtocolSpec("points2", distances=(20.0, 40.0), prompts_per_image=3),
+        seed=0,
     )
 
 

@@ -1,10 +1,11 @@
 """The comparison runner, on model-free fake backends."""
+
 import numpy as np
 import pytest
+from compare_support import DiskBackend, small_image
 
 from compare.prompt import Prompt
 from compare.runner import ProtocolSpec, run_comparison
-from compare_support import DiskBackend, small_image
 
 IMAGES = [("a.png", small_image(seed=0)), ("b.png", small_image(seed=1))]
 

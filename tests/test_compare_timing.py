@@ -1,4 +1,5 @@
 """Timing helpers: summary statistics, the stopwatch and the thread-count guard."""
+
 import time
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Without ../shared the conformance tests skip with a reason at home, and the whole run fails under CI=true."""
+
 from __future__ import annotations
 
 import os
@@ -37,7 +38,11 @@ def _run(tmp_path: Path, with_shared: bool, ci: str | None) -> subprocess.Comple
         env["CI"] = ci
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(tests)],
-        cwd=tmp_path / "repo", env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path / "repo",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -1,4 +1,5 @@
 """resolve_device: 'auto' picks the best available device; explicit requests are checked."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """python -m distill: help for every option, eval against a re-derivation with SamPredictor, torchrun DDP."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from compare.metrics import mask_iou
-from compare.protocols import random_point_cases, protocol_rng
+from compare.protocols import protocol_rng, random_point_cases
 from distill.__main__ import build_parser, main
 from distill.models import TEST_STUDENT, TEST_TEACHER, adopt_decoder, build_model
 from mobile_sam import SamPredictor
@@ -46,7 +47,9 @@ def test_every_subcommand_and_option_is_explained():
 
 
 def test_missing_store_is_a_clear_error(tmp_path, capsys):
-    code = main(["train", "--store", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), "--student", TEST_STUDENT])
+    code = main(
+        ["train", "--store", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), "--student", TEST_STUDENT]
+    )
     assert code == 2 and "no embedding store" in capsys.readouterr().err
 
 
@@ -56,10 +59,32 @@ def test_eval_matches_a_rederivation_with_the_predictor(setup, tmp_path):
     teacher = build_model(TEST_TEACHER, teacher_path)
     student = adopt_decoder(build_model(TEST_STUDENT), teacher)
     torch.save(student.state_dict(), tmp_path / "student.pt")
-    code = main(["eval", "--store", str(store), "--student-checkpoint", str(tmp_path / "student.pt"), "--student",
-                 TEST_STUDENT, "--teacher-checkpoint", str(teacher_path), "--out", str(tmp_path / "report"),
-                 "--points", "4", "--distances", "20,500", "--pairs", "1", "--seed", "7", "--device", "cpu",
-                 "--no-progress"])
+    code = main(
+        [
+            "eval",
+            "--store",
+            str(store),
+            "--student-checkpoint",
+            str(tmp_path / "student.pt"),
+            "--student",
+            TEST_STUDENT,
+            "--teacher-checkpoint",
+            str(teacher_path),
+            "--out",
+            str(tmp_path / "report"),
+            "--points",
+            "4",
+            "--distances",
+            "20,500",
+            "--pairs",
+            "1",
+            "--seed",
+            "7",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert (tmp_path / "report" / "miou.png").read_bytes()[:4] == b"\x89PNG"
@@ -86,10 +111,37 @@ def test_eval_matches_a_rederivation_with_the_predictor(setup, tmp_path):
 def test_torchrun_two_processes_train_with_gloo(setup, tmp_path):
     _, teacher_path, store = setup
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "distill", "train", "--store", str(store), "--out", str(tmp_path / "ddp"),
-               "--teacher-checkpoint", str(teacher_path), "--student", TEST_STUDENT, "--steps", "6",
-               "--batch-size", "1", "--lr", "3e-3", "--warmup", "1", "--device", "cpu", "--no-plot", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "distill",
+        "train",
+        "--store",
+        str(store),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--teacher-checkpoint",
+        str(teacher_path),
+        "--student",
+        TEST_STUDENT,
+        "--steps",
+        "6",
+        "--batch-size",
+        "1",
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "1",
+        "--device",
+        "cpu",
+        "--no-plot",
+        "--no-progress",
+    ]
     out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     written = load_state_dict_file(tmp_path / "ddp" / "mobile_sam.pt")

@@ -1,11 +1,11 @@
 """distill embed: the store holds the predictor's embeddings (fp16), resumes, lists unreadable images."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
-import torch
 
 from distill.embed import embed_folder
 from distill.models import TEST_TEACHER, build_model
@@ -65,8 +65,7 @@ def test_unreadable_image_is_listed_and_skipped(tmp_path):
 def test_resume_embeds_only_missing_images_and_matches_one_run(tmp_path, store_setup):
     images, teacher_path, store_dir = store_setup
     resumed = tmp_path / "store"
-    first = embed_folder(images, resumed, TEST_TEACHER, teacher_path, "cpu", shard_size=2, limit=3,
-                         show_progress=False)
+    first = embed_folder(images, resumed, TEST_TEACHER, teacher_path, "cpu", shard_size=2, limit=3, show_progress=False)
     second = embed_folder(images, resumed, TEST_TEACHER, teacher_path, "cpu", shard_size=2, show_progress=False)
     third = embed_folder(images, resumed, TEST_TEACHER, teacher_path, "cpu", shard_size=2, show_progress=False)
     assert (first.embedded, second.embedded, second.skipped, third.embedded, third.skipped) == (3, 2, 3, 0, 5)
@@ -92,14 +91,24 @@ def test_ray_engine_stores_the_same_embeddings(tmp_path, store_setup):
     for path in sorted(images.iterdir()):
         (tmp_path / "images" / path.name).write_bytes(path.read_bytes())
     (tmp_path / "images" / "broken.png").write_bytes(b"nope")
-    summary = embed_folder(tmp_path / "images", tmp_path / "store", TEST_TEACHER, teacher_path, "cpu",
-                           batch_size=2, engine="ray", workers=1, show_progress=False)
+    summary = embed_folder(
+        tmp_path / "images",
+        tmp_path / "store",
+        TEST_TEACHER,
+        teacher_path,
+        "cpu",
+        batch_size=2,
+        engine="ray",
+        workers=1,
+        show_progress=False,
+    )
     assert (summary.embedded, summary.failed) == (5, 1)
     local, ray_store = EmbeddingStore(store_dir), EmbeddingStore(tmp_path / "store")
     by_path = {r.path: i for i, r in enumerate(ray_store.index.images)}
     for i, record in enumerate(local.index.images):
         j = by_path[record.path]
         assert ray_store.index.images[j].original_size == record.original_size
-        np.testing.assert_allclose(ray_store.embedding(j).astype(np.float32), local.embedding(i).astype(np.float32),
-                                   rtol=1e-3, atol=2e-3)
+        np.testing.assert_allclose(
+            ray_store.embedding(j).astype(np.float32), local.embedding(i).astype(np.float32), rtol=1e-3, atol=2e-3
+        )
     assert [f["path"] for f in ray_store.index.failures] == ["broken.png"]

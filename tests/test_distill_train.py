@@ -1,8 +1,8 @@
 """distill train / finetune-decoder on the reduced configuration: exact resume, frozen parts, strict loading."""
+
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import math
 
@@ -27,9 +27,22 @@ def setup(tmp_path_factory):
 
 def _config(setup, name: str, **overrides) -> TrainConfig:
     tmp, teacher, store = setup
-    options = dict(store=str(store), output=str(tmp / name), teacher_checkpoint=str(teacher), student=TEST_STUDENT,
-                   steps=4, batch_size=1, accumulate=2, lr=3e-3, warmup=2, seed=3, checkpoint_every=2,
-                   plot=False, progress=False, device="cpu")
+    options = dict(
+        store=str(store),
+        output=str(tmp / name),
+        teacher_checkpoint=str(teacher),
+        student=TEST_STUDENT,
+        steps=4,
+        batch_size=1,
+        accumulate=2,
+        lr=3e-3,
+        warmup=2,
+        seed=3,
+        checkpoint_every=2,
+        plot=False,
+        progress=False,
+        device="cpu",
+    )
     options.update(overrides)
     return TrainConfig(**options)
 
@@ -80,7 +93,7 @@ def test_teacher_file_is_untouched_and_semi_coupled_training_moves_only_the_enco
 
 
 def test_semi_coupled_gradients_reach_only_the_encoder(setup):
-    from distill.train import _Trainer, _Dist
+    from distill.train import _Dist, _Trainer
 
     trainer = _Trainer(_config(setup, "grads", mode="semi-coupled"), _Dist(0, 1, 0), torch.device("cpu"))
     for optimizer in trainer.optimizers:
@@ -102,7 +115,9 @@ def test_finetune_decoder_changes_only_the_decoder(setup):
             assert torch.equal(before[key], after[key]), key
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mask_decoder."))
     # the IoU head learns too (the teacher's predicted IoU is its target), or its ranking would drift
-    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mask_decoder.iou_prediction_head."))
+    assert any(
+        not torch.equal(before[k], after[k]) for k in before if k.startswith("mask_decoder.iou_prediction_head.")
+    )
     assert all(math.isfinite(v) for v in result.losses)
 
 
@@ -148,11 +163,21 @@ def test_output_lr_scale_multiplies_the_first_step_of_the_output_norm_only(setup
     torch.save(initial.state_dict(), init_path)
     moves = {}
     for scale in (1.0, 10.0):
-        result = train(_config(setup, f"scale{scale}", steps=1, accumulate=1, weight_decay=0.0,
-                               output_lr_scale=scale, init=str(init_path)))
+        result = train(
+            _config(
+                setup,
+                f"scale{scale}",
+                steps=1,
+                accumulate=1,
+                weight_decay=0.0,
+                output_lr_scale=scale,
+                init=str(init_path),
+            )
+        )
         after = load_state_dict_file(result.student_checkpoint)
-        moves[scale] = {f"image_encoder.{n}": after[f"image_encoder.{n}"] - p
-                        for n, p in initial.image_encoder.named_parameters()}
+        moves[scale] = {
+            f"image_encoder.{n}": after[f"image_encoder.{n}"] - p for n, p in initial.image_encoder.named_parameters()
+        }
     output = {"image_encoder.neck.3.weight", "image_encoder.neck.3.bias"}
     for key, plain in moves[1.0].items():
         if key in output:

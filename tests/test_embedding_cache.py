@@ -1,4 +1,5 @@
 """The embedding cache: content-keyed, bounded LRU, one computation per key under concurrency."""
+
 import threading
 import time
 

@@ -1,4 +1,5 @@
 """Box sources: ultralytics detectors (FastSAM, ObjectAwareModel) as XYXY boxes in original-image pixels."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from compare_support import small_image
 
 from compare.backends import fastsam_architecture
 from everything import load_box_source
 from mobile_sam.checkpoints import CheckpointNotFoundError
-
-from compare_support import small_image
 
 IMAGE_SIZE = 320  # the detector's input side (1024 by default): small to keep the test fast
 
@@ -31,7 +31,16 @@ def ultralytics_segment_boxes(network: torch.nn.Module, image: np.ndarray) -> np
     """Boxes from ultralytics' own YOLOv8-seg predictor (the path `ultralytics.YOLO(...).predict` takes)."""
     from ultralytics.models.yolo.segment import SegmentationPredictor
 
-    overrides = {"imgsz": IMAGE_SIZE, "conf": 0.4, "iou": 0.9, "max_det": 300, "rect": True, "device": "cpu", "verbose": False, "save": False}
+    overrides = {
+        "imgsz": IMAGE_SIZE,
+        "conf": 0.4,
+        "iou": 0.9,
+        "max_det": 300,
+        "rect": True,
+        "device": "cpu",
+        "verbose": False,
+        "save": False,
+    }
     threads = torch.get_num_threads()  # ultralytics' device selection changes torch's thread count
     try:
         predictor = SegmentationPredictor(overrides=overrides)
@@ -53,7 +62,12 @@ def test_fastsam_boxes_are_ultralytics_boxes_in_original_image_pixels(tmp_path: 
     np.testing.assert_allclose(detections.boxes, expected, atol=1e-3)
     assert detections.scores.shape == (len(expected),) and (np.diff(detections.scores) <= 0).all()
     boxes = detections.boxes
-    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 230).all() and (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= 150).all()
+    assert (
+        (boxes[:, 0] >= 0).all()
+        and (boxes[:, 2] <= 230).all()
+        and (boxes[:, 1] >= 0).all()
+        and (boxes[:, 3] <= 150).all()
+    )
 
 
 def test_max_detections_caps_the_boxes() -> None:

@@ -1,4 +1,5 @@
 """python -m everything: folders, outputs, skipped unreadable images, exit status."""
+
 from __future__ import annotations
 
 import json
@@ -86,10 +87,16 @@ def test_objects_mode_defaults_to_mobilesamv2_filters_and_grid_to_the_official_o
 
     objects = generator_spec(build_parser().parse_args(["x.jpg", "--out", "o", "--prompts", "objects"])).settings
     grid = generator_spec(build_parser().parse_args(["x.jpg", "--out", "o"])).settings
-    assert (objects["pred_iou_thresh"], objects["stability_score_thresh"], objects["box_nms_thresh"]) == (0.0, 0.0, None)
+    assert (objects["pred_iou_thresh"], objects["stability_score_thresh"], objects["box_nms_thresh"]) == (
+        0.0,
+        0.0,
+        None,
+    )
     assert (objects["max_boxes"], objects["border_snap"]) == (300, 20.0)
     assert (grid["pred_iou_thresh"], grid["stability_score_thresh"], grid["box_nms_thresh"]) == (0.88, 0.95, 0.7)
-    explicit = generator_spec(build_parser().parse_args(["x.jpg", "--out", "o", "--prompts", "objects", "--pred-iou-thresh", "0.5"]))
+    explicit = generator_spec(
+        build_parser().parse_args(["x.jpg", "--out", "o", "--prompts", "objects", "--pred-iou-thresh", "0.5"])
+    )
     assert explicit.settings["pred_iou_thresh"] == 0.5
 
 
@@ -108,14 +115,30 @@ def test_upsampling_flag_reaches_the_generator_and_defaults_per_mode() -> None:
 
 
 def test_objects_mode_segments_the_boxes_of_a_detector_file(images: Path, tmp_path: Path, capsys) -> None:
-    from test_everything_box_sources import forced_fastsam
-
     import torch
+    from test_everything_box_sources import forced_fastsam
 
     torch.save({"model": forced_fastsam()}, tmp_path / "detector.pt")
     out = tmp_path / "out"
-    code = main([str(images / "a.png"), "--out", str(out), "--random-weights", "--device", "cpu", "--format", "coco",
-                 "--no-overlay", "--prompts", "objects", "--detector", str(tmp_path / "detector.pt"), "--max-boxes", "3"])
+    code = main(
+        [
+            str(images / "a.png"),
+            "--out",
+            str(out),
+            "--random-weights",
+            "--device",
+            "cpu",
+            "--format",
+            "coco",
+            "--no-overlay",
+            "--prompts",
+            "objects",
+            "--detector",
+            str(tmp_path / "detector.pt"),
+            "--max-boxes",
+            "3",
+        ]
+    )
     assert code == 0
     annotations = json.loads((out / "annotations.json").read_text())["annotations"]
     assert len(annotations) == 3  # one mask per box, no filter

@@ -2,6 +2,7 @@
 
 The opt-in `upsampling="opencv"` path is held to the same agreement figures (conformance README).
 """
+
 from __future__ import annotations
 
 import importlib.util

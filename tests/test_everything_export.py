@@ -1,11 +1,10 @@
 """everything.export: COCO JSON, mask PNGs, overlays."""
+
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -62,13 +61,18 @@ def test_coco_dict_has_images_annotations_and_categories() -> None:
     annotation = coco["annotations"][1]
     assert isinstance(annotation["segmentation"]["counts"], str)
     assert annotation["area"] == 64 and annotation["bbox"] == [10, 10, 7, 7] and annotation["score"] == 0.9
-    assert np.array_equal(mask_utils.decode({**annotation["segmentation"], "counts": annotation["segmentation"]["counts"].encode()}), square(20, 30, 10, 10, 8))
+    assert np.array_equal(
+        mask_utils.decode({**annotation["segmentation"], "counts": annotation["segmentation"]["counts"].encode()}),
+        square(20, 30, 10, 10, 8),
+    )
 
 
 def test_coco_json_is_readable_by_pycocotools(tmp_path: Path) -> None:
     from pycocotools.coco import COCO
 
-    path = write_coco_json(tmp_path / "out" / "annotations.json", [ImageMasks("a.jpg", 20, 30, [make_record(square(20, 30, 2, 2, 6))])])
+    path = write_coco_json(
+        tmp_path / "out" / "annotations.json", [ImageMasks("a.jpg", 20, 30, [make_record(square(20, 30, 2, 2, 6))])]
+    )
     coco = COCO(str(path))
     assert coco.annToMask(coco.loadAnns(1)[0]).sum() == 36
 

@@ -1,4 +1,5 @@
 """SamAutomaticMaskGenerator: edge cases, output modes, progress, cancellation, and the model path."""
+
 from __future__ import annotations
 
 import threading
@@ -9,12 +10,11 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
+from test_everything_conformance import load_synthetic_decoder
 
 from everything import GenerationCancelled, SamAutomaticMaskGenerator
 from everything.reference import ReferenceMaskGenerator
 from mobile_sam.image import to_rgb_uint8
-
-from test_everything_conformance import load_synthetic_decoder
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,11 @@ def test_one_pixel_image_gives_one_pixel_masks(crop_n_layers: int) -> None:
 @pytest.mark.parametrize("shape", [(3, 700), (700, 3)])
 def test_very_thin_images_give_valid_masks(synthetic, shape: tuple[int, int]) -> None:
     generator = SamAutomaticMaskGenerator(
-        None, points_per_side=8, crop_n_layers=1, pred_iou_thresh=0.5, stability_score_thresh=0.5,
+        None,
+        points_per_side=8,
+        crop_n_layers=1,
+        pred_iou_thresh=0.5,
+        stability_score_thresh=0.5,
         decode_points=synthetic,
     )
     records = generator.generate(photo(*shape))
@@ -100,8 +104,12 @@ def test_grayscale_and_pil_images_are_converted_like_to_rgb_uint8(synthetic) -> 
 
 def test_points_per_batch_larger_than_the_grid_gives_the_same_records(synthetic) -> None:
     image = photo(120, 160)
-    small = SamAutomaticMaskGenerator(None, points_per_side=6, points_per_batch=5, output_mode="coco_rle", decode_points=synthetic)
-    large = SamAutomaticMaskGenerator(None, points_per_side=6, points_per_batch=1000, output_mode="coco_rle", decode_points=synthetic)
+    small = SamAutomaticMaskGenerator(
+        None, points_per_side=6, points_per_batch=5, output_mode="coco_rle", decode_points=synthetic
+    )
+    large = SamAutomaticMaskGenerator(
+        None, points_per_side=6, points_per_batch=1000, output_mode="coco_rle", decode_points=synthetic
+    )
     expected = small.generate(image)
     assert len(expected) >= 1
     assert large.generate(image) == expected
@@ -109,7 +117,9 @@ def test_points_per_batch_larger_than_the_grid_gives_the_same_records(synthetic)
 
 def test_chunk_size_does_not_change_the_records(synthetic) -> None:
     image = photo(120, 160)
-    one_mask = SamAutomaticMaskGenerator(None, points_per_side=6, output_mode="coco_rle", decode_points=synthetic, chunk_megabytes=0.01)
+    one_mask = SamAutomaticMaskGenerator(
+        None, points_per_side=6, output_mode="coco_rle", decode_points=synthetic, chunk_megabytes=0.01
+    )
     default = SamAutomaticMaskGenerator(None, points_per_side=6, output_mode="coco_rle", decode_points=synthetic)
     assert one_mask.generate(image) == default.generate(image)
 
@@ -117,7 +127,9 @@ def test_chunk_size_does_not_change_the_records(synthetic) -> None:
 def test_output_modes_encode_the_same_masks(synthetic) -> None:
     image = photo(50, 70)
     by_mode = {
-        mode: SamAutomaticMaskGenerator(None, points_per_side=4, output_mode=mode, decode_points=synthetic).generate(image)
+        mode: SamAutomaticMaskGenerator(None, points_per_side=4, output_mode=mode, decode_points=synthetic).generate(
+            image
+        )
         for mode in ("binary_mask", "uncompressed_rle", "coco_rle")
     }
     assert len(by_mode["coco_rle"]) >= 1
@@ -141,7 +153,9 @@ def test_upsampling_equals_the_official_postprocess_bit_for_bit(synthetic) -> No
 
 def test_progress_increases_to_one(synthetic) -> None:
     fractions: list[float] = []
-    generator = SamAutomaticMaskGenerator(None, points_per_side=8, points_per_batch=16, crop_n_layers=1, decode_points=synthetic)
+    generator = SamAutomaticMaskGenerator(
+        None, points_per_side=8, points_per_batch=16, crop_n_layers=1, decode_points=synthetic
+    )
     generator.generate(photo(64, 64), progress=fractions.append)
     assert fractions[-1] == 1.0
     assert len(fractions) > 3

@@ -1,5 +1,6 @@
 """MaskData keeps its columns aligned through filter and cat, with the official API (numpy columns, items,
 to_numpy)."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """ObjectAwareMaskGenerator (MobileSAMv2 box prompts): masks of the predictor, records, snapping, cap, filters."""
+
 from __future__ import annotations
 
 import threading
@@ -17,7 +18,13 @@ from mobile_sam import SamPredictor
 
 OFFICIAL_KEYS = {"segmentation", "area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box"}
 BOXES = 2 * np.array(
-    [[30.0, 25.0, 70.0, 50.0], [80.0, 55.0, 100.0, 70.0], [40.5, 30.2, 60.7, 80.1], [50.0, 40.0, 90.0, 60.0], [25.0, 22.0, 60.0, 60.0]]
+    [
+        [30.0, 25.0, 70.0, 50.0],
+        [80.0, 55.0, 100.0, 70.0],
+        [40.5, 30.2, 60.7, 80.1],
+        [50.0, 40.0, 90.0, 60.0],
+        [25.0, 22.0, 60.0, 60.0],
+    ]
 )  # for the 256 x 192 image
 
 
@@ -41,7 +48,9 @@ def reference_masks(model, image: np.ndarray, boxes: np.ndarray) -> tuple[np.nda
     """Masks (N, H, W) and predicted IoU (N,) of `SamPredictor.predict_torch(boxes=...)`, one mask per box."""
     predictor = SamPredictor(model)
     predictor.set_image(image)
-    in_boxes = predictor.transform.apply_boxes_torch(torch.as_tensor(boxes, dtype=torch.float64), predictor.original_size)
+    in_boxes = predictor.transform.apply_boxes_torch(
+        torch.as_tensor(boxes, dtype=torch.float64), predictor.original_size
+    )
     masks, scores, _ = predictor.predict_torch(None, None, boxes=in_boxes, multimask_output=False)
     return masks[:, 0].numpy(), scores[:, 0].numpy()
 
@@ -69,7 +78,14 @@ def test_boxes_decode_to_the_masks_of_predict_torch(conformance_dir: Path, upsam
     for size in [(402, 226), (226, 402)]:  # padding below, then to the right
         image = np.asarray(Image.open(conformance_dir / "dogs.jpg").convert("RGB").resize(size))
         width, height = size
-        boxes = np.array([[40.0, 30.0, 200.0, 190.0], [10.0, 60.0, 220.0, 220.0], [100.5, 80.25, 150.75, 120.5], [30.0, 30.0, width - 1, height - 1]])
+        boxes = np.array(
+            [
+                [40.0, 30.0, 200.0, 190.0],
+                [10.0, 60.0, 220.0, 220.0],
+                [100.5, 80.25, 150.75, 120.5],
+                [30.0, 30.0, width - 1, height - 1],
+            ]
+        )
         records = ObjectAwareMaskGenerator(model, border_snap=0, upsampling=upsampling).generate(image, boxes=boxes)
         masks, scores = reference_masks(model, image, boxes)
         assert len(records) == len(boxes)
@@ -130,16 +146,24 @@ def test_output_modes_encode_the_same_masks(sam, image) -> None:
     }
     for binary, uncompressed, coco in zip(*by_mode.values()):
         from_coco = mask_utils.decode(coco["segmentation"]).astype(bool)
-        from_uncompressed = mask_utils.decode(mask_utils.frPyObjects(uncompressed["segmentation"], 192, 256)).astype(bool)
+        from_uncompressed = mask_utils.decode(mask_utils.frPyObjects(uncompressed["segmentation"], 192, 256)).astype(
+            bool
+        )
         np.testing.assert_array_equal(binary["segmentation"], from_coco)
         np.testing.assert_array_equal(from_uncompressed, from_coco)
         assert binary["box"] == coco["box"] and binary["area"] == coco["area"]
 
 
 def test_box_sides_near_the_border_snap_to_it(sam, image) -> None:
-    boxes = np.array([[19.0, 21.0, 237.0, 150.0], [5.0, 30.0, 200.0, 173.0], [20.0, 20.0, 236.0, 172.0]])  # image 256 x 192
+    boxes = np.array(
+        [[19.0, 21.0, 237.0, 150.0], [5.0, 30.0, 200.0, 173.0], [20.0, 20.0, 236.0, 172.0]]
+    )  # image 256 x 192
     records = ObjectAwareMaskGenerator(sam, border_snap=20).generate(image, boxes=boxes)
-    expected = [[0.0, 21.0, 256.0, 150.0], [0.0, 30.0, 200.0, 192.0], [20.0, 20.0, 236.0, 172.0]]  # strictly within 20 px
+    expected = [
+        [0.0, 21.0, 256.0, 150.0],
+        [0.0, 30.0, 200.0, 192.0],
+        [20.0, 20.0, 236.0, 172.0],
+    ]  # strictly within 20 px
     assert sorted(record["box"] for record in records) == sorted(expected)
 
 
@@ -173,7 +197,9 @@ def test_pred_iou_thresh_keeps_the_masks_above_it(conformance_dir: Path, image) 
 def test_stability_score_thresh_keeps_the_masks_at_or_above_it(sam, image, unfiltered) -> None:
     everything = unfiltered
     threshold = float(np.median([record["stability_score"] for record in everything]))
-    filtered = ObjectAwareMaskGenerator(sam, border_snap=0, stability_score_thresh=threshold).generate(image, boxes=BOXES)
+    filtered = ObjectAwareMaskGenerator(sam, border_snap=0, stability_score_thresh=threshold).generate(
+        image, boxes=BOXES
+    )
     assert [record["box"] for record in filtered] == [r["box"] for r in everything if r["stability_score"] >= threshold]
     assert 0 < len(filtered) < len(everything)
 
@@ -251,7 +277,9 @@ def test_the_box_source_gives_the_boxes_and_passed_boxes_override_it(sam, image)
 def test_progress_increases_to_one_and_timings_cover_every_stage(sam, image) -> None:
     seen: list[float] = []
     timings: dict[str, float] = {}
-    ObjectAwareMaskGenerator(sam, boxes_per_batch=2).generate(image, boxes=BOXES[:3], progress=seen.append, timings=timings)
+    ObjectAwareMaskGenerator(sam, boxes_per_batch=2).generate(
+        image, boxes=BOXES[:3], progress=seen.append, timings=timings
+    )
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen) and len(seen) >= 5
     assert set(timings) == {"detector", "encoder", "decoder", "postprocess"} and all(t >= 0 for t in timings.values())
 
@@ -268,7 +296,15 @@ def test_setting_cancel_stops_generation(sam, image) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"max_boxes": -1}, {"boxes_per_batch": 0}, {"border_snap": -1}, {"output_mode": "png"}, {"upsampling": "nearest"}, {"box_nms_thresh": 2.0}]
+    "kwargs",
+    [
+        {"max_boxes": -1},
+        {"boxes_per_batch": 0},
+        {"border_snap": -1},
+        {"output_mode": "png"},
+        {"upsampling": "nearest"},
+        {"box_nms_thresh": 2.0},
+    ],
 )
 def test_invalid_settings_raise_value_error(sam, kwargs: dict) -> None:
     with pytest.raises(ValueError):

@@ -1,4 +1,5 @@
 """python -m everything --engine ray: the single-process records, failures.json, resume (one local Ray session)."""
+
 from __future__ import annotations
 
 import json
@@ -41,15 +42,29 @@ def ray_session():
 def images(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("images")
     for i, (name, left, top, width, height) in enumerate(CROPS):
-        Image.open(REPO_ROOT / "assets" / name).convert("RGB").crop((left, top, left + width, top + height)).save(folder / f"img{i}.png")
+        Image.open(REPO_ROOT / "assets" / name).convert("RGB").crop((left, top, left + width, top + height)).save(
+            folder / f"img{i}.png"
+        )
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     return folder
 
 
 def cli_args(conformance_dir: Path) -> list[str]:
     return [
-        "--checkpoint", str(conformance_dir / "mobile_sam_vit_t_seed0.pt"), "--device", "cpu", "--points-per-side", "4",
-        "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--engine", "ray", "--num-workers", "2",
+        "--checkpoint",
+        str(conformance_dir / "mobile_sam_vit_t_seed0.pt"),
+        "--device",
+        "cpu",
+        "--points-per-side",
+        "4",
+        "--pred-iou-thresh",
+        "0",
+        "--stability-score-thresh",
+        "0",
+        "--engine",
+        "ray",
+        "--num-workers",
+        "2",
     ]
 
 

@@ -1,4 +1,5 @@
 """Cancelling a heavy job inside a model's forward pass (everything.scheduling.interruptible)."""
+
 import threading
 
 import pytest

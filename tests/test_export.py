@@ -1,4 +1,5 @@
 """Exports of interactive results: COCO RLE, mask PNG, RGBA cut-out, COCO JSON, atomic writes."""
+
 import json
 
 import numpy as np

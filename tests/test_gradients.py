@@ -1,6 +1,7 @@
 """Gradients work where the official package gives them: `predictor.features` feeds a training loop, and
 the modules run as `Sam.forward` runs them train end to end (public APIs use `torch.no_grad`, never
 `torch.inference_mode`)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,10 +17,17 @@ def _tiny_sam() -> Sam:
     torch.manual_seed(0)
     return Sam(
         image_encoder=TinyViT(
-            img_size=64, embed_dims=(16, 16, 32, 32), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2),
-            window_sizes=(2, 2, 2, 2), num_classes=0, drop_path_rate=0.0,
+            img_size=64,
+            embed_dims=(16, 16, 32, 32),
+            depths=(1, 1, 1, 1),
+            num_heads=(1, 1, 2, 2),
+            window_sizes=(2, 2, 2, 2),
+            num_classes=0,
+            drop_path_rate=0.0,
         ),
-        prompt_encoder=PromptEncoder(embed_dim=256, image_embedding_size=(4, 4), input_image_size=(64, 64), mask_in_chans=16),
+        prompt_encoder=PromptEncoder(
+            embed_dim=256, image_embedding_size=(4, 4), input_image_size=(64, 64), mask_in_chans=16
+        ),
         mask_decoder=MaskDecoder(
             transformer_dim=256,
             transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=64, num_heads=2),
@@ -36,7 +44,9 @@ def test_fine_tuning_the_mask_decoder_on_predictor_features_lowers_the_loss() ->
 
     point = torch.as_tensor(predictor.transform.apply_coords(np.array([[20.0, 15.0]]), predictor.original_size))
     with torch.no_grad():
-        sparse, dense = sam.prompt_encoder(points=(point[None].float(), torch.ones(1, 1, dtype=torch.int)), boxes=None, masks=None)
+        sparse, dense = sam.prompt_encoder(
+            points=(point[None].float(), torch.ones(1, 1, dtype=torch.int)), boxes=None, masks=None
+        )
     target = torch.zeros(1, 1, 16, 16)
     target[..., 3:9, 4:12] = 1.0
     optimizer = torch.optim.SGD(sam.mask_decoder.parameters(), lr=0.05)
@@ -73,6 +83,10 @@ def test_gradients_flow_through_every_module_as_sam_forward_chains_them() -> Non
     )
     masks = sam.postprocess_masks(low_res, (48, 64), (48, 64))
     (masks.sigmoid().mean() + iou.mean()).backward()
-    for name, module in (("image_encoder", sam.image_encoder), ("prompt_encoder", sam.prompt_encoder), ("mask_decoder", sam.mask_decoder)):
+    for name, module in (
+        ("image_encoder", sam.image_encoder),
+        ("prompt_encoder", sam.prompt_encoder),
+        ("mask_decoder", sam.mask_decoder),
+    ):
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), name

@@ -1,4 +1,5 @@
 """to_rgb_uint8, load_image and limit_image_side: every input becomes an upright HxWx3 uint8 RGB array."""
+
 from __future__ import annotations
 
 import io

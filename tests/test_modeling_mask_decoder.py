@@ -1,4 +1,5 @@
 """The mask decoder's reassociated attention and per-image decoding compute SAM's plain decoder maths."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """State dicts: our models have exactly the official keys and shapes and load official-format files."""
+
 from __future__ import annotations
 
 import json
@@ -77,7 +78,9 @@ def test_mis_shaped_key_is_reported_with_both_shapes():
     model = sam_model_registry["vit_t"]()
     state = dict(model.state_dict())
     state["prompt_encoder.no_mask_embed.weight"] = torch.zeros(1, 128)
-    with pytest.raises(StateDictMismatchError, match=r"no_mask_embed.weight \(checkpoint \(1, 128\), model \(1, 256\)\)"):
+    with pytest.raises(
+        StateDictMismatchError, match=r"no_mask_embed.weight \(checkpoint \(1, 128\), model \(1, 256\)\)"
+    ):
         load_state_dict_checked(model, state, "vit_t")
 
 

@@ -1,4 +1,5 @@
 """The notebooks: stored without outputs, and each one runs top to bottom (random weights, reduced settings)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,9 +31,7 @@ def output_text(notebook: nbformat.NotebookNode) -> str:
 
 
 def image_outputs(notebook: nbformat.NotebookNode) -> int:
-    return sum(
-        "image/png" in output.get("data", {}) for cell in notebook.cells for output in cell.get("outputs", [])
-    )
+    return sum("image/png" in output.get("data", {}) for cell in notebook.cells for output in cell.get("outputs", []))
 
 
 def test_the_notebook_folder_holds_exactly_the_three_notebooks():

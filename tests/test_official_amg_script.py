@@ -5,6 +5,7 @@ The script is not vendored: this test makes the same calls in the same order (`s
 `generate` on a `cv2.imread` + BGR->RGB image, then one PNG per mask (`mask * 255`) with `metadata.csv`,
 or `json.dump(masks)` with `--convert-to-rle`) and checks what it writes against the masks themselves.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,15 @@ def _write_masks_to_folder(masks: list[dict], path: Path) -> None:
     rows = [HEADER]
     for i, record in enumerate(masks):
         cv2.imwrite(str(path / f"{i}.png"), record["segmentation"] * 255)
-        fields = [i, record["area"], *record["bbox"], *record["point_coords"][0], record["predicted_iou"],
-                  record["stability_score"], *record["crop_box"]]
+        fields = [
+            i,
+            record["area"],
+            *record["bbox"],
+            *record["point_coords"][0],
+            record["predicted_iou"],
+            record["stability_score"],
+            *record["crop_box"],
+        ]
         rows.append(",".join(str(x) for x in fields))
     (path / "metadata.csv").write_text("\n".join(rows))
 
@@ -78,9 +86,17 @@ def test_png_folder_and_metadata_describe_each_mask(outputs: tuple[Path, Path]) 
         ys, xs = np.nonzero(mask)
         assert int(row["area"]) == mask.sum() > 0
         assert [int(float(row[k])) for k in ("bbox_x0", "bbox_y0", "bbox_w", "bbox_h")] == [
-            xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()
+            xs.min(),
+            ys.min(),
+            xs.max() - xs.min(),
+            ys.max() - ys.min(),
         ]
-        assert [int(float(row[k])) for k in ("crop_box_x0", "crop_box_y0", "crop_box_w", "crop_box_h")] == [0, 0, 160, 90]
+        assert [int(float(row[k])) for k in ("crop_box_x0", "crop_box_y0", "crop_box_w", "crop_box_h")] == [
+            0,
+            0,
+            160,
+            90,
+        ]
         assert 0 <= float(row["point_input_x"]) < 160 and 0 <= float(row["point_input_y"]) < 90
         assert 0.0 <= float(row["stability_score"]) <= 1.0
 

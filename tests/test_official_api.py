@@ -5,6 +5,7 @@ compatible signature: the same parameters in the same order, of the same kind, w
 The expected signatures are copied by hand from the official MobileSAM source (`mobile_sam/**`), written
 as Python parameter lists.
 """
+
 from __future__ import annotations
 
 import ast
@@ -213,8 +214,16 @@ def test_package_level_names_are_those_of_the_official_package() -> None:
     from mobile_sam import modeling
     from mobile_sam.modeling import tiny_vit_sam
 
-    for name in ("SamAutomaticMaskGenerator", "SamPredictor", "build_sam", "build_sam_vit_b", "build_sam_vit_h",
-                 "build_sam_vit_l", "build_sam_vit_t", "sam_model_registry"):
+    for name in (
+        "SamAutomaticMaskGenerator",
+        "SamPredictor",
+        "build_sam",
+        "build_sam_vit_b",
+        "build_sam_vit_h",
+        "build_sam_vit_l",
+        "build_sam_vit_t",
+        "sam_model_registry",
+    ):
         assert hasattr(mobile_sam, name), name
     assert set(mobile_sam.sam_model_registry) >= {"default", "vit_h", "vit_l", "vit_b", "vit_t"}
     for name in ("Sam", "ImageEncoderViT", "MaskDecoder", "PromptEncoder", "TwoWayTransformer", "TinyViT"):

@@ -3,6 +3,7 @@
 vit_t with the conformance weights is exported once for the module; the official export script's call
 sequence (scripts/export_onnx_model.py) is written out here against our package, not copied.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,14 @@ LOGITS_ATOL = 1e-4
 SCORES_ATOL = 1e-4
 EMBEDDING_ATOL = 1e-4
 MIN_MASK_IOU = 0.999
-CASES = ["one_point_multi", "pos_neg_single", "box_single", "box_point_multi", "three_points_multi", "refine_with_mask_input"]
+CASES = [
+    "one_point_multi",
+    "pos_neg_single",
+    "box_single",
+    "box_point_multi",
+    "three_points_multi",
+    "refine_with_mask_input",
+]
 
 
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -64,7 +72,9 @@ def sam(conformance_dir):
 
 @pytest.fixture(scope="module")
 def exported(sam, tmp_path_factory):
-    return export_sam(sam, tmp_path_factory.mktemp("onnx_vit_t"), model_type="vit_t", weights="mobile_sam_vit_t_seed0.pt")
+    return export_sam(
+        sam, tmp_path_factory.mktemp("onnx_vit_t"), model_type="vit_t", weights="mobile_sam_vit_t_seed0.pt"
+    )
 
 
 @pytest.fixture(scope="module")

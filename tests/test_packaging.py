@@ -1,4 +1,5 @@
 """The project builds as a wheel holding every library package, and `import mobile_sam` stays light."""
+
 from __future__ import annotations
 
 import shutil
@@ -62,7 +63,8 @@ def test_wheel_metadata_has_version_licence_and_extras(wheel):
 def test_import_mobile_sam_pulls_in_no_optional_dependency():
     code = (
         "import sys, mobile_sam, mobile_sam.utils.onnx; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'gradio', 'ultralytics', 'onnxruntime', 'onnx', 'ray'}))"
+        "print(sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'gradio', 'ultralytics', 'onnxruntime', 'onnx', 'ray'}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     assert result.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
 """The predictor reproduces the official MobileSAM outputs (../shared/conformance) for fixed random weights."""
+
 from __future__ import annotations
 
 import json
@@ -62,7 +63,14 @@ def test_image_embedding_matches_official(predictor, official):
 
 @pytest.mark.parametrize(
     "name",
-    ["one_point_multi", "pos_neg_single", "box_single", "box_point_multi", "three_points_multi", "refine_with_mask_input"],
+    [
+        "one_point_multi",
+        "pos_neg_single",
+        "box_single",
+        "box_point_multi",
+        "three_points_multi",
+        "refine_with_mask_input",
+    ],
 )
 def test_predict_matches_official(name, predictor, official):
     cases, arrays = official

@@ -1,6 +1,7 @@
 """Prompts reach the model as the official `SamPredictor` passes them (points outside the image, label -1,
 boxes in any corner order or beyond the image); only inputs that crash the official code or make it
 return garbage give clear errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -101,7 +102,13 @@ def test_label_minus_one_is_a_padding_point_whose_position_is_ignored(predictor)
 
 @pytest.mark.parametrize(
     "box",
-    [[40, 30, 5, 6], [40, 6, 5, 30], [5, 6, WIDTH + 100, HEIGHT + 100], [-20, -10, 30, 20], [WIDTH + 1, 0, WIDTH + 9, 20]],
+    [
+        [40, 30, 5, 6],
+        [40, 6, 5, 30],
+        [5, 6, WIDTH + 100, HEIGHT + 100],
+        [-20, -10, 30, 20],
+        [WIDTH + 1, 0, WIDTH + 9, 20],
+    ],
 )
 def test_boxes_in_any_corner_order_or_beyond_the_image_are_decoded_as_given(predictor, box):
     predicted = predictor.predict(box=np.array(box, dtype=float), multimask_output=False)
@@ -144,7 +151,9 @@ def test_bad_points_raise(predictor, coords, labels, message):
         )
 
 
-@pytest.mark.parametrize(("box", "message"), [([1, 2, 3], "shape"), ([[1, 2, 3, 4]] * 2, "shape"), ([1, 2, np.nan, 4], "NaN")])
+@pytest.mark.parametrize(
+    ("box", "message"), [([1, 2, 3], "shape"), ([[1, 2, 3, 4]] * 2, "shape"), ([1, 2, np.nan, 4], "NaN")]
+)
 def test_bad_boxes_raise(predictor, box, message):
     with pytest.raises(ValueError, match=message):
         predictor.predict(box=np.array(box, dtype=float))

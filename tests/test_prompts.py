@@ -1,4 +1,5 @@
 """Interactive prompts: parsing, validation and grouping into predictor calls."""
+
 import numpy as np
 import pytest
 

@@ -11,6 +11,7 @@ Each command in a ```bash block is covered in exactly one way:
   builds the wheel).
 Anything else fails `test_every_readme_command_is_covered`.
 """
+
 from __future__ import annotations
 
 import glob
@@ -200,7 +201,11 @@ def test_quick_start_is_exactly_the_two_commands():
 
 
 def test_quick_start_test_command_is_what_ci_runs():
-    lines = [line.strip() for line in CI_SCRIPT.read_text().splitlines() if "pytest" in line and not line.strip().startswith("#")]
+    lines = [
+        line.strip()
+        for line in CI_SCRIPT.read_text().splitlines()
+        if "pytest" in line and not line.strip().startswith("#")
+    ]
     assert len(lines) == 1, f".ci/run should run pytest exactly once, found {lines}"
     assert normalised(lines[0]) == normalised(QUICK_START_TESTS)
 
@@ -342,7 +347,9 @@ def front_matter() -> dict[str, str]:
     text = readme_text()
     assert text.startswith("---\n"), "the README must start with the Hugging Face Spaces front matter"
     block = text[4 : text.index("\n---\n", 4)]
-    return {key.strip(): value.strip().strip('"') for key, _, value in (line.partition(":") for line in block.splitlines())}
+    return {
+        key.strip(): value.strip().strip('"') for key, _, value in (line.partition(":") for line in block.splitlines())
+    }
 
 
 def test_space_front_matter_matches_the_project():

@@ -1,4 +1,5 @@
 """Interactive segmentation on a stored embedding, and the shared model store (random-weight vit_t)."""
+
 import threading
 
 import numpy as np
@@ -32,7 +33,9 @@ def test_segment_on_a_stored_embedding_equals_the_predictor(store, image, direct
     embedding, _ = store.embedding("vit_t", True, image)
     prompts = Prompts.from_lists([[20, 30], [40, 10]], [1, 0])
     result = segment(embedding, prompts, multimask_output=True)
-    masks, scores, logits = direct.predict(point_coords=prompts.points, point_labels=prompts.labels, multimask_output=True)
+    masks, scores, logits = direct.predict(
+        point_coords=prompts.points, point_labels=prompts.labels, multimask_output=True
+    )
     assert result.candidates and result.masks.shape == (3, 48, 64)
     np.testing.assert_array_equal(result.masks, masks)
     np.testing.assert_allclose(result.scores, scores, rtol=0, atol=1e-6)
@@ -44,7 +47,9 @@ def test_several_boxes_give_one_mask_per_box_with_the_points_inside_each(store, 
     prompts = Prompts.from_lists([[10, 10]], [1], [[2, 2, 30, 30], [35, 5, 60, 40]])
     result = segment(embedding, prompts)
     assert not result.candidates and result.masks.shape == (2, 48, 64)
-    first, _, _ = direct.predict(point_coords=np.array([[10, 10]]), point_labels=np.array([1]), box=prompts.boxes[0], multimask_output=False)
+    first, _, _ = direct.predict(
+        point_coords=np.array([[10, 10]]), point_labels=np.array([1]), box=prompts.boxes[0], multimask_output=False
+    )
     second, _, _ = direct.predict(box=prompts.boxes[1], multimask_output=False)
     np.testing.assert_array_equal(result.masks[0], first[0])
     np.testing.assert_array_equal(result.masks[1], second[0])
@@ -134,5 +139,7 @@ def test_status_reports_download_progress_while_a_checkpoint_downloads(tmp_path,
     monkeypatch.setattr(model_store, "resolve_checkpoint", fake_resolve)
     with pytest.raises(CheckpointDownloadError):
         store.model("vit_t")
-    assert seen[0].state == "downloading" and seen[0].progress == pytest.approx(0.25) and "25 of 100 MB" in seen[0].detail
+    assert (
+        seen[0].state == "downloading" and seen[0].progress == pytest.approx(0.25) and "25 of 100 MB" in seen[0].detail
+    )
     assert store.status("vit_t").state == "failed"

@@ -1,4 +1,5 @@
 """TinyViT (MobileSAM's image encoder): official state-dict layout, official outputs, ultralytics equivalence."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Our MobileSAM computes what ultralytics' copy computes for the same random weights (no shared data needed)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,7 +35,11 @@ def test_image_embeddings_agree(predictors):
     "prompt",
     [
         {"point_coords": np.array([[200.0, 150.0]]), "point_labels": np.array([1]), "multimask_output": True},
-        {"point_coords": np.array([[50.0, 40.0], [300.0, 250.0]]), "point_labels": np.array([1, 0]), "multimask_output": False},
+        {
+            "point_coords": np.array([[50.0, 40.0], [300.0, 250.0]]),
+            "point_labels": np.array([1, 0]),
+            "multimask_output": False,
+        },
         {"box": np.array([30.0, 20.0, 380.0, 260.0]), "multimask_output": False},
     ],
     ids=["one_point", "pos_neg", "box"],

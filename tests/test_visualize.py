@@ -1,4 +1,5 @@
 """Display helpers: overlays, contours, prompt markers and cut-outs never touch their input."""
+
 import numpy as np
 import pytest
 

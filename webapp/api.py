@@ -1,9 +1,9 @@
 """The programmatic API (`/segment`, `/everything`, `/compare`): prompts in the uploaded file's own pixels,
 checked there (by `mobile_sam.prompts.Prompts`) before they are mapped onto the downscaled image."""
+
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -47,8 +47,13 @@ class Api:
     """The API endpoints (their parameter names are the API's)."""
 
     def __init__(
-        self, store: ModelStore, everything: EverythingTab, compare: CompareTab, priority: Priority,
-        random_weights: bool, max_side: int,
+        self,
+        store: ModelStore,
+        everything: EverythingTab,
+        compare: CompareTab,
+        priority: Priority,
+        random_weights: bool,
+        max_side: int,
     ) -> None:
         self.store, self.everything_tab, self.compare_tab, self.priority = store, everything, compare, priority
         self.random_weights, self.max_side = random_weights, max_side
@@ -65,7 +70,9 @@ class Api:
             raise user_error(error) from error
         notice = upload.notice
         if upload.scale != 1.0:
-            notice += f" The masks are at the downscaled size {upload.image.shape[1]}x{upload.image.shape[0]} (mask_size)."
+            notice += (
+                f" The masks are at the downscaled size {upload.image.shape[1]}x{upload.image.shape[0]} (mask_size)."
+            )
         return {
             "masks": [mask_to_rle(mask) for mask in result.masks],
             "scores": [float(score) for score in result.scores],
@@ -81,18 +88,30 @@ class Api:
         }
 
     async def everything(
-        self, image: str | None, points_per_side: float = 32, pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95, box_nms_thresh: float = 0.7, crop_n_layers: float = 0,
-        min_mask_region_area: float = 0, input_size: float = 1024, mode: str = "grid", detector: str = "fastsam-s",
+        self,
+        image: str | None,
+        points_per_side: float = 32,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: float = 0,
+        min_mask_region_area: float = 0,
+        input_size: float = 1024,
+        mode: str = "grid",
+        detector: str = "fastsam-s",
         request: gr.Request = None,
     ) -> tuple[dict, np.ndarray]:
         """The COCO dataset dict of all masks (plus a summary) and the overlay; over-budget jobs are refused.
         mode "objects" prompts with the boxes of a detector ("fastsam-s", "fastsam-x" or "objectaware")."""
         try:
             settings = EverythingSettings.clamped(
-                points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
-                stability_score_thresh=stability_score_thresh, box_nms_thresh=box_nms_thresh,
-                crop_n_layers=crop_n_layers, min_mask_region_area=min_mask_region_area, input_size=input_size,
+                points_per_side=points_per_side,
+                pred_iou_thresh=pred_iou_thresh,
+                stability_score_thresh=stability_score_thresh,
+                box_nms_thresh=box_nms_thresh,
+                crop_n_layers=crop_n_layers,
+                min_mask_region_area=min_mask_region_area,
+                input_size=input_size,
             )
             answer = await self.everything_tab.answer(
                 image, settings, self.random_weights, request, mode=mode or "grid", detector=detector or "fastsam-s"
@@ -103,7 +122,11 @@ class Api:
         return document, answer.result.overlay
 
     async def compare(
-        self, image: str | None, prompts: str, models: str = '["vit_t"]', reference: str = "vit_h",
+        self,
+        image: str | None,
+        prompts: str,
+        models: str = '["vit_t"]',
+        reference: str = "vit_h",
         request: gr.Request = None,
     ) -> list[dict]:
         """The comparison table (mIoU against the reference and latencies) for prompts on an image."""
@@ -116,8 +139,14 @@ class Api:
         except HANDLED as error:
             raise user_error(error) from error
         return [
-            {"model": r.model, "role": r.role, "miou": r.miou, "encoder_ms": r.encoder_ms, "decoder_ms": r.decoder_ms,
-             "total_ms": r.total_ms, "status": r.status}
+            {
+                "model": r.model,
+                "role": r.role,
+                "miou": r.miou,
+                "encoder_ms": r.encoder_ms,
+                "decoder_ms": r.decoder_ms,
+                "total_ms": r.total_ms,
+                "status": r.status,
+            }
             for r in comparison.rows
         ]
-

@@ -1,4 +1,5 @@
 """The compare tab and `/compare`: the user's prompts on every allowed model, through `compare.prepared`."""
+
 from __future__ import annotations
 
 import threading
@@ -15,14 +16,15 @@ from compare.prepared import ImageComparison, PreparedBackends, compare_on_image
 from compare.protocols import protocol_rng, random_point_cases
 from everything.scheduling import HeavyLane, JobControl, current_job, interruptible
 from mobile_sam.checkpoints import CheckpointError, resolve_checkpoint
-from mobile_sam.model_store import ModelStore
 from mobile_sam.image import limit_image_side
+from mobile_sam.model_store import ModelStore
 from mobile_sam.prompts import Prompts
 from mobile_sam.visualize import draw_prompts, mask_colors, overlay_masks
 
 from .heavy import run_heavy
 from .messages import hide_paths
-from .segment import THUMBNAIL_SIDE, resize_mask as _resize_mask
+from .segment import THUMBNAIL_SIDE
+from .segment import resize_mask as _resize_mask
 from .sessions import Sessions
 
 REFERENCES = ("vit_h", "vit_l", "vit_b", "vit_t")
@@ -44,7 +46,9 @@ def protocol_prompts(image_size: tuple[int, int], count: int, seed: int) -> list
 class CompareTab:
     """Comparisons on the allowed models, with backends prepared once per image."""
 
-    def __init__(self, store: ModelStore, sessions: Sessions, lane: HeavyLane, models: list[str], max_prompts: int) -> None:
+    def __init__(
+        self, store: ModelStore, sessions: Sessions, lane: HeavyLane, models: list[str], max_prompts: int
+    ) -> None:
         self.store, self.sessions, self.lane, self.max_prompts = store, sessions, lane, max_prompts
         self.allowed = [canonical_model_name(name) for name in models]
         if "vit_t" not in self.allowed:
@@ -65,12 +69,20 @@ class CompareTab:
         if refused:
             raise ValueError(f"This server does not run {', '.join(refused)}; it runs {', '.join(self.allowed)}.")
         if len(prompts) > self.max_prompts:
-            raise ValueError(f"{len(prompts)} prompts is more than this server's limit of {self.max_prompts} per comparison.")
+            raise ValueError(
+                f"{len(prompts)} prompts is more than this server's limit of {self.max_prompts} per comparison."
+            )
         return reference, models
 
     async def answer(
-        self, image: np.ndarray, prompts: list[Prompt], reference: str, models: list[str], random_weights: bool,
-        request: Any, progress: Callable[..., Any] | None = None,
+        self,
+        image: np.ndarray,
+        prompts: list[Prompt],
+        reference: str,
+        models: list[str],
+        random_weights: bool,
+        request: Any,
+        progress: Callable[..., Any] | None = None,
     ) -> ImageComparison:
         """Run the comparison in the heavy lane (cancelled with the calling task or the session)."""
         reference, models = self.check(prompts, reference, models)
@@ -79,8 +91,15 @@ class CompareTab:
         def job(control: JobControl) -> ImageComparison:
             with current_job(control):
                 return compare_on_image(
-                    image, prompts, reference, models, self.prepared, bool(random_weights),
-                    cancel=control, progress=report, unavailable=(CheckpointError,),
+                    image,
+                    prompts,
+                    reference,
+                    models,
+                    self.prepared,
+                    bool(random_weights),
+                    cancel=control,
+                    progress=report,
+                    unavailable=(CheckpointError,),
                 )
 
         return await run_heavy(self.sessions, self.lane, request, job, progress)
@@ -90,8 +109,10 @@ class CompareTab:
         device = self.store.device
         if name.startswith("fastsam-"):
             variant = name.removeprefix("fastsam-")
-            module = self.store.shared(("fastsam", variant, random_weights),
-                                       lambda: interruptible(self._fastsam(variant, bool(random_weights))))
+            module = self.store.shared(
+                ("fastsam", variant, random_weights),
+                lambda: interruptible(self._fastsam(variant, bool(random_weights))),
+            )
             with self.store.shared(("fastsam-lock", variant), threading.Lock):  # ultralytics' set-up touches the module
                 backend = FastSamBackend(variant, model=module, device=device)
                 return backend, backend.prepare(image)["encoder_ms"]
@@ -111,7 +132,9 @@ class CompareTab:
         return load_fastsam_checkpoint(path)
 
 
-def gallery(comparison: ImageComparison, display: np.ndarray, scale: float, prompts: list[Prompt]) -> list[tuple[np.ndarray, str]]:
+def gallery(
+    comparison: ImageComparison, display: np.ndarray, scale: float, prompts: list[Prompt]
+) -> list[tuple[np.ndarray, str]]:
     """Per model that ran: its masks over the display image with the prompts drawn, and a caption."""
     points = [p.point_coords for p in prompts if p.point_coords is not None]
     labels = [p.point_labels for p in prompts if p.point_labels is not None]
@@ -127,7 +150,9 @@ def gallery(comparison: ImageComparison, display: np.ndarray, scale: float, prom
         if not masks:
             continue
         shown = draw_prompts(overlay_masks(display, masks, colors=mask_colors(len(masks), seed=0)), *markers)
-        caption = LABELS.get(row.model, row.model) + (" (reference)" if row.role == "reference" else f": mIoU {row.miou:.3f}")
+        caption = LABELS.get(row.model, row.model) + (
+            " (reference)" if row.role == "reference" else f": mIoU {row.miou:.3f}"
+        )
         items.append((limit_image_side(shown, THUMBNAIL_SIDE)[0], caption))
     return items
 
@@ -135,8 +160,15 @@ def gallery(comparison: ImageComparison, display: np.ndarray, scale: float, prom
 def table(comparison: ImageComparison) -> list[list[str]]:
     """The comparison's rows as display strings."""
     return [
-        [LABELS.get(r.model, r.model), r.role, _fmt(r.miou, 3), _fmt(r.encoder_ms, 0), _fmt(r.decoder_ms, 1),
-         _fmt(r.total_ms, 0), hide_paths(r.status)]
+        [
+            LABELS.get(r.model, r.model),
+            r.role,
+            _fmt(r.miou, 3),
+            _fmt(r.encoder_ms, 0),
+            _fmt(r.decoder_ms, 1),
+            _fmt(r.total_ms, 0),
+            hide_paths(r.status),
+        ]
         for r in comparison.rows
     ]
 

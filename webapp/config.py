@@ -6,6 +6,7 @@ Each field `name` is the option `--name` (underscores as dashes) and the environ
 The host and port also follow Gradio's and Spaces' variables. This module imports nothing heavy,
 so `python app.py --help` answers at once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -121,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         option = "--" + item.name.replace("_", "-")
         default = _environment_default(item.name, item.default)
         if item.type in ("bool", bool):
-            parser.add_argument(option, action=argparse.BooleanOptionalAction, default=_boolean(default),
-                                help=HELP[item.name])
+            parser.add_argument(
+                option, action=argparse.BooleanOptionalAction, default=_boolean(default), help=HELP[item.name]
+            )
         elif item.name == "checkpoint_dir":
             parser.add_argument(option, type=Path, default=Path(default) if default else None, help=HELP[item.name])
         elif item.type in ("int", "float"):

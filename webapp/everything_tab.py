@@ -1,4 +1,5 @@
 """The segment-everything tab and `/everything`: budget first, cached results, cancellable jobs."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from everything.export import write_mask_pngs
 from compare.backends import fastsam_architecture
 from everything import load_box_source
 from everything.box_sources import DETECTOR_NAMES, UltralyticsBoxSource
+from everything.export import write_mask_pngs
 from everything.jobs import (
     GRID,
     OBJECTS,
@@ -43,8 +44,10 @@ class EverythingAnswer:
 
     def summary(self) -> str:
         height, width = self.result.image_size
-        text = (f"{len(self.result.records)} masks in {self.result.seconds:.2f} s on a {width}x{height} image "
-                f"(estimated {self.result.estimated_seconds:.0f} s)")
+        text = (
+            f"{len(self.result.records)} masks in {self.result.seconds:.2f} s on a {width}x{height} image "
+            f"(estimated {self.result.estimated_seconds:.0f} s)"
+        )
         text += ", from the cache." if self.cached else "."
         return text + (" " + self.upload.notice if self.upload.notice else "")
 
@@ -56,15 +59,26 @@ class EverythingTab:
     """Segment-everything jobs on MobileSAM, shared by the tab and the API."""
 
     def __init__(
-        self, store: ModelStore, sessions: Sessions, lane: HeavyLane, budget: EverythingBudget,
-        results: ResultCache, max_image_side: int,
+        self,
+        store: ModelStore,
+        sessions: Sessions,
+        lane: HeavyLane,
+        budget: EverythingBudget,
+        results: ResultCache,
+        max_image_side: int,
     ) -> None:
         self.store, self.sessions, self.lane, self.budget = store, sessions, lane, budget
         self.results, self.max_image_side = results, max_image_side
 
     async def answer(
-        self, path: str | None, settings: EverythingSettings, random_weights: bool, request: Any,
-        progress: Callable[..., Any] | None = None, mode: str = GRID, detector: str = "fastsam-s",
+        self,
+        path: str | None,
+        settings: EverythingSettings,
+        random_weights: bool,
+        request: Any,
+        progress: Callable[..., Any] | None = None,
+        mode: str = GRID,
+        detector: str = "fastsam-s",
     ) -> EverythingAnswer:
         """
         The job for an upload: refused at once when over budget, from the cache when already done,
@@ -99,25 +113,44 @@ class EverythingTab:
         return upload, image, ResultCache.key(image, settings, model_key)
 
     def _run(
-        self, image: Any, settings: EverythingSettings, random_weights: bool, control: JobControl,
-        progress: Callable[..., Any] | None, mode: str, detector: str,
+        self,
+        image: Any,
+        settings: EverythingSettings,
+        random_weights: bool,
+        control: JobControl,
+        progress: Callable[..., Any] | None,
+        mode: str,
+        detector: str,
     ) -> EverythingResult:
         model = self.store.model("vit_t", random_weights)
         box_source = self._detector(detector, bool(random_weights)) if mode == OBJECTS else None
         embedding = self.store.embeddings.get((image_key(image), "vit_t", bool(random_weights)))
         report = None if progress is None else (lambda fraction: progress(fraction, desc="Segmenting everything"))
         with current_job(control):
-            return run_everything(interruptible(model), image, settings, budget=self.budget, embedding=embedding,
-                                  box_source=box_source, cancel=control, progress=report)
+            return run_everything(
+                interruptible(model),
+                image,
+                settings,
+                budget=self.budget,
+                embedding=embedding,
+                box_source=box_source,
+                cancel=control,
+                progress=report,
+            )
 
     def _detector(self, name: str, random_weights: bool) -> Any:
         """The object-aware mode's detector, loaded once (random weights: an untrained YOLOv8 of its size)."""
+
         def build() -> Any:
             if random_weights:
                 network = fastsam_architecture("s" if name == "fastsam-s" else "x")
                 return UltralyticsBoxSource(interruptible(network.eval()), device=self.store.device)
-            source = load_box_source(name, device=self.store.device, checkpoint_dir=self.store.checkpoint_dir,
-                                     download=self.store.may_download(name))
+            source = load_box_source(
+                name,
+                device=self.store.device,
+                checkpoint_dir=self.store.checkpoint_dir,
+                download=self.store.may_download(name),
+            )
             interruptible(source.network)
             return source
 

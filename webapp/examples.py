@@ -1,4 +1,5 @@
 """Keeping the example images served: Gradio's cache cleaning must not delete their cached copies."""
+
 from __future__ import annotations
 
 import gradio as gr

@@ -4,6 +4,7 @@ Gradio cancels an event's asyncio task when the visitor presses Stop (`cancels=`
 calls `job.cancel()`; the session's unload event cancels its jobs when the tab closes. Either way the
 job's `JobControl` is set and the worker stops at its next batch, freeing its lane slot.
 """
+
 from __future__ import annotations
 
 import asyncio

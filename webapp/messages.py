@@ -1,4 +1,5 @@
 """Text shown to visitors: banners, readable errors without server paths, and safe file names."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """The server's shared parts, built once from an AppConfig: lanes, sessions, caches and each tab's handlers."""
+
 from __future__ import annotations
 
 import threading
@@ -34,12 +35,14 @@ class Parts:
     api: Api
 
     @classmethod
-    def create(cls, config: AppConfig, store: ModelStore) -> "Parts":
+    def create(cls, config: AppConfig, store: ModelStore) -> Parts:
         priority = Priority()
         sessions = Sessions(config.session_disk_mb * 2**20, config.session_ttl_s, priority)
         lane = HeavyLane(config.heavy_concurrency, config.heavy_queue)
         budget = EverythingBudget(max_seconds=config.max_everything_seconds)
-        everything = EverythingTab(store, sessions, lane, budget, ResultCache(config.result_cache_items), config.max_image_side)
+        everything = EverythingTab(
+            store, sessions, lane, budget, ResultCache(config.result_cache_items), config.max_image_side
+        )
         compare = CompareTab(store, sessions, lane, config.model_list(), config.max_compare_prompts)
         api = Api(store, everything, compare, priority, config.random_weights, config.max_image_side)
         segment = SegmentTab(store, sessions, priority, config.max_image_side)

@@ -5,6 +5,7 @@ The canvas is drawn at display size (at most DISPLAY_SIDE, tiny images enlarged 
 so a click costs one decode and one small drawing; click coordinates arrive in display pixels and
 are mapped back to the image. Download files are written only when asked for.
 """
+
 from __future__ import annotations
 
 import json
@@ -97,7 +98,9 @@ class SegmentTab:
             upload = read_upload(path, self.max_image_side)
         except (ImageLoadError, ValueError) as error:
             return SegmentState(message=str(error))
-        state = SegmentState(image=upload.image, display=display_image(upload.image), name=upload.name, notice=upload.notice)
+        state = SegmentState(
+            image=upload.image, display=display_image(upload.image), name=upload.name, notice=upload.notice
+        )
         try:
             return replace(state, encoder_text=_encoder_text(*self._embedding(state, random_weights)))
         except CheckpointError as error:
@@ -175,8 +178,11 @@ class SegmentTab:
         clicks, scale = state.clicks, state.display_scale
         corner = None if clicks.pending_corner is None else tuple(v * scale for v in clicks.pending_corner)
         canvas = draw_prompts(
-            canvas, np.array(clicks.points).reshape(-1, 2) * scale, clicks.labels,
-            np.array(clicks.boxes).reshape(-1, 4) * scale, corner,
+            canvas,
+            np.array(clicks.points).reshape(-1, 2) * scale,
+            clicks.labels,
+            np.array(clicks.boxes).reshape(-1, 4) * scale,
+            corner,
         )
         selected = state.selected if state.candidates else None
         return canvas, self._gallery(state), info, selected
@@ -185,7 +191,11 @@ class SegmentTab:
         if state.masks is None:
             return []
         thumbnail, _ = limit_image_side(state.display, THUMBNAIL_SIDE)
-        colors = np.repeat(CANDIDATE_COLOR, len(state.masks), 0) if state.candidates else mask_colors(len(state.masks), seed=0)
+        colors = (
+            np.repeat(CANDIDATE_COLOR, len(state.masks), 0)
+            if state.candidates
+            else mask_colors(len(state.masks), seed=0)
+        )
         items = []
         for index, (mask, score) in enumerate(zip(state.masks, state.scores)):
             small = resize_mask(mask, thumbnail.shape[:2])
@@ -208,7 +218,9 @@ class SegmentTab:
         paths = (
             save_mask_png(union, folder / f"{stem}_mask.png"),
             save_cutout_png(state.image, union, folder / f"{stem}_cutout.png"),
-            save_coco_json(mask_records(shown, scores), state.image.shape[:2], folder / f"{stem}_masks.json", f"{stem}.png"),
+            save_coco_json(
+                mask_records(shown, scores), state.image.shape[:2], folder / f"{stem}_masks.json", f"{stem}.png"
+            ),
         )
         self.sessions.enforce_cap()
         return tuple(str(path) for path in paths)
@@ -218,7 +230,9 @@ class SegmentTab:
     def _embedding(self, state: SegmentState, random_weights: bool) -> tuple[ImageEmbedding, bool]:
         return self.store.embedding("vit_t", random_weights, state.image)
 
-    def _prompts_changed(self, state: SegmentState, clicks: ClickPrompts, message: str, random_weights: bool) -> SegmentState:
+    def _prompts_changed(
+        self, state: SegmentState, clicks: ClickPrompts, message: str, random_weights: bool
+    ) -> SegmentState:
         state = replace(state, clicks=clicks, message=message)
         return self._decode(state, random_weights) if clicks.pending_corner is None else state
 
@@ -238,12 +252,18 @@ class SegmentTab:
             return replace(cleared, message=str(error))
         message = state.message
         if len(result.unused_points):
-            message = (f"{len(result.unused_points)} point(s) outside every box were not used "
-                       "(with several boxes, points refine the box they are in).")
+            message = (
+                f"{len(result.unused_points)} point(s) outside every box were not used "
+                "(with several boxes, points refine the box they are in)."
+            )
         return replace(
-            state, masks=result.masks, scores=result.scores, candidates=result.candidates,
+            state,
+            masks=result.masks,
+            scores=result.scores,
+            candidates=result.candidates,
             selected=int(np.argmax(result.scores)) if result.candidates else 0,
-            decoder_ms=1000 * result.decode_seconds, message=message,
+            decoder_ms=1000 * result.decode_seconds,
+            message=message,
         )
 
 
@@ -257,7 +277,8 @@ def _info(state: SegmentState, random_weights: bool) -> str:
         lines = ["Upload an image or pick an example, then click on the object you want."]
     else:
         clicks = state.clicks
-        lines = [f"Image {state.image.shape[1]}x{state.image.shape[0]}; {len(clicks.points)} point(s), {len(clicks.boxes)} box(es)."]
+        height, width = state.image.shape[:2]
+        lines = [f"Image {width}x{height}; {len(clicks.points)} point(s), {len(clicks.boxes)} box(es)."]
     if state.notice:
         lines.append(f"ℹ️ {state.notice}")
     if state.message:

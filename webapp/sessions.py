@@ -7,6 +7,7 @@ never overwrite each other. A session ends when its browser tab closes (Gradio's
 after `ttl_s` idle seconds, or when the server stops: its jobs are cancelled and its files deleted.
 All sessions' files together stay under `max_bytes` (the oldest files go first).
 """
+
 from __future__ import annotations
 
 import shutil

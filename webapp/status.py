@@ -1,4 +1,5 @@
 """The "Models and weights" panel: each model's weights, with no server path in it."""
+
 from __future__ import annotations
 
 from compare.models import LABELS
@@ -18,8 +19,10 @@ def weights_row(store: ModelStore, name: str) -> str:
     if found.present:
         return "**available**: on disk; loads on first use"
     how = "it is downloaded on first use" if store.may_download(name) else "downloads are off on this server"
-    return (f"**missing**: {found.info.filename} is not in the checkpoint folder ({how}); to install it by hand, "
-            f"download {found.info.url} into the folder given with --checkpoint-dir")
+    return (
+        f"**missing**: {found.info.filename} is not in the checkpoint folder ({how}); to install it by hand, "
+        f"download {found.info.url} into the folder given with --checkpoint-dir"
+    )
 
 
 def status_markdown(store: ModelStore, models: list[str]) -> str:

@@ -1,4 +1,5 @@
 """Reading a visitor's upload: upright RGB, size-limited, errors naming the file as the visitor knows it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

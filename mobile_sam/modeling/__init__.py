@@ -1,4 +1,5 @@
 """Model definitions: SAM's ViT and MobileSAM's TinyViT image encoders, prompt encoder, mask decoder."""
+
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder

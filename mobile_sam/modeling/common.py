@@ -1,4 +1,5 @@
 """Small building blocks shared by the image encoders and the mask decoder."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """SAM's mask decoder: image embedding + prompt tokens -> low-res masks and predicted IoU."""
+
 from __future__ import annotations
 
 import torch
@@ -191,7 +192,8 @@ class MaskDecoder(nn.Module):
         return torch.stack([mlps[output](mask_tokens[:, i]) for i, output in enumerate(outputs)], dim=1)
 
     def upscale_masks(self, hyper_in: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
-        """Mask logits from `decode_tokens` outputs: hyper_in (B, K, C/8), image_tokens (B, C, h, w) -> (B, K, 4h, 4w)."""
+        """Mask logits from `decode_tokens` outputs: hyper_in (B, K, C/8), image_tokens (B, C, h, w) ->
+        (B, K, 4h, 4w)."""
         chunks = []
         for start in range(0, max(image_tokens.shape[0], 1), self.upscale_chunk_size):
             stop = start + self.upscale_chunk_size

@@ -1,4 +1,5 @@
 """SAM's prompt encoder: points, boxes and mask prompts to sparse and dense embeddings."""
+
 from __future__ import annotations
 
 import math
@@ -139,7 +140,5 @@ class PositionEmbeddingRandom(nn.Module):
 
     def forward_with_coords(self, coords_input: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Pixel coordinates (B, N, 2) XY in an image of size (H, W) -> (B, N, 2 * num_pos_feats)."""
-        coords = torch.stack(
-            [coords_input[..., 0] / image_size[1], coords_input[..., 1] / image_size[0]], dim=-1
-        )
+        coords = torch.stack([coords_input[..., 0] / image_size[1], coords_input[..., 1] / image_size[0]], dim=-1)
         return self._pe_encoding(coords.to(torch.float))

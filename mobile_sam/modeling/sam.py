@@ -1,4 +1,5 @@
 """The Segment Anything model: image encoder + prompt encoder + mask decoder."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,8 +27,8 @@ class Sam(nn.Module):
         image_encoder: nn.Module,
         prompt_encoder: PromptEncoder,
         mask_decoder: MaskDecoder,
-        pixel_mean: list[float] = [123.675, 116.28, 103.53],
-        pixel_std: list[float] = [58.395, 57.12, 57.375],
+        pixel_mean: list[float] = [123.675, 116.28, 103.53],  # noqa: B006 (the official signature)
+        pixel_std: list[float] = [58.395, 57.12, 57.375],  # noqa: B006
     ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
@@ -70,9 +71,7 @@ class Sam(nn.Module):
                 multimask_output=multimask_output,
             )
             masks = self.postprocess_masks(low_res, tuple(record["image"].shape[-2:]), record["original_size"])
-            outputs.append(
-                {"masks": masks > self.mask_threshold, "iou_predictions": iou, "low_res_logits": low_res}
-            )
+            outputs.append({"masks": masks > self.mask_threshold, "iou_predictions": iou, "low_res_logits": low_res})
         return outputs
 
     def postprocess_masks(

@@ -20,6 +20,7 @@ strips so their 4x wider hidden maps stay in cache; attention runs through
 ``F.scaled_dot_product_attention`` with the relative-position bias as a float mask; and large
 intermediate maps are overwritten in place when autograd does not track them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -319,8 +320,9 @@ class TinyViT(nn.Module):
     """MobileSAM's image encoder: (B, 3, img_size, img_size) preprocessed image -> (B, 256, img_size/16, img_size/16).
 
     Arguments and defaults are the official ones: the defaults describe an ImageNet-size TinyViT at 224 px;
-    MobileSAM's encoder is `build_sam_vit_t`'s configuration (`VIT_T_ENCODER_CONFIG`). ``num_classes`` sizes the classifier (``norm_head``, ``head``)
-    that the checkpoints carry but SAM never runs. ``layer_lr_decay`` sets every parameter's
+    MobileSAM's encoder is `build_sam_vit_t`'s configuration (`VIT_T_ENCODER_CONFIG`). ``num_classes`` sizes
+    the classifier (``norm_head``, ``head``) that the checkpoints carry but SAM never runs.
+    ``layer_lr_decay`` sets every parameter's
     ``lr_scale`` attribute (`set_layer_lr_decay`), which TinyViT's training recipe reads to build
     per-layer learning rates; nothing else reads it. ``drop_rate``, ``drop_path_rate`` and
     ``use_checkpoint`` act in training mode only.

@@ -1,4 +1,5 @@
 """SAM's two-way transformer: prompt tokens and image tokens attend to each other."""
+
 from __future__ import annotations
 
 import math
@@ -112,7 +113,9 @@ class TwoWayTransformer(nn.Module):
         batches of prompts reuse the result.
         """
         if project and image_embedding.shape[0] != 1:
-            raise ValueError(f"only a batch-1 image embedding can be projected once, got batch {image_embedding.shape[0]}")
+            raise ValueError(
+                f"only a batch-1 image embedding can be projected once, got batch {image_embedding.shape[0]}"
+            )
         # Contiguous token-major copies: every later elementwise op over (B, HW, C) runs on dense rows.
         tokens = image_embedding.flatten(2).transpose(1, 2).contiguous()
         pe = image_pe.flatten(2).transpose(1, 2).contiguous()
@@ -191,7 +194,9 @@ class TwoWayAttentionBlock(nn.Module):
             queries = self.norm3(queries + self.mlp(queries))
             keys = i2t(q=k, k=queries + query_pe, v=queries, residual=keys)
         else:
-            queries = self.norm2(queries + t2i.attend_projected_keys(queries + query_pe, projected.keys, projected.values))
+            queries = self.norm2(
+                queries + t2i.attend_projected_keys(queries + query_pe, projected.keys, projected.values)
+            )
             queries = self.norm3(queries + self.mlp(queries))
             keys = i2t.attend_projected_queries(projected.queries, queries + query_pe, queries, residual=keys)
         return queries, self.norm4(keys)
@@ -224,7 +229,9 @@ class Attention(nn.Module):
         self.internal_dim = embedding_dim // downsample_rate
         self.num_heads = num_heads
         if self.internal_dim % num_heads != 0:
-            raise ValueError(f"num_heads ({num_heads}) must divide embedding_dim / downsample_rate ({self.internal_dim})")
+            raise ValueError(
+                f"num_heads ({num_heads}) must divide embedding_dim / downsample_rate ({self.internal_dim})"
+            )
         self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.v_proj = nn.Linear(embedding_dim, self.internal_dim)

@@ -3,6 +3,7 @@
 Importing this package needs numpy and onnxruntime only; the exporter (`mobile_sam.onnx.export`) needs
 torch and onnx.
 """
+
 from .predictor import OnnxPredictor
 
 __all__ = ["OnnxPredictor"]

@@ -5,12 +5,13 @@
 There is no int8 option: dynamic int8 quantization (onnxruntime's quantize_dynamic) was not faster than
 fp32 here and moved masks far (benchmarks/bench_onnx.py measures both).
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
@@ -27,14 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write DIR/encoder.onnx (preprocessed (1, 3, 1024, 1024) image -> (1, 256, 64, 64) embedding) "
         "and DIR/decoder.onnx (the official SamOnnxModel graph, all four mask outputs, any number of points).",
     )
-    export.add_argument("--model", choices=MODEL_TYPES, default="vit_t", help="vit_t = MobileSAM (default); vit_b / vit_l = SAM (vit_h: over ONNX's 2 GB file limit)")
+    export.add_argument(
+        "--model",
+        choices=MODEL_TYPES,
+        default="vit_t",
+        help="vit_t = MobileSAM (default); vit_b / vit_l = SAM (vit_h: over ONNX's 2 GB file limit)",
+    )
     weights = export.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--checkpoint", type=Path, help="official checkpoint file (mobile_sam.pt, sam_vit_b_01ec64.pth, ...)")
-    weights.add_argument("--random-weights", action="store_true",
-                         help="export randomly initialised weights (for testing only: the masks are MEANINGLESS)")
+    weights.add_argument(
+        "--checkpoint", type=Path, help="official checkpoint file (mobile_sam.pt, sam_vit_b_01ec64.pth, ...)"
+    )
+    weights.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="export randomly initialised weights (for testing only: the masks are MEANINGLESS)",
+    )
     export.add_argument("--seed", type=int, default=0, help="seed of --random-weights (default 0)")
     export.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
-    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
+    export.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})",
+    )
     return parser
 
 

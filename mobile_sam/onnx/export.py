@@ -5,15 +5,16 @@ official decoder's dynamic number of points, and the TorchScript one gives graph
 modules (checked by tests/test_onnx.py). The encoder is exported from the very module `SamPredictor`
 runs (`sam.image_encoder`, in eval mode).
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import onnx
 import torch
@@ -70,9 +71,7 @@ def export_encoder(
     return Path(path)
 
 
-def export_decoder(
-    sam: Sam, path: str | Path, opset: int = DEFAULT_OPSET, return_single_mask: bool = False
-) -> Path:
+def export_decoder(sam: Sam, path: str | Path, opset: int = DEFAULT_OPSET, return_single_mask: bool = False) -> Path:
     """Write `SamOnnxModel(sam, return_single_mask)` as ONNX with a dynamic number of points.
 
     Inputs and outputs are the official ones (`DECODER_INPUTS` -> `DECODER_OUTPUTS`, see
@@ -157,7 +156,9 @@ def _torchscript_export(
 
 def _check_opset(opset: int) -> None:
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ValueError(f"opset must be between {MIN_OPSET} and {MAX_OPSET} (the TorchScript exporter's range), got {opset}")
+        raise ValueError(
+            f"opset must be between {MIN_OPSET} and {MAX_OPSET} (the TorchScript exporter's range), got {opset}"
+        )
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 Torch-free: shared by the exporter (which writes these) and the ONNX Runtime predictor (which reads them).
 """
+
 from __future__ import annotations
 
 import json

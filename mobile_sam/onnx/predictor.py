@@ -3,18 +3,21 @@
 The encoder and decoder are the files `python -m mobile_sam.onnx export` writes. Outputs match
 `SamPredictor.predict` (same shapes, dtypes and prompt handling), within float rounding.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 try:
     import onnxruntime as ort
 except ModuleNotFoundError as error:  # an optional dependency: say how to get it
-    raise ModuleNotFoundError("mobile_sam.onnx needs onnxruntime: pip install onnxruntime (or the package's [onnx] extra)") from error
+    raise ModuleNotFoundError(
+        "mobile_sam.onnx needs onnxruntime: pip install onnxruntime (or the package's [onnx] extra)"
+    ) from error
 
 from ..utils.transforms import ResizeLongestSide
 from .files import DECODER_INPUTS, ENCODER_INPUT, METADATA_KEY, EncoderMetadata
@@ -47,10 +50,15 @@ class OnnxPredictor:
         self.decoder = ort.InferenceSession(str(decoder_path), session_options, providers=list(providers))
         self.metadata = _read_metadata(self.encoder, encoder_path)
         if self.metadata.weights.startswith("random"):
-            warnings.warn(f"{encoder_path} holds RANDOM weights ({self.metadata.weights}): its masks are meaningless", stacklevel=2)
+            warnings.warn(
+                f"{encoder_path} holds RANDOM weights ({self.metadata.weights}): its masks are meaningless",
+                stacklevel=2,
+            )
         decoder_inputs = tuple(i.name for i in self.decoder.get_inputs())
         if decoder_inputs != DECODER_INPUTS:
-            raise ValueError(f"{decoder_path} is not a SAM decoder export: inputs {decoder_inputs}, expected {DECODER_INPUTS}")
+            raise ValueError(
+                f"{decoder_path} is not a SAM decoder export: inputs {decoder_inputs}, expected {DECODER_INPUTS}"
+            )
         _check_decoder_outputs(self.decoder.get_outputs()[1].shape)
         self.transform = ResizeLongestSide(self.metadata.image_size)
         self._mean = np.asarray(self.metadata.pixel_mean, dtype=np.float32)
@@ -61,7 +69,9 @@ class OnnxPredictor:
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Encode an (H, W, 3) uint8 image in RGB or BGR order."""
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            described = (
+                f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            )
             raise ValueError(f"image must be an (H, W, 3) uint8 numpy array, got {described}")
         if image.shape[0] == 0 or image.shape[1] == 0:
             raise ValueError(f"image is empty: shape {image.shape}")
@@ -163,7 +173,9 @@ class OnnxPredictor:
                 labels = np.append(labels, np.float32(PADDING_LABEL))
         if box is not None:
             corners = _finite("box", np.reshape(box, -1), (4,)).reshape(2, 2)
-            coords = np.concatenate([coords, self.transform.apply_coords(corners, self.original_size).astype(np.float32)])
+            coords = np.concatenate(
+                [coords, self.transform.apply_coords(corners, self.original_size).astype(np.float32)]
+            )
             labels = np.append(labels, np.array([BOX_TOP_LEFT_LABEL, BOX_BOTTOM_RIGHT_LABEL], dtype=np.float32))
         return coords, labels
 
@@ -206,7 +218,9 @@ def _finite(name: str, values: object, shape: tuple[int, ...]) -> np.ndarray:
 def _mask_input(mask_input: np.ndarray) -> np.ndarray:
     mask = np.asarray(mask_input, dtype=np.float32)
     if mask.shape != (1, 256, 256):
-        raise ValueError(f"mask_input must have shape (1, 256, 256) (low-res logits from a previous predict), got {mask.shape}")
+        raise ValueError(
+            f"mask_input must have shape (1, 256, 256) (low-res logits from a previous predict), got {mask.shape}"
+        )
     if not np.isfinite(mask).all():
         raise ValueError("mask_input contains NaN or infinite values")
     return mask[None]

@@ -9,12 +9,14 @@ read: pycocotools' compressed RLE (`{"size": [H, W], "counts": bytes}`), COCO RL
 official uncompressed RLE (counts as a list of column-major runs, starting with background). The RLE codec
 itself lives in `mobile_sam.export`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Generator, Sequence
 from copy import deepcopy
 from itertools import product
-from typing import Any, Generator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -109,7 +111,9 @@ def calculate_stability_score(masks: torch.Tensor, mask_threshold: float, thresh
     int32 as the official code does (exact for rows shorter than 32768 pixels).
     """
     if masks.device.type != "cpu" or masks.dtype not in (torch.float32, torch.float64):
-        intersections = (masks > (mask_threshold + threshold_offset)).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
+        intersections = (
+            (masks > (mask_threshold + threshold_offset)).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
+        )
         unions = (masks > (mask_threshold - threshold_offset)).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
         return intersections / unions
     planes = masks.detach().reshape(-1, *masks.shape[-2:]).numpy()

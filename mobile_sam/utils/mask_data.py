@@ -1,7 +1,9 @@
 """`MaskData`: a batch of candidate masks as parallel columns that are filtered and concatenated together."""
+
 from __future__ import annotations
 
-from typing import Any, ItemsView
+from collections.abc import ItemsView
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +58,7 @@ class MaskData:
             else:
                 self._stats[key] = [value[i] for i in index_list]
 
-    def cat(self, new_stats: "MaskData") -> None:
+    def cat(self, new_stats: MaskData) -> None:
         """Append the candidates of `new_stats` (the first `cat` into an empty MaskData adopts its columns).
 
         Both must have the same columns of the same kinds (the official code would misalign them silently).

@@ -14,6 +14,7 @@ Python control flow on values), so one exported graph serves points, boxes and m
 and returns upscaled mask logits (1, K, H, W), scores (1, K) and low-res logits (1, K, 256, 256), with
 K = 4 (the single-mask output then the three multimask outputs) or 1 with `return_single_mask`.
 """
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@ that close to a threshold may differ) at a fraction of the cost on a CPU. Each c
 counted for its stability score, thresholded, run-length encoded and boxed while its image-size plane is
 still in the cache, in buffers reused from one candidate to the next.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -88,9 +89,13 @@ class PlaneMasks:
         (rows, cols), (input_h, input_w) = self.extent, self.input_size
         # Bilinear resizing is separable: resizing the transposed plane gives the transposed result.
         framed = cv2.resize(
-            np.ascontiguousarray(plane[:rows, :cols].T), (self.scale * rows, self.scale * cols), interpolation=cv2.INTER_LINEAR
+            np.ascontiguousarray(plane[:rows, :cols].T),
+            (self.scale * rows, self.scale * cols),
+            interpolation=cv2.INTER_LINEAR,
         )
-        cv2.resize(framed[:input_w, :input_h], self.logits_t.shape[::-1], dst=self.logits_t, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(
+            framed[:input_w, :input_h], self.logits_t.shape[::-1], dst=self.logits_t, interpolation=cv2.INTER_LINEAR
+        )
 
 
 def _stability(counts: np.ndarray) -> np.float32:

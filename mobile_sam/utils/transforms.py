@@ -3,6 +3,7 @@
 The numpy methods need no torch (the ONNX Runtime predictor uses them without it); torch is imported by
 the `*_torch` methods only.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
