@@ -83,8 +83,9 @@ def _crops(image: np.ndarray, count: int, rng: np.random.Generator) -> list[np.n
 
 def prepare_images(work: Path, crops_per_photo: int, seed: int, smoke: bool) -> tuple[Path, Path]:
     """train/ and heldout/ folders of PNGs: photos plus crops, split by source photo."""
-    from mobile_sam.export import atomic_write_bytes, png_bytes
-    from mobile_sam.image import load_image
+    from mobile_sam.utils.atomic import atomic_write_bytes
+    from samkit.images import load_image
+    from samkit.writers import png_bytes
 
     data = _skimage_data()
     sources = [data / name for name in SKIMAGE_PHOTOS]  # assets/*.jpg are copies of these: not added twice
@@ -131,11 +132,11 @@ def random_teacher(path: Path, seed: int) -> None:
 def chance_miou(work: Path, teacher_path: Path, points: int, seed: int) -> float:
     """One-point mIoU of the teacher against itself given the next held-out image's embedding: the agreement a
     student reaches without having learnt anything about the image (same prompts as `run_eval`)."""
-    from compare.metrics import mask_iou
-    from compare.protocols import protocol_rng, random_point_cases
     from distill.evaluate import predictor_from_embedding, segment
     from distill.models import build_model
     from distill.store import EmbeddingStore
+    from samkit.metrics import mask_iou
+    from samkit.protocols import protocol_rng, random_point_cases
 
     teacher = build_model("vit_b", teacher_path).eval()
     store = EmbeddingStore(work / "store_heldout")
@@ -257,7 +258,7 @@ def main() -> None:
 
     from distill.embed import embed_folder
     from distill.train import TrainConfig, train
-    from mobile_sam.allocator import keep_freed_memory
+    from samkit.allocator import keep_freed_memory
 
     torch.set_num_threads(args.threads)
     keep_freed_memory()

@@ -50,16 +50,16 @@ def worker(args: argparse.Namespace) -> None:
     """One measured run; prints a JSON line and writes the records (COCO RLE) to --records."""
     sys.path.insert(0, str(REPO_ROOT))
     import torch
+    from support.reference_generator import ReferenceMaskGenerator
 
     from everything import SamAutomaticMaskGenerator
-    from everything.reference import ReferenceMaskGenerator
     from mobile_sam import sam_model_registry
-    from mobile_sam.image import load_image
+    from samkit.images import load_image
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.malloc == "keep" and args.mode == "exact":
-        from mobile_sam.allocator import keep_freed_memory
+        from samkit.allocator import keep_freed_memory
 
         keep_freed_memory()
     image = load_image(args.image[0])
@@ -114,8 +114,8 @@ def prompts_worker(args: argparse.Namespace) -> None:
 
     from everything import ObjectAwareMaskGenerator, SamAutomaticMaskGenerator
     from mobile_sam import sam_model_registry
-    from mobile_sam.allocator import keep_freed_memory
-    from mobile_sam.image import load_image
+    from samkit.allocator import keep_freed_memory
+    from samkit.images import load_image
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,10 +123,10 @@ def prompts_worker(args: argparse.Namespace) -> None:
     image = load_image(args.image[0])
     stages: dict[str, float] = {}
     if args.mode.startswith("detector-"):
-        from compare.backends import fastsam_architecture
         from everything.box_sources import UltralyticsBoxSource
+        from samkit.loading import ultralytics_architecture
 
-        source = UltralyticsBoxSource(fastsam_architecture(args.mode[-1]), device="cpu")
+        source = UltralyticsBoxSource(ultralytics_architecture(f"fastsam-{args.mode[-1]}"), device="cpu")
         before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         count = len(source.detect(image).boxes)

@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7, help="timed runs per side and row (default 7)")
     parser.add_argument("--threads", type=int, default=2, help="threads for torch and ONNX Runtime (default 2)")
     args = parser.parse_args()
-    from mobile_sam.image import load_image
+    from samkit.images import load_image
 
     torch.set_num_threads(args.threads)
     image = load_image(args.image or next(p for p in DEFAULT_IMAGES if p.is_file()))

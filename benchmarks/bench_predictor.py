@@ -28,7 +28,7 @@ DEFAULT_IMAGES = [REPO.parent / "shared" / "images" / "truck.jpg", REPO / "asset
 
 
 def _load_image(path: Path | None) -> np.ndarray:
-    from mobile_sam.image import load_image
+    from samkit.images import load_image
 
     candidates = [path] if path else DEFAULT_IMAGES
     for candidate in candidates:
@@ -38,7 +38,8 @@ def _load_image(path: Path | None) -> np.ndarray:
 
 
 def _build(seed: int):
-    from benchmarks.ultralytics_peer import PeerPredictor, build_peer_model
+    from support.ultralytics_peer import PeerPredictor, build_peer_model
+
     from mobile_sam import SamPredictor, sam_model_registry
 
     torch.manual_seed(seed)

@@ -2,9 +2,7 @@
 reference model, as in the MobileSAM paper) and latency split into encoder and decoder."""
 
 from .backends import Backend, FastSamBackend, MaskResult, MobileSamBackend, SamBackend
-from .metrics import mask_iou, mean_iou
 from .params import ParameterCounts
-from .prompt import Prompt
 from .results import CaseRecord, ComparisonResult, EncoderRecord, MaskExample
 
 __all__ = [
@@ -17,8 +15,5 @@ __all__ = [
     "MaskResult",
     "MobileSamBackend",
     "ParameterCounts",
-    "Prompt",
     "SamBackend",
-    "mask_iou",
-    "mean_iou",
 ]

@@ -2,7 +2,7 @@
 
 Every backend has `name`, `device`, `prepare(image)` (timed as the "encoder"), `segment(prompt)` (timed as the
 "decoder") and `parameter_counts()`. A backend is built from an explicit checkpoint path, from the checkpoint
-cache (`mobile_sam.checkpoints.resolve_checkpoint`), with random weights (tests, timing), or around a model
+cache (`samkit.loading.load_model`), with random weights (tests, timing), or around a model
 that is already built.
 """
 
@@ -16,15 +16,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from mobile_sam import SamPredictor, sam_model_registry
-from mobile_sam.checkpoints import load_ultralytics_checkpoint, resolve_checkpoint
-from mobile_sam.device import resolve_device
-from mobile_sam.image import to_rgb_uint8
+from mobile_sam import SamPredictor
 from mobile_sam.modeling import Sam
+from samkit.devices import resolve_device
+from samkit.images import to_rgb_uint8
+from samkit.loading import load_model
+from samkit.models import MOBILE_SAM, MODELS, PAPER_REFERENCE
+from samkit.prompts import Prompts
 
 from .fastsam_rules import select_by_box, select_by_points
 from .params import ParameterCounts, fastsam_parameter_counts, sam_parameter_counts
-from .prompt import Prompt
 from .timing import keep_num_threads, stopwatch
 
 # FastSAM's published inference settings (its README and the ultralytics docs).
@@ -53,7 +54,7 @@ class Backend(Protocol):
         """Process an HxWx3 uint8 RGB image for the prompts that follow; returns {"encoder_ms": ...}."""
         ...
 
-    def segment(self, prompt: Prompt) -> MaskResult:
+    def segment(self, prompt: Prompts) -> MaskResult:
         """The mask for one prompt on the prepared image."""
         ...
 
@@ -68,30 +69,6 @@ def _check_source(checkpoint: str | Path | None, random_weights: bool, model: nn
         raise ValueError("give at most one of: checkpoint, random_weights=True, model")
 
 
-def load_sam_model(
-    model_type: str,
-    checkpoint: str | Path | None = None,
-    *,
-    checkpoint_dir: str | Path | None = None,
-    download: bool = False,
-    random_weights: bool = False,
-) -> Sam:
-    """A SAM-family model ("vit_t", "vit_b", "vit_l", "vit_h") in eval mode on the CPU.
-
-    Weights come from `checkpoint` if given, else from the checkpoint cache (`checkpoint_dir`, else the default
-    cache; downloaded only when `download`), unless `random_weights` asks for PyTorch's default initialisation.
-    Raises `mobile_sam.checkpoints.CheckpointError` (with how to get the file) when the checkpoint is missing.
-    """
-    if model_type not in ("vit_t", "vit_b", "vit_l", "vit_h"):
-        raise ValueError(f"unknown SAM model type {model_type!r}; expected vit_t, vit_b, vit_l or vit_h")
-    if random_weights:
-        if checkpoint is not None:
-            raise ValueError("give a checkpoint or random_weights=True, not both")
-        return sam_model_registry[model_type](None)
-    path = resolve_checkpoint(model_type, path=checkpoint, cache_dir=checkpoint_dir, download=download)
-    return sam_model_registry[model_type](path)
-
-
 class SamBackend:
     """Original SAM (ViT-B/L/H image encoder) through `mobile_sam.SamPredictor`.
 
@@ -102,11 +79,11 @@ class SamBackend:
     already set, it answers prompts on that image without `prepare` (the predictor is then only read).
     """
 
-    model_types: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
+    model_types: tuple[str, ...] = tuple(name for name, info in MODELS.items() if info.family == "sam")
 
     def __init__(
         self,
-        model_type: str = "vit_h",
+        model_type: str = PAPER_REFERENCE,
         checkpoint: str | Path | None = None,
         *,
         checkpoint_dir: str | Path | None = None,
@@ -125,8 +102,12 @@ class SamBackend:
         if model is not None and not isinstance(model, Sam):
             raise TypeError(f"model must be a mobile_sam.modeling.Sam, got {type(model).__name__}")
         if model is None:
-            model = load_sam_model(
-                model_type, checkpoint, checkpoint_dir=checkpoint_dir, download=download, random_weights=random_weights
+            model = load_model(
+                model_type,
+                checkpoint=checkpoint,
+                checkpoint_dir=checkpoint_dir,
+                download=download,
+                random_weights=random_weights,
             )
         self.model_type = model_type
         self.name = name or model_type
@@ -141,7 +122,7 @@ class SamBackend:
             self.predictor.set_image(rgb)
         return {"encoder_ms": elapsed.ms}
 
-    def segment(self, prompt: Prompt) -> MaskResult:
+    def segment(self, prompt: Prompts) -> MaskResult:
         """The mask for `prompt` (see the class doc for the one-point rule)."""
         if not self.predictor.is_image_set:
             raise RuntimeError("call prepare(image) before segment(prompt)")
@@ -162,33 +143,13 @@ class SamBackend:
 
 
 class MobileSamBackend(SamBackend):
-    """MobileSAM: SAM's prompt encoder and mask decoder with the TinyViT image encoder ("vit_t")."""
+    """MobileSAM: SAM's prompt encoder and mask decoder with the TinyViT image encoder (`samkit.models.MOBILE_SAM`)."""
 
-    model_types = ("vit_t",)
+    model_types = (MOBILE_SAM,)
 
     def __init__(self, checkpoint: str | Path | None = None, **kwargs) -> None:
-        kwargs.setdefault("name", "vit_t")
-        super().__init__("vit_t", checkpoint, **kwargs)
-
-
-def fastsam_architecture(variant: str) -> nn.Module:
-    """A randomly initialised FastSAM network: ultralytics' YOLOv8-seg (`s` or `x` scale) with one class.
-
-    Built from the YAML shipped inside ultralytics; nothing is downloaded.
-    """
-    if variant not in ("s", "x"):
-        raise ValueError(f"FastSAM variant must be 's' or 'x', got {variant!r}")
-    from ultralytics.nn.tasks import SegmentationModel, yaml_model_load
-
-    config = yaml_model_load(f"yolov8{variant}-seg.yaml")
-    config["nc"] = 1  # FastSAM segments class-agnostic "objects"
-    return SegmentationModel(config, verbose=False)
-
-
-def load_fastsam_checkpoint(path: str | Path) -> nn.Module:
-    """The network inside an ultralytics FastSAM checkpoint (FastSAM-s.pt / FastSAM-x.pt), in eval mode: see
-    `mobile_sam.checkpoints.load_ultralytics_checkpoint` (restricted loader; trusted files only)."""
-    return load_ultralytics_checkpoint(path)
+        kwargs.setdefault("name", MOBILE_SAM)
+        super().__init__(MOBILE_SAM, checkpoint, **kwargs)
 
 
 def _ultralytics_device(device: torch.device) -> str:
@@ -236,13 +197,14 @@ class FastSamBackend:
         self.device = resolve_device(device)
         self.num_threads = torch.get_num_threads() if num_threads is None else int(num_threads)
         with keep_num_threads(self.num_threads):
-            if model is None and random_weights:
-                model = fastsam_architecture(variant)
-            elif model is None:
-                path = resolve_checkpoint(
-                    f"fastsam-{variant}", path=checkpoint, cache_dir=checkpoint_dir, download=download
+            if model is None:
+                model = load_model(
+                    f"fastsam-{variant}",
+                    checkpoint=checkpoint,
+                    checkpoint_dir=checkpoint_dir,
+                    download=download,
+                    random_weights=random_weights,
                 )
-                model = load_fastsam_checkpoint(path)
             self.model = model.eval()
             self._predictor = self._make_predictor(image_size, confidence, iou)
         self._instances: np.ndarray | None = None
@@ -293,7 +255,7 @@ class FastSamBackend:
         self._instances, self._confidences = instances, confidences
         return {"encoder_ms": elapsed.ms}
 
-    def segment(self, prompt: Prompt) -> MaskResult:
+    def segment(self, prompt: Prompts) -> MaskResult:
         """Select instances for `prompt` (points and box together: the union of both selections).
 
         The score is the highest detection confidence among the instances the mask overlaps (0.0 when empty).

@@ -11,9 +11,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mobile_sam.checkpoints import CheckpointError
-from mobile_sam.device import resolve_device
-from mobile_sam.image import load_image
+from samkit.checkpoints import CheckpointError
+from samkit.devices import resolve_device
+from samkit.images import load_image
+from samkit.models import MOBILE_SAM, MODELS, PAPER_REFERENCE
+from samkit.protocols import PAPER_DISTANCES, PROTOCOLS, load_user_prompts
 
 from .models import (
     MODEL_NAMES,
@@ -24,8 +26,6 @@ from .models import (
     canonical_model_name,
 )
 from .outputs import write_outputs
-from .params import PAPER_FIGURES
-from .protocols import PAPER_DISTANCES, PROTOCOLS, load_user_prompts
 from .report import latency_markdown, miou_markdown, parameters_markdown
 from .runner import ProtocolSpec, run_comparison
 
@@ -95,13 +95,13 @@ def comparison_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reference",
         type=_model_name,
-        default="vit_h",
+        default=PAPER_REFERENCE,
         help="model whose masks count as ground truth (default: vit_h, as in the paper)",
     )
     p.add_argument(
         "--models",
         type=_model_list,
-        default=["vit_t", "fastsam-x"],
+        default=[MOBILE_SAM, "fastsam-x"],
         help="comma-separated models compared with the reference (default: vit_t,fastsam-x)",
     )
     p.add_argument(
@@ -178,7 +178,7 @@ def run_params(argv: Sequence[str]) -> int:
     """`python -m compare params`: print the parameter table."""
     args = params_parser().parse_args(argv)
     counts = {name: architecture_parameter_counts(name).to_dict() for name in args.models}
-    print(parameters_markdown(counts, paper=PAPER_FIGURES))
+    print(parameters_markdown(counts, paper={name: MODELS[name].paper for name in counts}))
     return 0
 
 

@@ -84,8 +84,7 @@ def _draw_prompt(ax, prompt: dict) -> None:
         sel = points[labels == label]
         if len(sel):
             ax.scatter(sel[:, 0], sel[:, 1], c=color, marker="*", s=120, edgecolors="white", linewidths=0.8)
-    if "box" in prompt:
-        x0, y0, x1, y1 = prompt["box"]
+    for x0, y0, x1, y1 in prompt.get("boxes", []):
         ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="yellow", linewidth=1.5)
 
 

@@ -1,4 +1,4 @@
-"""The models the comparison knows by name, how to build their backends, and their parameter counts."""
+"""The models the comparison runs, by catalog name (`samkit.models`), and how to build their backends."""
 
 from __future__ import annotations
 
@@ -9,42 +9,26 @@ from pathlib import Path
 import torch
 
 from mobile_sam import sam_model_registry
+from samkit.loading import ultralytics_architecture
+from samkit.models import FASTSAM_MODELS, MOBILE_SAM, MODELS, SAM_MODELS, canonical_name
 
-from .backends import Backend, FastSamBackend, MobileSamBackend, SamBackend, fastsam_architecture
+from .backends import Backend, FastSamBackend, MobileSamBackend, SamBackend
 from .params import ParameterCounts, build_without_weights, fastsam_parameter_counts, sam_parameter_counts
 
-SAM_MODELS = ("vit_h", "vit_l", "vit_b")
-MOBILE_SAM_MODEL = "vit_t"
-FASTSAM_MODELS = ("fastsam-x", "fastsam-s")
-MODEL_NAMES = (*SAM_MODELS, MOBILE_SAM_MODEL, *FASTSAM_MODELS)
-# How people call them (the app's labels, figures); the checkpoint registry (mobile_sam.checkpoints) has the files.
-LABELS = {
-    "vit_t": "MobileSAM",
-    "vit_b": "SAM ViT-B",
-    "vit_l": "SAM ViT-L",
-    "vit_h": "SAM ViT-H",
-    "fastsam-s": "FastSAM-s",
-    "fastsam-x": "FastSAM-x",
-}
-_ALIASES = {
-    "default": "vit_h",
-    "sam": "vit_h",
-    "mobile_sam": "vit_t",
-    "mobilesam": "vit_t",
-    "fastsam": "fastsam-x",
-    "fastsam_x": "fastsam-x",
-    "fastsam_s": "fastsam-s",
-}
+# What the comparison runs, largest first (the reference SAM leads): every SAM-family model and FastSAM.
+MODEL_NAMES = (*reversed(SAM_MODELS), *reversed(FASTSAM_MODELS))
 
 
 def canonical_model_name(name: str) -> str:
-    """The registry name of a model ("vit_h", "vit_l", "vit_b", "vit_t", "fastsam-x", "fastsam-s"); accepts
-    aliases such as "mobile_sam" and "fastsam", case-insensitively."""
-    key = name.strip().lower()
-    key = _ALIASES.get(key, key)
+    """The catalog name of a model the comparison runs; accepts aliases such as "mobile_sam" and "fastsam",
+    case-insensitively."""
+    try:
+        key = canonical_name(name)
+    except ValueError:
+        key = None
     if key not in MODEL_NAMES:
-        known = ", ".join(MODEL_NAMES + tuple(_ALIASES))
-        raise ValueError(f"unknown model {name!r}; known models: {known}")
+        aliases = [alias for key in MODEL_NAMES for alias in MODELS[key].aliases]
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES + tuple(aliases))}")
     return key
 
 
@@ -53,7 +37,7 @@ class BuildOptions:
     """How to build backends.
 
     checkpoints: explicit checkpoint files by model name (these win over the cache); checkpoint_dir: the
-    checkpoint cache folder (None: `mobile_sam`'s default); download: fetch missing official files;
+    checkpoint cache folder (None: the default); download: fetch missing official files;
     random_weights: build the architectures with random weights (no files needed, meaningless masks);
     num_threads: torch CPU threads that FastSAM must restore after ultralytics changes them.
     """
@@ -79,7 +63,7 @@ def build_backend(name: str, options: BuildOptions) -> Backend:
         "random_weights": options.random_weights,
         "device": options.device,
     }
-    if key == MOBILE_SAM_MODEL:
+    if key == MOBILE_SAM:
         return MobileSamBackend(**common)
     if key in SAM_MODELS:
         return SamBackend(key, **common)
@@ -91,5 +75,5 @@ def architecture_parameter_counts(name: str) -> ParameterCounts:
     (they are built on the `meta` device)."""
     key = canonical_model_name(name)
     if key in FASTSAM_MODELS:
-        return fastsam_parameter_counts(fastsam_architecture(key.removeprefix("fastsam-")))
+        return fastsam_parameter_counts(ultralytics_architecture(key))
     return sam_parameter_counts(build_without_weights(lambda: sam_model_registry[key](None)))

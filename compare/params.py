@@ -67,15 +67,3 @@ def build_without_weights(builder: Callable[[], nn.Module]) -> nn.Module:
     """
     with torch.device("meta"):
         return builder()
-
-
-# Figures quoted by the MobileSAM paper / README, for comparison with the counts above
-# (README section "Parameters: our counts against the paper's figures").
-PAPER_FIGURES: dict[str, str] = {
-    "vit_h": "encoder 632M (ViT-H); 611M in the MobileSAM README; decoder 3.876M",
-    "vit_l": "encoder 307M (ViT-L)",
-    "vit_b": "encoder 86M (ViT-B)",
-    "vit_t": "encoder 5.78M, decoder 3.876M, total 9.66M",
-    "fastsam-x": "total 68M",
-    "fastsam-s": "—",
-}

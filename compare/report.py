@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .metrics import mean_iou
+from samkit.metrics import mean_iou
+
 from .results import ComparisonResult
 
 RANDOM_WEIGHTS_NOTE = (

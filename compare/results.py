@@ -18,7 +18,7 @@ class CaseRecord:
     """One model's answer to one prompt, compared with the reference model's mask for the same prompt.
 
     `iou` is against the reference model (1.0 for the reference itself); `decoder_ms` is the prompt-to-mask time;
-    `prompt` is `Prompt.to_dict()`; `distance` is the point distance of the points2 protocol, else None.
+    `prompt` is `Prompts.to_dict()`; `distance` is the point distance of the points2 protocol, else None.
     """
 
     image: str
@@ -168,7 +168,7 @@ class MaskExample:
 
     Attributes:
         image: image name; `rgb` its HxWx3 uint8 pixels.
-        prompt: the prompt as `Prompt.to_dict()`.
+        prompt: the prompt as `Prompts.to_dict()`.
         masks: per model, the HxW boolean mask; `ious`: per model, IoU with the reference mask.
     """
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
-from .backends import Backend
-from .metrics import mask_iou
-from .prompt import Prompt, checked_prompt
-from .protocols import (
+from mobile_sam.utils.cancel import CancelFlag, raise_if_cancelled
+from samkit.metrics import mask_iou
+from samkit.prompts import Prompts
+from samkit.protocols import (
     PAPER_DISTANCES,
     PROTOCOLS,
     PromptCase,
@@ -21,18 +20,9 @@ from .protocols import (
     random_point_cases,
     user_cases,
 )
+
+from .backends import Backend
 from .results import CaseRecord, ComparisonResult, EncoderRecord, MaskExample
-
-
-class ComparisonCancelled(RuntimeError):
-    """`run_comparison` was stopped through its `cancel` argument."""
-
-
-class CancelFlag(Protocol):
-    """Anything with `is_set()`, such as `threading.Event`."""
-
-    def is_set(self) -> bool: ...
-
 
 # Called as on_mask(model name, image name, case index, HxW bool mask) for every mask.
 MaskCallback = Callable[[str, str, int, np.ndarray], None]
@@ -50,7 +40,7 @@ class ProtocolSpec:
     name: str
     distances: tuple[float, ...] = PAPER_DISTANCES
     prompts_per_image: int = 20
-    user_prompts: Mapping[str, Sequence[Prompt]] = field(default_factory=dict)
+    user_prompts: Mapping[str, Sequence[Prompts]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.name not in PROTOCOLS:
@@ -76,7 +66,7 @@ def _protocol_cases(
         return random_point_cases(image_size, spec.prompts_per_image, rng)
     if not spec.user_prompts.get(image_name):
         raise ValueError(f"no user prompts for image {image_name!r} (prompts are matched by file name)")
-    return user_cases([checked_prompt(prompt, image_size) for prompt in spec.user_prompts[image_name]])
+    return user_cases([prompt.checked(image_size) for prompt in spec.user_prompts[image_name]])
 
 
 def _box_cases(reference: Backend, point_cases: list[PromptCase], rng: np.random.Generator) -> list[PromptCase]:
@@ -85,7 +75,7 @@ def _box_cases(reference: Backend, point_cases: list[PromptCase], rng: np.random
     for case in point_cases:
         box = jittered_box(reference.segment(case.prompt).mask, rng)
         if box is not None:
-            cases.append(PromptCase("box", "all", Prompt(box=box)))
+            cases.append(PromptCase("box", "all", Prompts.from_lists(boxes=box)))
     return cases
 
 
@@ -113,7 +103,7 @@ def run_comparison(
         repeats: timed `prepare` runs per image and model (the encoder is timed `repeats` times per image);
             each prompt's `segment` is timed once.
         progress: called with a description after each (image, model) pair.
-        cancel: checked before each (image, model) pair; once `cancel.is_set()`, raises ComparisonCancelled.
+        cancel: checked before each (image, model) pair; once `cancel.is_set()`, raises Cancelled.
         on_mask: called with every mask (the result keeps only the first prompt's masks per image).
     Returns:
         The result (records, timings, parameter counts, settings) and one mask example per image.
@@ -139,8 +129,7 @@ def run_comparison(
         example_masks: dict[str, np.ndarray] = {}
         example_ious: dict[str, float] = {}
         for backend in backends:
-            if cancel is not None and cancel.is_set():
-                raise ComparisonCancelled("the comparison was cancelled")
+            raise_if_cancelled(cancel, "the comparison")
             if index == 0:
                 for _ in range(warmup):
                     backend.prepare(rgb)

@@ -8,9 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from compare.protocols import PAPER_DISTANCES
-from mobile_sam.checkpoints import CheckpointError
-from mobile_sam.image import ImageLoadError
+from samkit.checkpoints import CheckpointError
+from samkit.images import ImageLoadError
+from samkit.models import MOBILE_SAM, PAPER_REFERENCE
+from samkit.protocols import PAPER_DISTANCES
 
 from .models import STUDENT_NAMES, TEACHER_NAMES, TEST_STUDENT, TEST_TEACHER
 from .store import StoreError
@@ -55,7 +56,10 @@ def _add_embed(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("images", type=Path, help="folder of images (searched recursively)")
     parser.add_argument("--out", required=True, type=Path, help="store folder (created; an existing store resumes)")
     parser.add_argument(
-        "--teacher", choices=TEACHER_NAMES, default="vit_h", help="teacher SAM (default vit_h, as in the paper)"
+        "--teacher",
+        choices=TEACHER_NAMES,
+        default=PAPER_REFERENCE,
+        help=f"teacher SAM (default {PAPER_REFERENCE}, as in the paper)",
     )
     parser.add_argument(
         "--teacher-checkpoint",
@@ -102,7 +106,7 @@ def _add_training_options(parser: argparse.ArgumentParser, decoder: bool) -> Non
     parser.add_argument(
         "--student",
         choices=STUDENT_NAMES,
-        default="vit_t",
+        default=MOBILE_SAM,
         help="student architecture (default vit_t: MobileSAM's TinyViT)",
     )
     if decoder:
@@ -194,7 +198,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--store", required=True, type=Path, help="embedding store of the held-out images")
     parser.add_argument("--student-checkpoint", required=True, type=Path, help="student Sam checkpoint (mobile_sam.pt)")
     parser.add_argument(
-        "--student", choices=STUDENT_NAMES, default="vit_t", help="student architecture (default vit_t)"
+        "--student", choices=STUDENT_NAMES, default=MOBILE_SAM, help=f"student architecture (default {MOBILE_SAM})"
     )
     parser.add_argument(
         "--teacher-checkpoint",
@@ -345,7 +349,7 @@ def teacher_name(store: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mobile_sam.allocator import keep_freed_memory
+    from samkit.allocator import keep_freed_memory
 
     keep_freed_memory()
     try:

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from mobile_sam.image import load_image
 from mobile_sam.utils.transforms import ResizeLongestSide
+from samkit.images import load_image
 
 from .store import EmbeddingStore
 

@@ -7,15 +7,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from mobile_sam.device import resolve_device
-from mobile_sam.image import ImageLoadError, load_image
 from mobile_sam.modeling import Sam
-from mobile_sam.utils.transforms import ResizeLongestSide
+from samkit.devices import resolve_device
+from samkit.models import PAPER_REFERENCE
 
+from .encoding import encode_images, load_or_reason
 from .models import build_model, checkpoint_sha256, embedding_shape, freeze, teacher_checkpoint
 from .sources import list_images
 from .store import StoreIndex, StoreWriter
@@ -29,29 +28,6 @@ class EmbedSummary:
     skipped: int
     failed: int
     total: int
-
-
-def model_input(model: Sam, image: np.ndarray) -> torch.Tensor:
-    """The predictor's preprocessing of an (H, W, 3) uint8 RGB image: longest side to the input size,
-    normalise, zero-pad bottom-right -> (3, S, S) float32 (S = 1024 for the real models)."""
-    resized = ResizeLongestSide(model.image_size).apply_image(image)
-    tensor = torch.as_tensor(resized, device=model.device).permute(2, 0, 1).float()
-    return model.preprocess(tensor)
-
-
-@torch.no_grad()
-def encode_images(model: Sam, images: list[np.ndarray]) -> np.ndarray:
-    """Image embeddings (B, C, h, w) float32 for a list of RGB uint8 images (one encoder batch)."""
-    batch = torch.stack([model_input(model, image) for image in images])
-    return model.image_encoder(batch).float().cpu().numpy()
-
-
-def load_or_reason(path: Path) -> tuple[np.ndarray | None, str | None]:
-    """(image, None) for a readable image, (None, reason) for one that is not."""
-    try:
-        return load_image(path), None
-    except ImageLoadError as err:
-        return None, str(err)
 
 
 def new_index(teacher: str, checkpoint: str | Path | None, model: Sam, image_root: str | Path) -> StoreIndex:
@@ -93,7 +69,7 @@ def run_local(
 def embed_folder(
     images: str | Path,
     output: str | Path,
-    teacher: str = "vit_h",
+    teacher: str = PAPER_REFERENCE,
     checkpoint: str | Path | None = None,
     device: str | torch.device = "cpu",
     batch_size: int = 1,

@@ -20,16 +20,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from compare.metrics import mask_iou, mean_iou
-from compare.prompt import Prompt
-from compare.protocols import PAPER_DISTANCES, point_pair_cases, protocol_rng, random_point_cases
-from mobile_sam.device import resolve_device
-from mobile_sam.export import atomic_write_bytes
-from mobile_sam.image import load_image
 from mobile_sam.modeling import Sam
 from mobile_sam.predictor import SamPredictor
+from mobile_sam.utils.atomic import atomic_write_bytes
+from samkit.devices import resolve_device
+from samkit.images import load_image
+from samkit.metrics import mask_iou, mean_iou
+from samkit.models import MOBILE_SAM
+from samkit.prompts import Prompts
+from samkit.protocols import PAPER_DISTANCES, point_pair_cases, protocol_rng, random_point_cases
 
-from .embed import encode_images
+from .encoding import encode_images
 from .models import build_model, checkpoint_sha256, freeze, teacher_checkpoint
 from .store import EmbeddingStore, StoreError
 
@@ -63,7 +64,7 @@ def predictor_from_embedding(model: Sam, embedding: torch.Tensor, original_size:
 
 
 @torch.no_grad()
-def segment(predictor: SamPredictor, prompt: Prompt) -> np.ndarray:
+def segment(predictor: SamPredictor, prompt: Prompts) -> np.ndarray:
     """The (H, W) bool mask for `prompt` (one point: best of three; otherwise one mask)."""
     multimask = prompt.box is None and prompt.num_points == 1
     masks, scores, _ = predictor.predict(
@@ -131,7 +132,7 @@ def evaluate(
 def load_pair(
     store: str | Path,
     student_checkpoint: str | Path | None,
-    student_name: str = "vit_t",
+    student_name: str = MOBILE_SAM,
     teacher_checkpoint_path: str | Path | None = None,
     device: str = "auto",
 ) -> tuple[Sam, Sam]:

@@ -1,6 +1,6 @@
 """Teacher and student models for distillation, by name.
 
-Teachers are any `mobile_sam.sam_model_registry` name (vit_h, vit_l, vit_b, vit_t) and students are ``vit_t``
+Teachers are any SAM-family name of the catalog (`samkit.models.SAM_MODELS`) and students are ``vit_t``
 (MobileSAM's TinyViT, 1024 input, (256, 64, 64) embeddings). ``test_vit`` and ``test_tinyvit`` are reduced
 configurations of the same two encoder families (64x64 input, (256, 4, 4) embeddings, a small mask decoder)
 for unit tests and quick smoke runs; a teacher and a student fit together when their embeddings have the
@@ -14,17 +14,18 @@ from pathlib import Path
 
 from torch import nn
 
-from mobile_sam import sam_model_registry
 from mobile_sam.build_sam import PROMPT_EMBED_DIM, VIT_PATCH_SIZE, load_state_dict_checked, read_state_dict
-from mobile_sam.checkpoints import sha256_file
 from mobile_sam.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
 from mobile_sam.modeling.common import LayerNorm2d
+from samkit.checkpoints import sha256_file
+from samkit.loading import load_model
+from samkit.models import MOBILE_SAM, SAM_MODELS
 
 TEST_IMAGE_SIZE = 64
 TEST_TEACHER = "test_vit"
 TEST_STUDENT = "test_tinyvit"
-STUDENT_NAMES = ("vit_t", TEST_STUDENT)
-TEACHER_NAMES = tuple(name for name in sam_model_registry if name != "default") + (TEST_TEACHER,)
+STUDENT_NAMES = (MOBILE_SAM, TEST_STUDENT)
+TEACHER_NAMES = (*SAM_MODELS, TEST_TEACHER)
 
 # The prompt encoder and mask decoder of a Sam, the parts the student borrows from the teacher.
 DECODER_PREFIXES = ("prompt_encoder.", "mask_decoder.")
@@ -86,8 +87,8 @@ def build_model(name: str, checkpoint: str | Path | None = None) -> Sam:
         model = _build_test_teacher()
     elif name == TEST_STUDENT:
         model = _build_test_student()
-    elif name in sam_model_registry:
-        return sam_model_registry[name](checkpoint=checkpoint)
+    elif name in SAM_MODELS:
+        return load_model(name, checkpoint=checkpoint, random_weights=checkpoint is None)
     else:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(TEACHER_NAMES)}")
     if checkpoint is not None:
@@ -142,9 +143,9 @@ def adopt_decoder(student: Sam, teacher: Sam) -> Sam:
 
 
 def teacher_checkpoint(name: str, path: str | Path | None) -> Path:
-    """The teacher's checkpoint file: `path` when given, else the official file from the mobile_sam cache
+    """The teacher's checkpoint file: `path` when given, else the official file from the checkpoint cache
     (downloaded and verified on first use). The reduced test teacher has no official file."""
-    from mobile_sam.checkpoints import resolve_checkpoint
+    from samkit.checkpoints import resolve_checkpoint
 
     if path is not None:
         if not Path(path).is_file():

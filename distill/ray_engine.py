@@ -8,14 +8,15 @@ the local engine.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .embed import encode_images, load_or_reason
+from samkit.ray_map import ray_map
+
+from .encoding import encode_images, load_or_reason
 from .models import build_model, freeze
 from .store import StoreWriter
 
@@ -55,34 +56,21 @@ def run_ray(
     progress: Callable[[int], None],
 ) -> tuple[int, int]:
     """Embed `paths` with `workers` Ray actors (a local Ray unless one is running); returns (embedded, failed)."""
-    import ray
-
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if not paths:
         return 0, 0
-    started = not ray.is_initialized()
-    if started:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     embedded = failed = 0
-    try:
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        gpu = torch.device(device).type == "cuda"
-        results = ray.data.from_items([{"path": p} for p in paths]).map_batches(
-            TeacherActor,
-            fn_constructor_kwargs={
-                "teacher": teacher,
-                "checkpoint": None if checkpoint is None else str(checkpoint),
-                "device": str(device),
-                "root": str(root),
-            },
-            batch_size=batch_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=min(workers, len(paths))),
-            num_cpus=0 if gpu else 1,
-            num_gpus=1 if gpu else 0,
-        )
-        for row in results.iter_rows():
+    kwargs = {
+        "teacher": teacher,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "device": str(device),
+        "root": str(root),
+    }
+    gpu = torch.device(device).type == "cuda"
+    items = [{"path": p} for p in paths]
+    with ray_map(items, TeacherActor, kwargs, workers=workers, batch_size=batch_size, use_gpus=gpu) as rows:
+        for row in rows:
             if row["error"]:
                 writer.add_failure(str(row["path"]), str(row["error"]))
                 failed += 1
@@ -90,7 +78,4 @@ def run_ray(
                 writer.add(str(row["path"]), (int(row["height"]), int(row["width"])), row["embedding"])
                 embedded += 1
             progress(1)
-    finally:
-        if started:
-            ray.shutdown()
     return embedded, failed

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_sam.export import atomic_write_bytes
+from mobile_sam.utils.atomic import atomic_write_bytes
 
 INDEX_NAME = "index.json"
 STORE_VERSION = 1

@@ -36,9 +36,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from mobile_sam.device import resolve_device
-from mobile_sam.export import atomic_write_bytes
 from mobile_sam.modeling import Sam
+from mobile_sam.utils.atomic import atomic_write_bytes
+from samkit.devices import resolve_device
+from samkit.models import MOBILE_SAM
 
 from .data import StoreDataset, epoch_order
 from .losses import decoder_loss, embedding_mse, mask_loss
@@ -93,7 +94,7 @@ class TrainConfig:
     output: str
     teacher_checkpoint: str | None = None
     images: str | None = None
-    student: str = "vit_t"
+    student: str = MOBILE_SAM
     init: str | None = None
     mode: str = "decoupled"
     epochs: int = 8

@@ -4,7 +4,8 @@
 is MobileSAMv2's object-aware mode (box prompts from a detector, `load_box_source`), a different algorithm.
 """
 
-from mobile_sam.automatic_mask_generator import DecodePoints, GenerationCancelled, SamAutomaticMaskGenerator
+from mobile_sam.automatic_mask_generator import DecodePoints, SamAutomaticMaskGenerator
+from mobile_sam.utils.cancel import Cancelled
 
 from .box_sources import Detections, load_box_source
 from .objects import ObjectAwareMaskGenerator
@@ -12,7 +13,7 @@ from .objects import ObjectAwareMaskGenerator
 __all__ = [
     "DecodePoints",
     "Detections",
-    "GenerationCancelled",
+    "Cancelled",
     "ObjectAwareMaskGenerator",
     "SamAutomaticMaskGenerator",
     "load_box_source",

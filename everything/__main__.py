@@ -18,14 +18,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from samkit.models import MODELS, SAM_MODELS
+
+from .settings import DEFAULTS, FILTERS, GRID, OBJECTS
+
+GRID_D, OBJECTS_D = DEFAULTS[GRID], DEFAULTS[OBJECTS]
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 LIST_SUFFIXES = (".txt", ".lst")
-MODEL_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h")
-# The filters' defaults per prompt mode: the official grid generator's, and MobileSAMv2's (no filter).
-FILTER_DEFAULTS = {
-    "grid": {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95, "box_nms_thresh": 0.7},
-    "objects": {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": None},
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = parser.add_argument_group("model")
     model.add_argument(
-        "--model", choices=MODEL_TYPES, default="vit_t", help="vit_t = MobileSAM (default); vit_b/l/h = SAM"
+        "--model",
+        choices=SAM_MODELS,
+        default=SAM_MODELS[0],
+        help="; ".join(f"{name} = {MODELS[name].label}" for name in SAM_MODELS) + f" (default {SAM_MODELS[0]})",
     )
     model.add_argument("--checkpoint", type=Path, help="checkpoint file (default: the official file from the cache)")
     model.add_argument("--checkpoint-dir", type=Path, help="folder holding official checkpoint files (the cache)")
@@ -84,15 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="box detector for --prompts objects: objectaware (MobileSAMv2's ObjectAwareModel.pt, "
         "default), fastsam-s, fastsam-x, or the path of an ultralytics checkpoint you trust",
     )
-    prompts.add_argument("--max-boxes", type=int, default=300, help="objects: at most this many boxes (default 300)")
+    prompts.add_argument(
+        "--max-boxes",
+        type=int,
+        default=OBJECTS_D["max_boxes"],
+        help="objects: at most this many boxes (default %(default)s)",
+    )
     prompts.add_argument(
         "--border-snap",
         type=float,
-        default=20.0,
-        help="objects: box sides within this many pixels of the image border move onto it (default 20)",
+        default=OBJECTS_D["border_snap"],
+        help="objects: box sides within this many pixels of the image border move onto it (default %(default)s)",
     )
     prompts.add_argument(
-        "--boxes-per-batch", type=int, default=64, help="objects: boxes decoded per batch (default 64)"
+        "--boxes-per-batch",
+        type=int,
+        default=OBJECTS_D["boxes_per_batch"],
+        help="objects: boxes decoded per batch (default %(default)s)",
     )
 
     knobs = parser.add_argument_group(
@@ -100,57 +111,75 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompts objects)"
     )
     knobs.add_argument(
-        "--points-per-side", type=int, default=32, help="grid points along one side (default 32 = 1024 prompts)"
+        "--points-per-side",
+        type=int,
+        default=GRID_D["points_per_side"],
+        help="grid points along one side (default %(default)s)",
     )
     knobs.add_argument(
-        "--points-per-batch", type=int, default=64, help="prompts decoded together (memory vs speed; default 64)"
+        "--points-per-batch",
+        type=int,
+        default=GRID_D["points_per_batch"],
+        help="prompts decoded together (memory vs speed; default %(default)s)",
     )
     knobs.add_argument(
-        "--pred-iou-thresh", type=float, help="keep masks with predicted IoU above this (default 0.88; objects: 0)"
+        "--pred-iou-thresh",
+        type=float,
+        help=f"keep masks with predicted IoU above this (default {GRID_D['pred_iou_thresh']}; objects: "
+        f"{OBJECTS_D['pred_iou_thresh']})",
     )
     knobs.add_argument(
         "--stability-score-thresh",
         type=float,
-        help="keep masks with stability score at least this (default 0.95; objects: 0)",
+        help=f"keep masks with stability score at least this (default {GRID_D['stability_score_thresh']}; "
+        f"objects: {OBJECTS_D['stability_score_thresh']})",
     )
     knobs.add_argument(
         "--stability-score-offset",
         type=float,
-        default=1.0,
-        help="logit offset of the stability score's two thresholds (default 1.0)",
+        default=GRID_D["stability_score_offset"],
+        help="logit offset of the stability score's two thresholds (default %(default)s)",
     )
     knobs.add_argument(
-        "--box-nms-thresh", type=float, help="box IoU for removing duplicate masks (default 0.7; objects: no NMS)"
+        "--box-nms-thresh",
+        type=float,
+        help=f"box IoU for removing duplicate masks (default {GRID_D['box_nms_thresh']}; objects: no NMS)",
     )
     knobs.add_argument(
-        "--crop-n-layers", type=int, default=0, help="extra layers of image crops (default 0: whole image only)"
+        "--crop-n-layers",
+        type=int,
+        default=GRID_D["crop_n_layers"],
+        help="extra layers of image crops (default %(default)s: whole image only)",
     )
     knobs.add_argument(
-        "--crop-nms-thresh", type=float, default=0.7, help="box IoU for removing duplicates across crops (default 0.7)"
+        "--crop-nms-thresh",
+        type=float,
+        default=GRID_D["crop_nms_thresh"],
+        help="box IoU for removing duplicates across crops (default %(default)s)",
     )
     knobs.add_argument(
         "--crop-overlap-ratio",
         type=float,
-        default=512 / 1500,
-        help="overlap of neighbouring crops, fraction of the short side (default 512/1500)",
+        default=GRID_D["crop_overlap_ratio"],
+        help="overlap of neighbouring crops, fraction of the short side (default %(default).4f)",
     )
     knobs.add_argument(
         "--crop-n-points-downscale-factor",
         type=int,
-        default=1,
-        help="points per side in crop layer i are divided by this**i (default 1)",
+        default=GRID_D["crop_n_points_downscale_factor"],
+        help="points per side in crop layer i are divided by this**i (default %(default)s)",
     )
     knobs.add_argument(
         "--min-mask-region-area",
         type=int,
-        default=0,
-        help="fill holes and remove islands smaller than this many pixels (default 0: off)",
+        default=GRID_D["min_mask_region_area"],
+        help="fill holes and remove islands smaller than this many pixels (default %(default)s: off)",
     )
     knobs.add_argument(
         "--upsampling",
         choices=("torch", "opencv"),
         help="how masks reach the image size: torch (the official values; the grid's default) or opencv "
-        "(the same geometry, logits within about 2e-5, about 2.5x cheaper per mask; the default with "
+        "(the same geometry, logits within about 2e-5, cheaper per mask; the default with "
         "--prompts objects)",
     )
 
@@ -203,7 +232,7 @@ def generator_spec(args: argparse.Namespace):
 
     filters = {
         key: getattr(args, key) if getattr(args, key) is not None else default
-        for key, default in FILTER_DEFAULTS[args.prompts].items()
+        for key, default in {name: DEFAULTS[args.prompts][name] for name in FILTERS}.items()
     }
     if args.prompts == "grid":
         settings = dict(
@@ -239,9 +268,8 @@ def generator_spec(args: argparse.Namespace):
 
 def run_local(args: argparse.Namespace, generator, files: Sequence[Path]) -> int:
     """The single-process path: every image in turn, COCO JSON, mask PNGs and overlays."""
-    from mobile_sam.image import ImageLoadError, load_image
-
-    from .export import ImageMasks, write_coco_json, write_mask_pngs, write_overlay_png
+    from samkit.images import ImageLoadError, load_image
+    from samkit.writers import ImageMasks, write_coco_json, write_mask_pngs, write_overlay_png
 
     results, failed = [], []
     for file, name in tqdm(list(zip(files, unique_names(files))), desc="images", unit="image"):
@@ -298,8 +326,8 @@ def run_with_ray(args: argparse.Namespace, spec, files: Sequence[Path]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mobile_sam.allocator import keep_freed_memory
-    from mobile_sam.checkpoints import CheckpointError
+    from samkit.allocator import keep_freed_memory
+    from samkit.checkpoints import CheckpointError
 
     keep_freed_memory()
     files = expand_paths(args.paths)

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mobile_sam.checkpoints import CHECKPOINTS, load_ultralytics_checkpoint, resolve_checkpoint
-from mobile_sam.device import resolve_device
-from mobile_sam.image import to_rgb_uint8
+from samkit.checkpoints import load_ultralytics_checkpoint
+from samkit.devices import resolve_device
+from samkit.images import to_rgb_uint8
+from samkit.loading import load_model
+from samkit.models import DETECTORS
 
-# Registry names of the detectors (ultralytics checkpoints in `mobile_sam.checkpoints`).
-DETECTOR_NAMES = tuple(name for name, info in CHECKPOINTS.items() if not info.is_state_dict)
 # MobileSAMv2's published detector settings (its Inference.py and the ultralytics default max_det).
 DETECTOR_IMAGE_SIZE = 1024
 DETECTOR_CONFIDENCE = 0.4
@@ -128,24 +128,25 @@ def load_box_source(
     iou: float = DETECTOR_IOU,
     max_detections: int = MAX_DETECTIONS,
 ) -> UltralyticsBoxSource:
-    """A detector by registry name (`DETECTOR_NAMES`) from the verified checkpoint cache, or from a file.
+    """A detector by catalog name (`samkit.models.DETECTORS`) from the verified checkpoint cache, or from a file.
 
-    Names are looked up in `mobile_sam.checkpoints` (`checkpoint_dir`, else the default cache; FastSAM is
+    Names are loaded by `samkit.loading.load_model` (`checkpoint_dir`, else the default cache; FastSAM is
     downloaded when `download`; ObjectAwareModel.pt has no direct link and must be put there by hand).
     Anything else is taken as the path of an ultralytics checkpoint you trust.
-    Raises `mobile_sam.checkpoints.CheckpointError` when the file is missing or unreadable.
+    Raises `samkit.checkpoints.CheckpointError` when the file is missing or unreadable.
     """
     key = str(name_or_path).strip().lower()
-    if key in DETECTOR_NAMES:
-        path = resolve_checkpoint(key, cache_dir=checkpoint_dir, download=download)
+    if key in DETECTORS:
+        network = load_model(key, checkpoint_dir=checkpoint_dir, download=download)
     else:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
             raise ValueError(
-                f"unknown detector {str(name_or_path)!r}: give one of {', '.join(DETECTOR_NAMES)} or a checkpoint file"
+                f"unknown detector {str(name_or_path)!r}: give one of {', '.join(DETECTORS)} or a checkpoint file"
             )
+        network = load_ultralytics_checkpoint(path)
     return UltralyticsBoxSource(
-        load_ultralytics_checkpoint(path),
+        network,
         device=device,
         image_size=image_size,
         confidence=confidence,

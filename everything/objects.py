@@ -23,36 +23,26 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from mobile_sam.automatic_mask_generator import (
-    OUTPUT_MODES,
-    CancelFlag,
-    GenerationCancelled,
-    SamAutomaticMaskGenerator,
-)
-from mobile_sam.image import to_rgb_uint8
+from mobile_sam.automatic_mask_generator import SamAutomaticMaskGenerator
 from mobile_sam.predictor import SamPredictor
-from mobile_sam.utils.amg import (
-    area_from_rle,
-    box_xyxy_to_xywh,
-    calculate_stability_score,
-    coco_encode_rle,
-    rle_boxes_in_crop,
-    rle_to_mask,
-    rle_to_uncompressed,
-    threshold_to_rles,
+from mobile_sam.utils.cancel import CancelFlag, Progress
+from mobile_sam.utils.mask_candidates import (
+    OUTPUT_MODES,
+    UPSAMPLING,
+    CandidateMasks,
+    PromptDecoder,
+    empty_mask_data,
+    generator_records,
 )
 from mobile_sam.utils.mask_data import MaskData
-from mobile_sam.utils.opencv_masks import PlaneMasks
+from mobile_sam.utils.rgb import to_rgb_uint8
 
 from .box_sources import MAX_DETECTIONS, BoxSource
 
 BORDER_SNAP_PX = 20.0
-UPSCALE = 4  # the mask decoder's upscaling: low-res logits per image token along each side
-# Boxes decoded at once on a CPU: on the idle 2-core benchmark machine, 100 boxes on truck.jpg decoded in
-# 1.6-1.75 s in groups of 4, 1.7-1.9 s in groups of 8 and 1.9-2.1 s in groups of 16.
+# Boxes decoded at once on a CPU: small groups keep every tensor small enough for the allocator to reuse.
 CPU_BOX_GROUP = 4
 STAGES = ("detector", "encoder", "decoder", "postprocess")
-UPSAMPLING = ("opencv", "torch")
 
 
 class ObjectAwareMaskGenerator:
@@ -75,7 +65,7 @@ class ObjectAwareMaskGenerator:
       min_mask_region_area: fill holes and drop islands smaller than this many pixels (0: off).
       output_mode: "binary_mask", "uncompressed_rle" or "coco_rle", as in the grid generator.
       upsampling: how low-res logits reach the image size. "opencv" (default): OpenCV's bilinear resize with
-        the same half-pixel geometry as `Sam.postprocess_masks`, about 4x faster on a CPU; logits agree within
+        the same half-pixel geometry as `Sam.postprocess_masks`, cheaper on a CPU; logits agree within
         about 2e-5, so a pixel whose logit lies that close to a threshold may differ. "torch":
         `Sam.postprocess_masks` itself, the predictor's masks exactly.
       chunk_megabytes: memory bound of the full-resolution float work done at once with "torch" upsampling
@@ -155,7 +145,7 @@ class ObjectAwareMaskGenerator:
         if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
             image = to_rgb_uint8(image)
         stage_times = dict.fromkeys(STAGES, 0.0)
-        report = _reporter(progress, cancel)
+        report = Progress(progress, cancel).report
         report(0.0)
         start = time.perf_counter()
         if boxes is None:
@@ -166,7 +156,7 @@ class ObjectAwareMaskGenerator:
         prompts = self.prepare_boxes(boxes, (height, width))
         stage_times["detector"] = time.perf_counter() - start
         report(0.05)
-        data = _empty_mask_data()
+        data = empty_mask_data(box=torch.zeros(0, 4, dtype=torch.float64))
         if len(prompts) > 0:
             data = self._decode(image, prompts, stage_times, report)
         start = time.perf_counter()
@@ -221,38 +211,38 @@ class ObjectAwareMaskGenerator:
         start = time.perf_counter()
         predictor = SamPredictor(self.model)
         predictor.set_image(image)
-        decoder = _BoxDecoder(predictor)
+        decoder = PromptDecoder(predictor)
         stage_times["encoder"] = time.perf_counter() - start
         report(0.1)
         group = self.boxes_per_batch if predictor.device.type != "cpu" else min(self.boxes_per_batch, CPU_BOX_GROUP)
-        original_size = predictor.original_size
-        masks = None
-        if self.upsampling == "opencv":
-            height, width = original_size
-            extent = self.model.low_res_extent(predictor.input_size, decoder.low_res_size)
-            scale = self.model.image_size // decoder.low_res_size
-            masks = PlaneMasks(
-                extent,
-                scale,
-                predictor.input_size,
-                [0, 0, width, height],
-                original_size,
-                self.mask_threshold,
-                self.stability_score_offset,
-            )
-        data = _empty_mask_data()
+        height, width = predictor.original_size
+        masks = CandidateMasks(
+            self.model.image_size,
+            decoder.low_res_size,
+            predictor.input_size,
+            [0, 0, width, height],
+            (height, width),
+            self.mask_threshold,
+            self.stability_score_offset,
+            self.stability_score_thresh,
+            self.upsampling,
+            self.chunk_bytes,
+        )
+        iou_first = self.pred_iou_thresh > 0.0
+        data = empty_mask_data(box=torch.zeros(0, 4, dtype=torch.float64))
         for first_box in range(0, len(prompts), self.boxes_per_batch):
             batch = prompts[first_box : first_box + self.boxes_per_batch]
             for first in range(0, len(batch), group):
                 start = time.perf_counter()
                 boxes = batch[first : first + group]
-                low_res, iou_preds, kept = decoder.decode(boxes, self.pred_iou_thresh)
+                decoded = decoder.boxes(boxes, iou_first)
+                iou = decoded.iou_predictions[:, 0]
+                kept = torch.nonzero(iou > self.pred_iou_thresh).flatten() if iou_first else torch.arange(len(boxes))
+                low_res = decoded.low_res_logits(kept)[:, 0] if len(kept) else torch.zeros(0, 1, 1)
                 stage_times["decoder"] += time.perf_counter() - start
                 start = time.perf_counter()
-                if masks is not None:
-                    data.cat(self._opencv_masks(masks, low_res, iou_preds, boxes[kept]))
-                else:
-                    data.cat(self._torch_masks(low_res, iou_preds, boxes[kept], predictor.input_size, original_size))
+                box = torch.as_tensor(boxes, dtype=torch.float64)[kept]
+                data.cat(masks.keep(low_res, iou[kept], box=box))
                 stage_times["postprocess"] += time.perf_counter() - start
             report(0.1 + 0.9 * min(first_box + self.boxes_per_batch, len(prompts)) / len(prompts))
         if self.box_nms_thresh is not None and len(data) > 0:
@@ -262,179 +252,11 @@ class ObjectAwareMaskGenerator:
             data.filter(keep)
         return data
 
-    def _opencv_masks(
-        self, masks: PlaneMasks, low_res: torch.Tensor, iou_preds: torch.Tensor, prompt_boxes: np.ndarray
-    ) -> MaskData:
-        """The masks of low-res logits (K, 1, 4h, 4w) with "opencv" upsampling, one plane at a time.
-
-        On truck.jpg (1800x1200) this takes 3.9 ms per mask against 5.7 ms for the resize of four planes at a time
-        followed by the vectorised stability, threshold and encoding (which left each 8.6 MB plane out of the cache).
-        """
-        stability, kept, rles, boxes = masks.candidates(low_res[:, 0].cpu().numpy(), self.stability_score_thresh)
-        return _kept_masks(kept, stability, boxes, rles, iou_preds, prompt_boxes)
-
-    def _torch_masks(
-        self,
-        low_res: torch.Tensor,
-        iou_preds: torch.Tensor,
-        prompt_boxes: np.ndarray,
-        input_size: tuple[int, int],
-        original_size: tuple[int, int],
-    ) -> MaskData:
-        """The masks of low-res logits (K, 1, 4h, 4w) with "torch" upsampling, `chunk_megabytes` of logits at a time."""
-        height, width = original_size
-        crop_box = [0, 0, width, height]
-        chunk = max(1, self.chunk_bytes // (4 * height * width))
-        data = _empty_mask_data()
-        for lo in range(0, len(low_res), chunk):
-            planes = self._full_logits(low_res[lo : lo + chunk], input_size, original_size)
-            data.cat(
-                self._filter(planes, iou_preds[lo : lo + chunk], prompt_boxes[lo : lo + chunk], crop_box, original_size)
-            )
-        return data
-
-    def _full_logits(
-        self, low_res: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
-    ) -> np.ndarray:
-        """Image-size logits (K, H, W) float32 of low-res logits (K, 1, 4h, 4w), by `Sam.postprocess_masks`."""
-        return self.model.postprocess_masks(low_res, input_size, original_size)[:, 0].cpu().numpy()
-
-    def _filter(
-        self,
-        planes: np.ndarray,
-        iou_preds: torch.Tensor,
-        prompt_boxes: np.ndarray,
-        crop_box: list[int],
-        original_size: tuple[int, int],
-    ) -> MaskData:
-        """Stability filter, threshold, RLE and tight box of K masks ("torch" upsampling): planes (K, H, W)
-        float32 logits, their predicted IoU (K,) and prompts (K, 4)."""
-        stability = calculate_stability_score(
-            torch.from_numpy(planes), self.mask_threshold, self.stability_score_offset
-        )
-        keep = torch.ones_like(stability, dtype=torch.bool)
-        if self.stability_score_thresh > 0.0:
-            keep = stability >= self.stability_score_thresh
-        kept = torch.nonzero(keep).flatten()
-        rles = threshold_to_rles([planes[i] for i in kept.tolist()], self.mask_threshold, crop_box, original_size)
-        return _kept_masks(kept, stability, rle_boxes_in_crop(rles, crop_box), rles, iou_preds, prompt_boxes)
-
     def _records(self, data: MaskData, image_size: tuple[int, int]) -> list[dict[str, Any]]:
-        """Records sorted by area, largest first (ties keep the prompt order)."""
-        if len(data) == 0:
-            return []
-        encode = {"binary_mask": rle_to_mask, "uncompressed_rle": rle_to_uncompressed, "coco_rle": coco_encode_rle}[
-            self.output_mode
-        ]
+        """Records sorted by area, largest first (ties keep the prompt order); `point_coords` is the box centre,
+        `crop_box` the whole image and `box` the prompt."""
         height, width = image_size
-        areas = [area_from_rle(rle) for rle in data["rles"]]
-        order = sorted(range(len(areas)), key=lambda i: -areas[i])
-        boxes = data["boxes"].tolist()
-        prompt_boxes = data["prompt_boxes"].tolist()
-        iou_preds = data["iou_preds"].tolist()
-        stability = data["stability_score"].tolist()
-        return [
-            {
-                "segmentation": encode(data["rles"][i]),
-                "area": areas[i],
-                "bbox": box_xyxy_to_xywh(boxes[i]),
-                "predicted_iou": iou_preds[i],
-                "point_coords": [
-                    [(prompt_boxes[i][0] + prompt_boxes[i][2]) / 2, (prompt_boxes[i][1] + prompt_boxes[i][3]) / 2]
-                ],
-                "stability_score": stability[i],
-                "crop_box": [0, 0, width, height],
-                "box": prompt_boxes[i],
-            }
-            for i in order
-        ]
-
-
-class _BoxDecoder:
-    """Decodes box prompts on one encoded image: the mask decoder's image side is prepared once."""
-
-    def __init__(self, predictor: SamPredictor) -> None:
-        model = predictor.model
-        self.predictor = predictor
-        self.prompt_encoder, self.mask_decoder = model.prompt_encoder, model.mask_decoder
-        _, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
-        features = predictor.features
-        self.image = self.mask_decoder.prepare_image(features, self.prompt_encoder.get_dense_pe(), dense)
-        # Image tokens whose upscaled logits reach the unpadded input frame (upscaling is local: 4x4 logits per
-        # token), as far as `Sam.postprocess_masks` reads them (one spare low-res row and column).
-        tokens = features.shape[-1]
-        self.low_res_size = UPSCALE * tokens
-        self.token_extent = tuple(
-            min(tokens, -(-extent // UPSCALE))
-            for extent in model.low_res_extent(predictor.input_size, self.low_res_size)
-        )
-        # The official code passes float64 coordinates; MPS has no float64.
-        self.dtype = torch.float32 if predictor.device.type == "mps" else torch.float64
-
-    def decode(self, boxes: np.ndarray, pred_iou_thresh: float) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """Low-res logits (S, 1, 4h, 4w) for (h, w) image tokens (256 x 256 in SAM), predicted IoU (S,) and the
-        indices (S,) of the boxes (B, 4) XYXY in image pixels whose predicted IoU is above `pred_iou_thresh` (all
-        when it is 0).
-
-        Logits outside the unpadded input frame (never read by `Sam.postprocess_masks`) are left at 0.
-        """
-        device = self.predictor.device
-        in_boxes = self.predictor.transform.apply_boxes_torch(
-            torch.as_tensor(boxes, dtype=self.dtype), self.predictor.original_size
-        ).to(device)
-        sparse, _ = self.prompt_encoder(points=None, boxes=in_boxes, masks=None)
-        if pred_iou_thresh <= 0.0:
-            iou_predictions, hyper_in, image_tokens = self.mask_decoder.decode_prepared(self.image, sparse, False)
-            iou, kept = iou_predictions[:, 0].cpu(), torch.arange(len(boxes))
-        else:
-            iou_predictions, state = self.mask_decoder.decode_iou(self.image, sparse)
-            iou = iou_predictions[:, 0].cpu()
-            kept = torch.nonzero(iou > pred_iou_thresh).flatten()
-            hyper_in, image_tokens = self.mask_decoder.decode_mask_tokens(state, kept.to(device), False)
-        rows, cols = self.token_extent
-        low_res = torch.zeros(len(kept), 1, self.low_res_size, self.low_res_size, device=device)
-        if len(kept) > 0:
-            upscaled = self.mask_decoder.upscale_masks(hyper_in, image_tokens[..., :rows, :cols])
-            low_res[..., : upscaled.shape[-2], : upscaled.shape[-1]] = upscaled
-        return low_res, iou[kept], kept.numpy()
-
-
-def _kept_masks(
-    kept: torch.Tensor,
-    stability: torch.Tensor,
-    boxes: torch.Tensor,
-    rles: list[dict[str, Any]],
-    iou_preds: torch.Tensor,
-    prompt_boxes: np.ndarray,
-) -> MaskData:
-    """The masks kept (S,) (indices into iou_preds, prompt_boxes and stability (K,)) with their boxes (S, 4) and
-    RLEs."""
-    return MaskData(
-        iou_preds=iou_preds[kept],
-        prompt_boxes=torch.as_tensor(prompt_boxes, dtype=torch.float64)[kept],
-        stability_score=stability[kept],
-        boxes=boxes,
-        rles=rles,
-    )
-
-
-def _reporter(progress: Callable[[float], None] | None, cancel: CancelFlag | None) -> Callable[[float], None]:
-    """A function that checks `cancel` and reports a fraction done to `progress`."""
-
-    def report(fraction: float) -> None:
-        if cancel is not None and cancel.is_set():
-            raise GenerationCancelled("mask generation was cancelled")
-        if progress is not None:
-            progress(fraction)
-
-    return report
-
-
-def _empty_mask_data() -> MaskData:
-    return MaskData(
-        iou_preds=torch.zeros(0, dtype=torch.float32),
-        prompt_boxes=torch.zeros(0, 4, dtype=torch.float64),
-        stability_score=torch.zeros(0, dtype=torch.float32),
-        boxes=torch.zeros(0, 4, dtype=torch.int64),
-        rles=[],
-    )
+        box = data["box"]
+        data["points"] = (box[:, :2] + box[:, 2:]) / 2
+        data["crop_boxes"] = torch.tensor([0, 0, width, height], dtype=torch.int64).repeat(len(data), 1)
+        return generator_records(data, self.output_mode, largest_first=True, extra=("box",))

@@ -9,13 +9,14 @@ Workers read the images from their paths, so on a multi-machine cluster the path
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from samkit.ray_map import ray_map
 
 from .results import result_json, result_path, write_result
 from .spec import GeneratorSpec
@@ -37,9 +38,8 @@ class ImageSegmenter:
         self.generator = spec.build()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from mobile_sam.image import load_image
-
-        from .export import ImageMasks
+        from samkit.images import load_image
+        from samkit.writers import ImageMasks
 
         results, errors = [], []
         for path in batch["path"]:
@@ -76,38 +76,20 @@ def run_ray(
     (model replicas); default: one per GPU, else half the CPUs. on_image(name, status) is called as each
     image finishes ("done" or "failed").
     """
-    import ray
-
     pending = [(str(f), n) for f, n in zip(files, names) if not result_path(out, n).is_file()]
     skipped = [n for f, n in zip(files, names) if result_path(out, n).is_file()]
     summary = RunSummary(done=[], skipped=skipped, failures=[])
     if not pending:
         return summary
     spec = spec.resolved()  # find (or download) the weights once, here, not in every worker
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    try:
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0)) if spec.device in ("auto", "cuda") or spec.device.startswith("cuda") else 0
-        workers = num_workers or (gpus if gpus else max(1, int(resources.get("CPU", 1)) // 2))
-        if workers < 1:
-            raise ValueError(f"num_workers must be at least 1, got {workers}")
-        cpus = 1 if gpus else max(1, int(resources.get("CPU", 1)) // workers)
-        dataset = ray.data.from_items([{"path": path, "name": name} for path, name in pending])
-        results = dataset.map_batches(
-            ImageSegmenter,
-            fn_constructor_kwargs={"spec": spec},
-            batch_size=1,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=min(workers, len(pending))),
-            num_cpus=cpus,
-            num_gpus=1 if gpus else 0,
-        )
-        remaining = {name: path for path, name in pending}
+    use_gpus = spec.device in ("auto", "cuda") or spec.device.startswith("cuda")
+    remaining = {name: path for path, name in pending}
+    items = [{"path": path, "name": name} for path, name in pending]
+    with ray_map(
+        items, ImageSegmenter, {"spec": spec}, workers=num_workers, use_gpus=use_gpus, address=address
+    ) as rows:
         try:
-            for row in results.iter_rows():
+            for row in rows:
                 name = str(row["name"])
                 remaining.pop(name, None)
                 if row["error"]:
@@ -124,7 +106,4 @@ def run_ray(
                 summary.failures.append(
                     {"file": path, "name": name, "error": f"Ray task failed: {type(error).__name__}: {error}"}
                 )
-    finally:
-        if started:
-            ray.shutdown()
     return summary

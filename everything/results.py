@@ -3,7 +3,7 @@
 Layout of an output folder:
   DIR/results/NAME.json   {"file_name", "height", "width", "records": [...]} (records in COCO RLE),
                           written atomically when the image is done; its presence marks the image done.
-  DIR/annotations.json    every finished image of the input list, in input order (`everything.export`).
+  DIR/annotations.json    every finished image of the input list, in input order (`samkit.writers`).
   DIR/failures.json       [{"file", "name", "error"}] of the last run's failures (retried on the next run).
 """
 
@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mobile_sam.export import atomic_write_bytes
-
-from .export import ImageMasks, write_coco_json
+from mobile_sam.utils.atomic import atomic_write_bytes
+from samkit.writers import ImageMasks, write_coco_json
 
 RESULTS_FOLDER = "results"
 

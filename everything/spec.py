@@ -11,30 +11,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mobile_sam.automatic_mask_generator import SamAutomaticMaskGenerator
+from samkit.models import MOBILE_SAM
 
 from .objects import ObjectAwareMaskGenerator
-
-PROMPT_MODES = ("grid", "objects")
+from .settings import GRID, OBJECTS, PROMPT_MODES
 
 
 @dataclass(frozen=True)
 class GeneratorSpec:
     """How to build a generator.
 
-    model: "vit_t" (MobileSAM), "vit_b", "vit_l" or "vit_h"; checkpoint: an explicit file (None: the
-    checkpoint cache, `checkpoint_dir` or the default, downloading when `download`); random_weights: no
-    file at all (meaningless masks); device: "auto", "cpu", "cuda", ...; prompts: "grid" (the official
-    generator) or "objects" (MobileSAMv2's box prompts from `detector`, a registry name or a file);
+    model: a SAM-family catalog name (`samkit.models.SAM_MODELS`, MobileSAM by default); checkpoint: an
+    explicit file (None: the checkpoint cache, `checkpoint_dir` or the default, downloading when `download`);
+    random_weights: no file at all (meaningless masks); device: "auto", "cpu", "cuda", ...; prompts: "grid"
+    (the official generator) or "objects" (MobileSAMv2's box prompts from `detector`, a registry name or a file);
     settings: keyword arguments of the generator's constructor.
     """
 
-    model: str = "vit_t"
+    model: str = MOBILE_SAM
     checkpoint: str | None = None
     checkpoint_dir: str | None = None
     download: bool = True
     random_weights: bool = False
     device: str = "auto"
-    prompts: str = "grid"
+    prompts: str = GRID
     detector: str = "objectaware"
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -45,9 +45,8 @@ class GeneratorSpec:
     def resolved(self) -> GeneratorSpec:
         """The same spec with the checkpoint and detector files found (downloaded if allowed) now, so that
         workers built from it read files and never download."""
-        from mobile_sam.checkpoints import resolve_checkpoint
-
-        from .box_sources import DETECTOR_NAMES
+        from samkit.checkpoints import resolve_checkpoint
+        from samkit.models import DETECTORS
 
         checkpoint = self.checkpoint
         if not self.random_weights:
@@ -55,7 +54,7 @@ class GeneratorSpec:
                 resolve_checkpoint(self.model, path=checkpoint, cache_dir=self.checkpoint_dir, download=self.download)
             )
         detector = self.detector
-        if self.prompts == "objects" and detector.strip().lower() in DETECTOR_NAMES:
+        if self.prompts == OBJECTS and detector.strip().lower() in DETECTORS:
             detector = str(
                 resolve_checkpoint(detector.strip().lower(), cache_dir=self.checkpoint_dir, download=self.download)
             )
@@ -63,18 +62,18 @@ class GeneratorSpec:
 
     def build(self) -> SamAutomaticMaskGenerator | ObjectAwareMaskGenerator:
         """The model (in eval mode, on the device) and its generator; output records are COCO RLE."""
-        from mobile_sam import sam_model_registry
-        from mobile_sam.checkpoints import resolve_checkpoint
-        from mobile_sam.device import resolve_device
+        from samkit.devices import resolve_device
+        from samkit.loading import load_model
 
         device = resolve_device(self.device)
-        checkpoint = None
-        if not self.random_weights:
-            checkpoint = resolve_checkpoint(
-                self.model, path=self.checkpoint, cache_dir=self.checkpoint_dir, download=self.download
-            )
-        model = sam_model_registry[self.model](checkpoint).to(device).eval()
-        if self.prompts == "grid":
+        model = load_model(
+            self.model,
+            checkpoint=self.checkpoint,
+            checkpoint_dir=self.checkpoint_dir,
+            download=self.download,
+            random_weights=self.random_weights,
+        ).to(device)
+        if self.prompts == GRID:
             return SamAutomaticMaskGenerator(model, output_mode="coco_rle", **self.settings)
         from .box_sources import load_box_source
 

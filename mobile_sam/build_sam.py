@@ -34,6 +34,14 @@ VIT_T_ENCODER_CONFIG = dict(
 )
 
 
+class CheckpointError(Exception):
+    """A checkpoint could not be found, downloaded, verified or read."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint file is not where it was looked for (and was not downloaded)."""
+
+
 class StateDictMismatchError(ValueError):
     """A checkpoint whose keys or shapes do not match the model it is loaded into."""
 
@@ -111,10 +119,49 @@ def _build_sam(image_encoder: nn.Module, model_type: str, checkpoint: str | Path
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file with `torch.load(weights_only=True)` (no arbitrary unpickling)."""
-    from .checkpoints import load_state_dict_file
+    """
+    Read a SAM / MobileSAM checkpoint as a state dict on the CPU, with
+    torch.load(weights_only=True), so no code in the file is ever executed.
 
-    return load_state_dict_file(path)
+    A plain state dict is expected; a dict wrapping one under "model" or "state_dict" (common
+    for fine-tuned checkpoints) is unwrapped.
+
+    Raises:
+      CheckpointNotFoundError: the file does not exist.
+      CheckpointError: the file is not a readable state dict (corrupt, truncated, a full
+        pickled model such as an ultralytics file, or not a mapping of names to tensors).
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CheckpointNotFoundError(f"Checkpoint file {file} does not exist.")
+    if file.stat().st_size == 0:
+        raise CheckpointError(f"Cannot read checkpoint {file}:\n  it is empty (0 bytes).")
+    try:
+        loaded = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for unreadable files
+        if "unsupported global" in str(error).lower():
+            reason = (
+                "it contains Python objects other than tensors (for example a full training "
+                "checkpoint or an ultralytics model such as FastSAM), and only plain state dicts "
+                "are read (torch.load with weights_only=True)"
+            )
+        else:
+            reason = f"it is corrupt, truncated or not a PyTorch file ({_root_cause(error)})"
+        raise CheckpointError(f"Cannot read checkpoint {file}:\n  {reason}.") from error
+
+    if isinstance(loaded, Mapping) and not _is_tensor_mapping(loaded):
+        for key in ("model", "state_dict"):
+            inner = loaded.get(key)
+            if isinstance(inner, Mapping) and _is_tensor_mapping(inner):
+                loaded = inner
+                break
+    if not isinstance(loaded, Mapping):
+        raise CheckpointError(f"Checkpoint {file} holds a {type(loaded).__name__}, not a state dict.")
+    if not _is_tensor_mapping(loaded):
+        bad = next((k for k, v in loaded.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None)
+        detail = f"entry {bad!r} is not a tensor" if bad is not None else "it is empty"
+        raise CheckpointError(f"Checkpoint {file} is not a state dict of tensors: {detail}.")
+    return dict(loaded)
 
 
 def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], model_type: str) -> None:
@@ -139,3 +186,17 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
             + "\nIs it the right file for this model type (vit_t = mobile_sam.pt, vit_b/l/h = sam_vit_*.pth)?"
         )
     model.load_state_dict(state_dict, strict=True)
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost chained error as "Type: first line" (torch wraps the useful one)."""
+    while (inner := error.__cause__ or error.__context__) is not None:
+        error = inner
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _is_tensor_mapping(mapping: Mapping) -> bool:
+    return len(mapping) > 0 and all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in mapping.items()
+    )

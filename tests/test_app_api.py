@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_images import photo, write_bad_inputs
-from app_server import served_app
 from PIL import Image
+from support.app_images import photo, write_bad_inputs
+from support.app_server import served_app
 
 import app
 from mobile_sam import SamPredictor
-from mobile_sam.export import rle_to_mask
-from mobile_sam.model_store import ModelStore
+from mobile_sam.utils.rle import rle_to_mask
+from webapp.model_store import ModelStore
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402

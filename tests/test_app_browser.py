@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_server import served_demo
 from PIL import Image
+from support.app_server import served_demo
 
 import app
-from mobile_sam.model_store import ModelStore
-from mobile_sam.visualize import overlay_masks
+from samkit.drawing import overlay_masks
+from webapp.model_store import ModelStore
 
 pytestmark = pytest.mark.browser
 

@@ -6,15 +6,15 @@ import zipfile
 
 import numpy as np
 import pytest
-from app_images import photo, write_bad_inputs
 from PIL import Image
+from support.app_images import photo, write_bad_inputs
 
 import app
-from everything.jobs import EverythingSettings
 from mobile_sam import SamPredictor
-from mobile_sam.export import rle_to_mask
-from mobile_sam.model_store import ModelStore
+from mobile_sam.utils.rle import rle_to_mask
 from webapp import compare_tab
+from webapp.everything_jobs import EverythingSettings
+from webapp.model_store import ModelStore
 from webapp.parts import Parts
 from webapp.segment import SegmentState, resize_mask
 from webapp.uploads import read_upload

@@ -10,9 +10,9 @@ import time
 import httpx
 import numpy as np
 import pytest
-from app_images import photo
-from app_server import AppProcess, launched_app
 from PIL import Image
+from support.app_images import photo
+from support.app_server import AppProcess, launched_app
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402

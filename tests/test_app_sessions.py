@@ -10,9 +10,10 @@ import pytest
 from gradio.route_utils import delete_files_created_by_app
 
 import app
-from everything.scheduling import HeavyLane, JobCancelled, JobControl, LaneFull, Priority
-from mobile_sam.model_store import ModelStore
+from mobile_sam.utils.cancel import Cancelled
+from webapp.model_store import ModelStore
 from webapp.parts import Parts
+from webapp.scheduling import HeavyLane, JobControl, LaneFull, Priority
 from webapp.segment import SegmentState
 
 
@@ -124,7 +125,7 @@ def _enter(lane: HeavyLane, control: JobControl, positions: list) -> None:
     try:
         with lane.slot(control, positions.append):
             pass
-    except JobCancelled:
+    except Cancelled:
         positions.append("cancelled")
 
 

@@ -15,23 +15,23 @@ import numpy as np
 import pytest
 import torch
 
-from mobile_sam import checkpoints
-from mobile_sam.checkpoints import (
+from mobile_sam.build_sam import read_state_dict
+from mobile_sam.utils import atomic
+from samkit import checkpoints
+from samkit.checkpoints import (
     CACHE_DIR_ENV,
-    CHECKPOINTS,
     RECORD_SUFFIX,
     CheckpointDownloadError,
     CheckpointError,
-    CheckpointInfo,
     CheckpointNotFoundError,
     ChecksumError,
     checkpoint_status,
     default_cache_dir,
     download_checkpoint,
-    get_checkpoint_info,
-    load_state_dict_file,
     resolve_checkpoint,
 )
+from samkit.models import MODELS as CHECKPOINTS
+from samkit.models import ModelInfo, model_info
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 2 * (1 << 20) + 12345, dtype=np.uint8).tobytes()
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -99,9 +99,16 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}/fake.pt"
 
 
-def _info(url: str, sha256: str | None = PAYLOAD_SHA256, size: int | None = None) -> CheckpointInfo:
-    return CheckpointInfo(
-        name="test", filename="fake.pt", url=url, family="sam", sha256=sha256, size=size, description="test file"
+def _info(url: str, sha256: str | None = PAYLOAD_SHA256, size: int | None = None) -> ModelInfo:
+    return ModelInfo(
+        name="test",
+        label="test",
+        filename="fake.pt",
+        url=url,
+        family="sam",
+        sha256=sha256,
+        size=size,
+        description="test file",
     )
 
 
@@ -140,14 +147,14 @@ def test_registry_cannot_be_modified() -> None:
 
 
 def test_lookup_accepts_file_names_alias_and_any_case() -> None:
-    assert get_checkpoint_info("mobile_sam.pt").name == "vit_t"
-    assert get_checkpoint_info("default").name == "vit_h"
-    assert get_checkpoint_info("FastSAM-x").name == "fastsam-x"
+    assert model_info("mobile_sam.pt").name == "vit_t"
+    assert model_info("default").name == "vit_h"
+    assert model_info("FastSAM-x").name == "fastsam-x"
 
 
 def test_unknown_name_raises_value_error_listing_known_names() -> None:
-    with pytest.raises(ValueError, match="known names: vit_t, vit_b"):
-        get_checkpoint_info("vit_q")
+    with pytest.raises(ValueError, match="known models: vit_t, vit_b"):
+        model_info("vit_q")
 
 
 def test_cache_dir_env_variable_overrides_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -359,7 +366,7 @@ def test_unwritable_cache_folder_still_resolves(
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError("read-only folder")
 
-    monkeypatch.setattr(checkpoints.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(atomic.os, "open", refuse)
     assert resolve_checkpoint(_info(refused_url), cache_dir=tmp_path) == tmp_path / "fake.pt"
     assert _listing(tmp_path) == ["fake.pt"]
 
@@ -443,13 +450,13 @@ def _saved(obj: object, path: Path) -> Path:
 
 def test_state_dict_file_loads_tensors_on_cpu(tmp_path: Path) -> None:
     weights = {"a.weight": torch.arange(6.0).reshape(2, 3), "b.bias": torch.ones(2)}
-    loaded = load_state_dict_file(_saved(weights, tmp_path / "w.pt"))
+    loaded = read_state_dict(_saved(weights, tmp_path / "w.pt"))
     assert set(loaded) == set(weights)
     assert torch.equal(loaded["a.weight"], weights["a.weight"]) and loaded["a.weight"].device.type == "cpu"
 
 
 def test_state_dict_wrapped_under_model_key_is_unwrapped(tmp_path: Path) -> None:
-    loaded = load_state_dict_file(_saved({"model": {"w": torch.zeros(1)}, "epoch": 3}, tmp_path / "w.pt"))
+    loaded = read_state_dict(_saved({"model": {"w": torch.zeros(1)}, "epoch": 3}, tmp_path / "w.pt"))
     assert list(loaded) == ["w"]
 
 
@@ -457,7 +464,7 @@ def test_random_bytes_raise_checkpoint_error_naming_file(tmp_path: Path) -> None
     path = tmp_path / "garbage.pt"
     path.write_bytes(PAYLOAD[:5000])
     with pytest.raises(CheckpointError, match="corrupt, truncated") as caught:
-        load_state_dict_file(path)
+        read_state_dict(path)
     assert str(path) in str(caught.value)
 
 
@@ -467,32 +474,32 @@ def test_truncated_checkpoint_raises_checkpoint_error(tmp_path: Path) -> None:
     path = tmp_path / "truncated.pt"
     path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     with pytest.raises(CheckpointError, match="truncated.pt"):
-        load_state_dict_file(path)
+        read_state_dict(path)
 
 
 def test_empty_file_raises_checkpoint_error(tmp_path: Path) -> None:
     path = tmp_path / "empty.pt"
     path.write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"empty.pt:\n  it is empty"):
-        load_state_dict_file(path)
+        read_state_dict(path)
 
 
 def test_pickled_python_object_is_refused(tmp_path: Path) -> None:
     path = _saved({"w": torch.zeros(1), "config": TrainingConfig()}, tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="objects other than tensors"):
-        load_state_dict_file(path)
+        read_state_dict(path)
 
 
 def test_non_dict_checkpoint_raises_checkpoint_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="holds a Tensor, not a state dict"):
-        load_state_dict_file(_saved(torch.zeros(3), tmp_path / "t.pt"))
+        read_state_dict(_saved(torch.zeros(3), tmp_path / "t.pt"))
 
 
 def test_dict_with_non_tensor_entry_raises_checkpoint_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="entry 'epoch' is not a tensor"):
-        load_state_dict_file(_saved({"w": torch.zeros(1), "epoch": 3}, tmp_path / "t.pt"))
+        read_state_dict(_saved({"w": torch.zeros(1), "epoch": 3}, tmp_path / "t.pt"))
 
 
 def test_missing_state_dict_file_raises_not_found(tmp_path: Path) -> None:
     with pytest.raises(CheckpointNotFoundError):
-        load_state_dict_file(tmp_path / "absent.pt")
+        read_state_dict(tmp_path / "absent.pt")

@@ -7,26 +7,21 @@ import math
 import numpy as np
 import pytest
 import torch
-from compare_support import small_image, tiny_sam
+from support.compare_support import small_image, tiny_sam
 
-from compare.backends import (
-    FastSamBackend,
-    MobileSamBackend,
-    SamBackend,
-    fastsam_architecture,
-    load_fastsam_checkpoint,
-)
+from compare.backends import FastSamBackend, MobileSamBackend, SamBackend
 from compare.fastsam_rules import select_by_points
 from compare.models import BuildOptions, architecture_parameter_counts, build_backend
 from compare.params import build_without_weights
-from compare.prompt import Prompt
 from compare.runner import ProtocolSpec, run_comparison
 from mobile_sam import sam_model_registry
-from mobile_sam.checkpoints import CheckpointError
+from samkit.checkpoints import CheckpointError, load_ultralytics_checkpoint
+from samkit.loading import ultralytics_architecture
+from samkit.prompts import Prompts
 
 IMAGE = small_image()
-ONE_POINT = Prompt(point_coords=[[40, 30]], point_labels=[1])
-TWO_POINTS = Prompt(point_coords=[[40, 30], [100, 70]], point_labels=[1, 0])
+ONE_POINT = Prompts.from_lists([[40, 30]], [1])
+TWO_POINTS = Prompts.from_lists([[40, 30], [100, 70]], [1, 0])
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +34,7 @@ def sam():
 @pytest.fixture(scope="module")
 def fastsam_network():
     """FastSAM-s's architecture (YOLOv8s-seg, one class) with random weights, built once from ultralytics' YAML."""
-    return fastsam_architecture("s")
+    return ultralytics_architecture("fastsam-s")
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +133,7 @@ def test_fastsam_finding_nothing_gives_an_empty_mask(fastsam_network):
 
 def test_fastsam_timings_are_positive(fastsam):
     assert fastsam.prepare(IMAGE)["encoder_ms"] > 0
-    assert fastsam.segment(Prompt(box=[10, 10, 60, 50])).timings["decoder_ms"] > 0
+    assert fastsam.segment(Prompts.from_lists(boxes=[10, 10, 60, 50])).timings["decoder_ms"] > 0
 
 
 def test_fastsam_builds_from_the_ultralytics_yaml_with_random_weights():
@@ -165,7 +160,7 @@ def test_fastsam_loads_an_ultralytics_checkpoint_from_an_explicit_path(tmp_path)
 
     network = SegmentationModel("yolov8n-seg.yaml", nc=1, verbose=False)
     torch.save({"model": network}, tmp_path / "tiny.pt")
-    loaded = load_fastsam_checkpoint(tmp_path / "tiny.pt")
+    loaded = load_ultralytics_checkpoint(tmp_path / "tiny.pt")
     expected = network.state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
 

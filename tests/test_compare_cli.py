@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from compare_support import small_image, tiny_sam
 from PIL import Image
+from support.compare_support import small_image, tiny_sam
 
 from compare.backends import FastSamBackend, SamBackend
 from compare.cli import main

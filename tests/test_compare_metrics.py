@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compare.metrics import mask_iou, mean_iou
+from samkit.metrics import mask_iou, mean_iou
 
 
 def test_identical_masks_have_iou_one():

@@ -4,12 +4,12 @@ import threading
 
 import numpy as np
 import pytest
-from compare_support import DiskBackend, small_image
+from support.compare_support import DiskBackend, small_image
 
-from compare import Prompt
-from compare.prepared import PreparedBackends, compare_on_image
-from compare.runner import ComparisonCancelled
-from mobile_sam.checkpoints import CheckpointError
+from mobile_sam.utils.cancel import Cancelled
+from samkit.checkpoints import CheckpointError
+from samkit.prompts import Prompts
+from webapp.compare_prepared import PreparedBackends, compare_on_image
 
 RADII = {"vit_t": 10.0, "vit_b": 7.0}
 
@@ -25,7 +25,7 @@ def _cache(calls: list) -> PreparedBackends:
     return PreparedBackends(prepare, max_items=4)
 
 
-PROMPTS = [Prompt(np.array([[40.0, 30.0]]), np.array([1])), Prompt(box=np.array([10.0, 10.0, 50.0, 40.0]))]
+PROMPTS = [Prompts.from_lists([[40.0, 30.0]], [1]), Prompts.from_lists(boxes=[10.0, 10.0, 50.0, 40.0])]
 
 
 def test_miou_is_the_mean_iou_of_the_masks_and_a_second_run_prepares_nothing():
@@ -53,7 +53,7 @@ def test_a_cancelled_comparison_stops_before_the_next_model():
         if calls:  # the reference is prepared: stop now
             cancel.set()
 
-    with pytest.raises(ComparisonCancelled):
+    with pytest.raises(Cancelled):
         compare_on_image(small_image(), PROMPTS, "vit_t", ["vit_b"], cache, cancel=cancel, progress=progress)
     assert calls == ["vit_t"]
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from compare.prompt import Prompt
-from compare.protocols import (
+from samkit.prompts import Prompts
+from samkit.protocols import (
     jittered_box,
     load_user_prompts,
     mask_box,
@@ -102,25 +102,40 @@ def test_jittered_box_moves_the_tight_box():
 
 def test_user_prompts_load_from_json(tmp_path):
     path = tmp_path / "prompts.json"
-    path.write_text(json.dumps({"a.jpg": [{"points": [[3, 4]]}, {"box": [1, 2, 30, 40]}]}))
+    path.write_text(json.dumps({"a.jpg": [{"points": [[3, 4]], "labels": [1]}, {"boxes": [[1, 2, 30, 40]]}]}))
     prompts = load_user_prompts(path)
     assert prompts["a.jpg"][0].point_labels.tolist() == [1]
     assert prompts["a.jpg"][1].box.tolist() == [1, 2, 30, 40]
 
 
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        ({"points": [[3, 4]]}, "1 points but 0 labels"),
+        ({"boxes": [[1, 2, 30, 40], [5, 6, 7, 8]]}, "several boxes"),
+        ({"box": [1, 2, 30, 40]}, "Unknown prompt keys"),
+    ],
+)
+def test_user_prompts_follow_the_one_prompt_schema(tmp_path, prompt, message):
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps({"a.jpg": [prompt]}))
+    with pytest.raises(ValueError, match=message):
+        load_user_prompts(path)
+
+
 def test_user_prompts_with_unknown_keys_are_rejected(tmp_path):
     path = tmp_path / "prompts.json"
     path.write_text(json.dumps({"a.jpg": [{"pointz": [[3, 4]]}]}))
-    with pytest.raises(ValueError, match="unknown prompt keys"):
+    with pytest.raises(ValueError, match="Unknown prompt keys"):
         load_user_prompts(path)
 
 
 def test_prompt_round_trips_through_a_dict():
-    p = Prompt(point_coords=[[1.5, 2.0], [3, 4]], point_labels=[1, 0], box=[0, 0, 5, 6])
-    q = Prompt.from_dict(p.to_dict())
+    p = Prompts.from_lists([[1.5, 2.0], [3, 4]], [1, 0], [0, 0, 5, 6])
+    q = Prompts.from_json(p.to_dict())
     assert q.to_dict() == p.to_dict()
 
 
 def test_prompt_needs_points_or_a_box():
-    with pytest.raises(ValueError):
-        Prompt()
+    with pytest.raises(ValueError, match="at least one point or box"):
+        Prompts.from_lists().checked((10, 10))

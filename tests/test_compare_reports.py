@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from compare_support import DiskBackend, small_image
 from PIL import Image
+from support.compare_support import DiskBackend, small_image
 
 from compare.figures import plot_latency, plot_mask_grid, plot_miou_vs_distance
 from compare.outputs import write_outputs

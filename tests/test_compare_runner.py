@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from compare_support import DiskBackend, small_image
+from support.compare_support import DiskBackend, small_image
 
-from compare.prompt import Prompt
 from compare.runner import ProtocolSpec, run_comparison
+from samkit.prompts import Prompts
 
 IMAGES = [("a.png", small_image(seed=0)), ("b.png", small_image(seed=1))]
 
@@ -69,15 +69,15 @@ def test_box_prompts_are_jittered_around_the_reference_mask():
     reference = DiskBackend("ref", 15)
     run = _run(ProtocolSpec("box", prompts_per_image=4), reference, [DiskBackend("m", 15)])
     boxes = [c for c in run.result.cases if c.model == "ref"]
-    assert len(boxes) == 2 * 4 and all("points" not in c.prompt for c in boxes)
+    assert len(boxes) == 2 * 4 and all(not c.prompt["points"] for c in boxes)
     for case in boxes:
-        box = np.array(case.prompt["box"])
+        (box,) = np.array(case.prompt["boxes"])
         assert box[0] <= box[2] and box[1] <= box[3]
         assert box[2] - box[0] <= 2 * 15 + 2 * 20  # the disk's box, each side moved at most 20 px
 
 
 def test_user_prompts_are_used_per_image():
-    prompts = {"a.png": [Prompt(point_coords=[[30, 30]], point_labels=[1])], "b.png": [Prompt(box=[5, 5, 40, 30])]}
+    prompts = {"a.png": [Prompts.from_lists([[30, 30]], [1])], "b.png": [Prompts.from_lists(boxes=[5, 5, 40, 30])]}
     run = _run(ProtocolSpec("user", user_prompts=prompts))
     ref = [c for c in run.result.cases if c.model == "ref"]
     assert [c.prompt for c in ref] == [prompts["a.png"][0].to_dict(), prompts["b.png"][0].to_dict()]
@@ -85,17 +85,17 @@ def test_user_prompts_are_used_per_image():
 
 def test_missing_user_prompts_for_an_image_is_an_error():
     with pytest.raises(ValueError, match="b.png"):
-        _run(ProtocolSpec("user", user_prompts={"a.png": [Prompt(box=[5, 5, 40, 30])]}))
+        _run(ProtocolSpec("user", user_prompts={"a.png": [Prompts.from_lists(boxes=[5, 5, 40, 30])]}))
 
 
 def test_user_prompts_go_through_the_click_validator():
     height, width = IMAGES[0][1].shape[:2]
-    outside = {name: [Prompt(point_coords=[[width + 5, 10]], point_labels=[1])] for name, _ in IMAGES}
+    outside = {name: [Prompts.from_lists([[width + 5, 10]], [1])] for name, _ in IMAGES}
     with pytest.raises(ValueError, match="outside"):
         _run(ProtocolSpec("user", user_prompts=outside))
-    overhanging = {name: [Prompt(box=[-10, 5, width + 30, 30])] for name, _ in IMAGES}
+    overhanging = {name: [Prompts.from_lists(boxes=[-10, 5, width + 30, 30])] for name, _ in IMAGES}
     run = _run(ProtocolSpec("user", user_prompts=overhanging))
-    assert {tuple(c.prompt["box"]) for c in run.result.cases} == {(0.0, 5.0, float(width), 30.0)}
+    assert {tuple(c.prompt["boxes"][0]) for c in run.result.cases} == {(0.0, 5.0, float(width), 30.0)}
 
 
 def test_duplicate_model_names_are_rejected():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mobile_sam import device as device_module
-from mobile_sam.device import resolve_device
+from samkit import devices as device_module
+from samkit.devices import resolve_device
 
 
 @pytest.fixture

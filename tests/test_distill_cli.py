@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.distill_support import make_store
 
-from compare.metrics import mask_iou
-from compare.protocols import protocol_rng, random_point_cases
 from distill.__main__ import build_parser, main
 from distill.models import TEST_STUDENT, TEST_TEACHER, adopt_decoder, build_model
 from mobile_sam import SamPredictor
-from mobile_sam.checkpoints import load_state_dict_file
-from mobile_sam.image import load_image
-from tests.distill_support import make_store
+from mobile_sam.build_sam import read_state_dict
+from samkit.images import load_image
+from samkit.metrics import mask_iou
+from samkit.protocols import protocol_rng, random_point_cases
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,7 +144,7 @@ def test_torchrun_two_processes_train_with_gloo(setup, tmp_path):
     ]
     out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    written = load_state_dict_file(tmp_path / "ddp" / "mobile_sam.pt")
+    written = read_state_dict(tmp_path / "ddp" / "mobile_sam.pt")
     expected = build_model(TEST_STUDENT).state_dict()
     assert {k: tuple(v.shape) for k, v in written.items()} == {k: tuple(v.shape) for k, v in expected.items()}
     losses = [float(line.split(",")[3]) for line in (tmp_path / "ddp" / "train_log.csv").read_text().splitlines()[1:]]

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from support.distill_support import make_store, save_teacher, write_images
 
 from distill.embed import embed_folder
 from distill.models import TEST_TEACHER, build_model
 from distill.store import EmbeddingStore, StoreError
 from mobile_sam import SamPredictor
-from mobile_sam.image import load_image
-from tests.distill_support import make_store, save_teacher, write_images
+from samkit.images import load_image
 
 
 @pytest.fixture(scope="module")

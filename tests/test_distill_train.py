@@ -8,14 +8,14 @@ import math
 
 import pytest
 import torch
+from support.distill_support import make_store, save_teacher
 
 from distill.models import TEST_STUDENT, TEST_TEACHER, adopt_decoder, build_model
 from distill.schedule import warmup_cosine
 from distill.store import StoreError
 from distill.train import TrainConfig, train
 from mobile_sam import sam_model_registry
-from mobile_sam.checkpoints import load_state_dict_file
-from tests.distill_support import make_store, save_teacher
+from mobile_sam.build_sam import read_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def _config(setup, name: str, **overrides) -> TrainConfig:
 
 
 def _encoder_state(path) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in load_state_dict_file(path).items() if k.startswith("image_encoder.")}
+    return {k: v for k, v in read_state_dict(path).items() if k.startswith("image_encoder.")}
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
@@ -71,7 +71,7 @@ def test_decoupled_training_lowers_the_loss_and_writes_a_strictly_loadable_sam(s
     assert sum(result.losses[-3:]) / 3 < 0.8 * sum(result.losses[:3]) / 3
     assert result.plot is not None and result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     student = build_model(TEST_STUDENT, result.student_checkpoint)  # strict: every key and shape
-    teacher = load_state_dict_file(setup[1])
+    teacher = read_state_dict(setup[1])
     for key, value in student.state_dict().items():
         if key.startswith(("prompt_encoder.", "mask_decoder.")):
             assert torch.equal(value, teacher[key]), key  # the teacher's decoder, copied unchanged
@@ -84,8 +84,8 @@ def test_teacher_file_is_untouched_and_semi_coupled_training_moves_only_the_enco
     torch.save(build_model(TEST_STUDENT).state_dict(), tmp / "init.pt")
     result = train(_config(setup, "semi", mode="semi-coupled", steps=2, init=str(tmp / "init.pt")))
     assert hashlib.sha256(teacher_path.read_bytes()).hexdigest() == digest
-    teacher, initial = load_state_dict_file(teacher_path), load_state_dict_file(tmp / "init.pt")
-    written = load_state_dict_file(result.student_checkpoint)
+    teacher, initial = read_state_dict(teacher_path), read_state_dict(tmp / "init.pt")
+    written = read_state_dict(result.student_checkpoint)
     decoder_keys = [k for k in written if k.startswith(("prompt_encoder.", "mask_decoder."))]
     assert decoder_keys and all(torch.equal(written[k], teacher[k]) for k in decoder_keys)
     changed = [k for k in written if k.startswith("image_encoder.") and not torch.equal(initial[k], written[k])]
@@ -109,7 +109,7 @@ def test_semi_coupled_gradients_reach_only_the_encoder(setup):
 def test_finetune_decoder_changes_only_the_decoder(setup):
     stage1 = train(_config(setup, "stage1", steps=2))
     result = train(_config(setup, "decoder", mode="decoder", init=str(stage1.student_checkpoint), steps=3))
-    before, after = load_state_dict_file(stage1.student_checkpoint), load_state_dict_file(result.student_checkpoint)
+    before, after = read_state_dict(stage1.student_checkpoint), read_state_dict(result.student_checkpoint)
     for key in before:
         if key.startswith(("image_encoder.", "prompt_encoder.")):
             assert torch.equal(before[key], after[key]), key
@@ -174,7 +174,7 @@ def test_output_lr_scale_multiplies_the_first_step_of_the_output_norm_only(setup
                 init=str(init_path),
             )
         )
-        after = load_state_dict_file(result.student_checkpoint)
+        after = read_state_dict(result.student_checkpoint)
         moves[scale] = {
             f"image_encoder.{n}": after[f"image_encoder.{n}"] - p for n, p in initial.image_encoder.named_parameters()
         }

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from mobile_sam.embedding_cache import EmbeddingCache, image_key
+from webapp.embedding_cache import EmbeddingCache, image_key
 
 
 def test_image_key_is_equal_for_equal_images_and_differs_for_one_changed_pixel():

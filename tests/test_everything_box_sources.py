@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from compare_support import small_image
+from support.compare_support import small_image
 
-from compare.backends import fastsam_architecture
 from everything import load_box_source
-from mobile_sam.checkpoints import CheckpointNotFoundError
+from samkit.checkpoints import CheckpointNotFoundError
+from samkit.loading import ultralytics_architecture
 
 IMAGE_SIZE = 320  # the detector's input side (1024 by default): small to keep the test fast
 
@@ -20,7 +20,7 @@ def forced_fastsam() -> torch.nn.Module:
     """FastSAM-s with random weights whose class scores are forced high: random weights alone detect nothing,
     so every anchor is made a confident detection (boxes still come from the random box branch)."""
     torch.manual_seed(0)
-    network = fastsam_architecture("s").eval()
+    network = ultralytics_architecture("fastsam-s").eval()
     with torch.no_grad():
         for branch in network.model[-1].cv3:
             branch[-1].bias.fill_(8.0)

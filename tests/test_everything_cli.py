@@ -77,7 +77,7 @@ def test_help_explains_the_generator_knobs() -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning exists on Linux only")
 def test_keep_freed_memory_is_accepted_by_glibc() -> None:
-    from mobile_sam.allocator import keep_freed_memory
+    from samkit.allocator import keep_freed_memory
 
     assert keep_freed_memory() is True
 

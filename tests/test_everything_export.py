@@ -1,4 +1,4 @@
-"""everything.export: COCO JSON, mask PNGs, overlays."""
+"""samkit.writers and samkit.drawing.overlay_records: COCO JSON, mask PNGs, overlays of generator records."""
 
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from everything.export import (
-    ImageMasks,
-    coco_dict,
-    overlay_masks,
-    record_mask,
-    write_coco_json,
-    write_mask_pngs,
-)
+from samkit.drawing import overlay_records
+from samkit.writers import ImageMasks, coco_dict, record_mask, write_coco_json, write_mask_pngs
 
 
 def make_record(mask: np.ndarray, mode: str = "binary_mask") -> dict:
@@ -89,16 +83,16 @@ def test_overlay_colours_are_seeded_and_small_masks_stay_on_top() -> None:
     image = np.full((20, 20, 3), 100, dtype=np.uint8)
     big, small = square(20, 20, 0, 0, 20), square(20, 20, 8, 8, 3)
     records = [make_record(small), make_record(big)]
-    first = overlay_masks(image, records, seed=3, contours=False)
-    assert np.array_equal(first, overlay_masks(image, records, seed=3, contours=False))
-    assert not np.array_equal(first, overlay_masks(image, records, seed=4, contours=False))
-    only_big = overlay_masks(image, [records[1]], seed=3, contours=False)
+    first = overlay_records(image, records, seed=3, contours=False)
+    assert np.array_equal(first, overlay_records(image, records, seed=3, contours=False))
+    assert not np.array_equal(first, overlay_records(image, records, seed=4, contours=False))
+    only_big = overlay_records(image, [records[1]], seed=3, contours=False)
     assert not np.array_equal(first[9, 9], only_big[9, 9])  # the small mask is drawn over the big one
     assert np.array_equal(first[0, 0], first[19, 19])  # the big mask's colour elsewhere
 
 
 def test_overlay_contours_outline_masks_in_white() -> None:
     image = np.zeros((20, 20, 3), dtype=np.uint8)
-    result = overlay_masks(image, [make_record(square(20, 20, 5, 5, 8))], contours=True)
+    result = overlay_records(image, [make_record(square(20, 20, 5, 5, 8))], contours=True)
     assert result[5, 5].tolist() == [255, 255, 255]
     assert result[9, 9].tolist() != [255, 255, 255]

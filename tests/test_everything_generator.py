@@ -10,11 +10,13 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
+from support.reference_generator import ReferenceMaskGenerator
 from test_everything_conformance import load_synthetic_decoder
 
-from everything import GenerationCancelled, SamAutomaticMaskGenerator
-from everything.reference import ReferenceMaskGenerator
-from mobile_sam.image import to_rgb_uint8
+from everything import Cancelled, SamAutomaticMaskGenerator
+from mobile_sam.utils.mask_candidates import CandidateMasks
+from mobile_sam.utils.transforms import ResizeLongestSide
+from samkit.images import to_rgb_uint8
 
 
 @pytest.fixture(scope="module")
@@ -142,13 +144,15 @@ def test_output_modes_encode_the_same_masks(synthetic) -> None:
 
 
 def test_upsampling_equals_the_official_postprocess_bit_for_bit(synthetic) -> None:
-    generator = SamAutomaticMaskGenerator(None, decode_points=synthetic)
     reference = ReferenceMaskGenerator(None, decode_points=synthetic)
     low_res = torch.randn(2, 3, 256, 256) * 8
     for crop_size in [(603, 1072), (1200, 1800), (1072, 603), (1, 1), (3, 700), (333, 333), (1500, 1499)]:
-        input_size = generator.transform.get_preprocess_shape(*crop_size, 1024)
+        input_size = ResizeLongestSide.get_preprocess_shape(*crop_size, 1024)
+        masks = CandidateMasks(
+            1024, 256, input_size, [0, 0, crop_size[1], crop_size[0]], crop_size, 0.0, 1.0, 0.0, "torch", 1
+        )
         expected = reference._postprocess_masks(low_res, input_size, crop_size).flatten(0, 1)
-        assert torch.equal(generator._upsample(low_res.flatten(0, 1), input_size, crop_size), expected), crop_size
+        assert torch.equal(masks.upsample(low_res.flatten(0, 1)), expected), crop_size
 
 
 def test_progress_increases_to_one(synthetic) -> None:
@@ -172,7 +176,7 @@ def test_setting_cancel_stops_generation(synthetic) -> None:
             cancel.set()
 
     generator = SamAutomaticMaskGenerator(None, points_per_side=8, points_per_batch=16, decode_points=synthetic)
-    with pytest.raises(GenerationCancelled):
+    with pytest.raises(Cancelled):
         generator.generate(photo(64, 64), progress=progress, cancel=cancel)
     assert max(calls) < 1.0
 

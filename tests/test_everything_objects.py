@@ -13,7 +13,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torchvision.ops import nms
 
-from everything import Detections, GenerationCancelled, ObjectAwareMaskGenerator
+from everything import Cancelled, Detections, ObjectAwareMaskGenerator
 from mobile_sam import SamPredictor
 
 OFFICIAL_KEYS = {"segmentation", "area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box"}
@@ -291,7 +291,7 @@ def test_setting_cancel_stops_generation(sam, image) -> None:
         if fraction > 0.1:
             cancel.set()
 
-    with pytest.raises(GenerationCancelled):
+    with pytest.raises(Cancelled):
         ObjectAwareMaskGenerator(sam, boxes_per_batch=1).generate(image, boxes=BOXES, progress=progress, cancel=cancel)
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from everything.__main__ import main
 from everything.spec import GeneratorSpec
-from mobile_sam.image import load_image
+from samkit.images import load_image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CROPS = [  # (CC0 photo in assets/, left, top, width, height)

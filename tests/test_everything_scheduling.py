@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from everything.scheduling import JobCancelled, JobControl, current_job, interruptible
+from mobile_sam.utils.cancel import Cancelled
+from webapp.scheduling import JobControl, current_job, interruptible
 
 
 class _Counting(nn.Module):
@@ -29,7 +30,7 @@ def test_a_cancelled_job_stops_before_the_next_block():
     model = interruptible(_Counting(control))
     calls = []
     model.second.register_forward_hook(lambda *_: calls.append("second"))
-    with current_job(control), pytest.raises(JobCancelled):
+    with current_job(control), pytest.raises(Cancelled):
         model(torch.zeros(1, 4))
     assert calls == []
 

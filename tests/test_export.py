@@ -1,23 +1,22 @@
 """Exports of interactive results: COCO RLE, mask PNG, RGBA cut-out, COCO JSON, atomic writes."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from mobile_sam.export import (
-    atomic_write_bytes,
-    compressed_rle,
-    encode_rle,
+from mobile_sam.utils.atomic import atomic_write_bytes
+from mobile_sam.utils.rle import compressed_rle, encode_rle, mask_to_rle, rle_to_json, rle_to_mask
+from samkit.writers import (
+    ImageMasks,
     mask_bbox,
     mask_records,
-    mask_to_rle,
-    rle_to_json,
-    rle_to_mask,
-    save_coco_json,
     save_cutout_png,
     save_mask_png,
+    write_coco_json,
 )
 
 
@@ -60,10 +59,12 @@ def test_cutout_png_is_rgba_with_the_mask_as_alpha(tmp_path):
 
 
 def test_coco_json_lists_the_image_and_numbered_annotations(tmp_path):
-    path = save_coco_json(mask_records([_mask(), _mask()], [0.5, 0.6]), (20, 30), tmp_path / "m.json", "x.png")
+    records = mask_records([_mask(), _mask()], [0.5, 0.6])
+    path = write_coco_json(tmp_path / "m.json", [ImageMasks("x.png", 20, 30, records)])
     document = json.loads(path.read_text())
     assert document["images"] == [{"id": 1, "file_name": "x.png", "height": 20, "width": 30}]
     assert [a["id"] for a in document["annotations"]] == [1, 2]
+    assert [a["score"] for a in document["annotations"]] == [0.5, 0.6]
     np.testing.assert_array_equal(rle_to_mask(document["annotations"][1]["segmentation"]), _mask())
 
 
@@ -86,11 +87,24 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypat
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("mobile_sam.export.os.replace", fail)
+    monkeypatch.setattr("mobile_sam.utils.atomic.os.replace", fail)
     with pytest.raises(OSError, match="disk full"):
         atomic_write_bytes(path, b'{"new": tru')
     assert json.loads(path.read_text()) == {"old": True}
     assert list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_write_gives_the_permissions_open_would_give(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        written = atomic_write_bytes(tmp_path / "a.json", b"{}")
+        with open(tmp_path / "b.json", "wb"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE((tmp_path / "b.json").stat().st_mode)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask
 
 
 def _uncompressed_runs(mask: np.ndarray) -> list[int]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobile_sam.image import ImageLoadError, limit_image_side, load_image, to_rgb_uint8
+from samkit.images import ImageLoadError, limit_image_side, load_image, to_rgb_uint8
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)

@@ -11,17 +11,28 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LIBRARIES = ("mobile_sam", "everything", "compare", "distill")
+# Checkout folder -> where it lives in the wheel: the library and the shared layer as themselves, the products
+# under the `mobilesam_demo` namespace.
+INSTALLED_AS = {
+    "mobile_sam": "mobile_sam",
+    "samkit": "samkit",
+    "everything": "mobilesam_demo/everything",
+    "compare": "mobilesam_demo/compare",
+    "distill": "mobilesam_demo/distill",
+}
+CONSOLE_SCRIPTS = ("mobile-sam-onnx", "mobile-sam-everything", "mobile-sam-compare", "mobile-sam-distill")
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> zipfile.ZipFile:
+def wheel_path(tmp_path_factory) -> Path:
     """A wheel built from a copy of the checkout (building in place would leave build/ and egg-info behind)."""
     source = tmp_path_factory.mktemp("source") / "project"
     shutil.copytree(
         REPO_ROOT,
         source,
-        ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build", "out", "artifacts", ".*cache"),
+        ignore=shutil.ignore_patterns(
+            ".git", "__pycache__", "*.egg-info", "build", "out", "artifacts", ".*cache", "node_modules", "static"
+        ),
     )
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
@@ -31,22 +42,47 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
         timeout=120,
     )
     (path,) = out.glob("*.whl")
-    return zipfile.ZipFile(path)
+    return path
 
 
-def test_wheel_holds_every_module_of_the_libraries_and_nothing_else(wheel):
+@pytest.fixture(scope="module")
+def wheel(wheel_path) -> zipfile.ZipFile:
+    return zipfile.ZipFile(wheel_path)
+
+
+def test_wheel_holds_every_module_of_the_packages_and_nothing_else(wheel):
     names = set(wheel.namelist())
     expected = {
-        path.relative_to(REPO_ROOT).as_posix()
-        for library in LIBRARIES
-        if (REPO_ROOT / library).is_dir()
-        for path in (REPO_ROOT / library).rglob("*.py")
+        f"{INSTALLED_AS[folder]}/{path.relative_to(REPO_ROOT / folder).as_posix()}"
+        for folder in INSTALLED_AS
+        for path in (REPO_ROOT / folder).rglob("*.py")
         if "__pycache__" not in path.parts
     }
-    assert {"mobile_sam/onnx/predictor.py", "mobile_sam/utils/onnx.py", "everything/__main__.py"} <= expected
-    assert expected <= names
-    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
-    assert top_level == {library for library in LIBRARIES if (REPO_ROOT / library).is_dir()}
+    assert {"mobile_sam/onnx/predictor.py", "samkit/models.py", "mobilesam_demo/everything/__main__.py"} <= expected
+    assert expected == {name for name in names if name.endswith(".py")}
+
+
+def test_wheel_puts_no_generic_name_at_the_top_of_site_packages(wheel):
+    top_level = {name.split("/")[0] for name in wheel.namelist() if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"mobile_sam", "samkit", "mobilesam_demo"}
+
+
+def test_installed_wheel_runs_every_console_script_and_product_outside_the_checkout(wheel_path, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    install = [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel_path)]
+    subprocess.run(install, check=True, capture_output=True, timeout=180)
+    for script in CONSOLE_SCRIPTS:
+        result = subprocess.run([str(venv / "bin" / script), "--help"], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0 and "usage" in result.stdout.lower(), (script, result.stderr[-2000:])
+    code = (
+        "import mobilesam_demo.everything as e, mobilesam_demo.compare as c, mobilesam_demo.distill.train as d, "
+        "samkit.models as m; print(e.__file__, c.__file__, d.__file__, m.__file__)"
+    )
+    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert all("site-packages" in path for path in result.stdout.split())
 
 
 def test_wheel_metadata_has_version_licence_and_extras(wheel):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mobile_sam.prompts import Prompts
+from samkit.prompts import Prompts
 
 
 def test_from_json_parses_points_labels_and_boxes():

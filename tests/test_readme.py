@@ -326,14 +326,14 @@ def test_python_blocks_compile():
 def test_library_api_snippet_runs_with_random_weights(tmp_path, monkeypatch):
     import torch
 
-    import mobile_sam.checkpoints
+    import samkit.checkpoints
     from mobile_sam import sam_model_registry
 
     [snippet] = [block for heading, block in code_blocks("python") if heading == "Library API"]
     torch.manual_seed(0)
     weights = tmp_path / "random_vit_t.pt"
     torch.save(sam_model_registry["vit_t"](None).state_dict(), weights)
-    monkeypatch.setattr(mobile_sam.checkpoints, "resolve_checkpoint", lambda name, *a, **k: weights)
+    monkeypatch.setattr(samkit.checkpoints, "resolve_checkpoint", lambda name, *a, **k: weights)
     monkeypatch.chdir(REPO)
     namespace: dict = {}
     exec(compile(snippet, "README.md (Library API)", "exec"), namespace)

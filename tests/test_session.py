@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mobile_sam import SamPredictor
-from mobile_sam.model_store import ModelStore
-from mobile_sam.prompts import Prompts
-from mobile_sam.session import embed_image, segment
+from samkit.prompts import Prompts
+from webapp.image_session import embed_image, segment
+from webapp.model_store import ModelStore
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_missing_weights_are_reported_with_file_url_and_folder(tmp_path):
 
 
 def test_loading_missing_weights_without_download_raises_a_checkpoint_error(tmp_path):
-    from mobile_sam.checkpoints import CheckpointError
+    from samkit.checkpoints import CheckpointError
 
     store = ModelStore("cpu", checkpoint_dir=tmp_path, download=False)
     with pytest.raises(CheckpointError, match="mobile_sam.pt"):
@@ -125,18 +125,18 @@ def test_threads_decoding_on_one_shared_embedding_get_their_own_masks(store, ima
 
 
 def test_status_reports_download_progress_while_a_checkpoint_downloads(tmp_path, monkeypatch):
-    import mobile_sam.model_store as model_store
-    from mobile_sam.checkpoints import CheckpointDownloadError
+    import samkit.loading
+    from samkit.checkpoints import CheckpointDownloadError
 
     store = ModelStore("cpu", checkpoint_dir=tmp_path, download=True)
     seen = []
 
-    def fake_resolve(name, cache_dir=None, download=True, progress=None):
+    def fake_resolve(info, path=None, cache_dir=None, download=True, progress=None):
         progress(25_000_000, 100_000_000)
-        seen.append(store.status(name))
+        seen.append(store.status(info.name))
         raise CheckpointDownloadError("no connection")
 
-    monkeypatch.setattr(model_store, "resolve_checkpoint", fake_resolve)
+    monkeypatch.setattr(samkit.loading, "resolve_checkpoint", fake_resolve)
     with pytest.raises(CheckpointDownloadError):
         store.model("vit_t")
     assert (

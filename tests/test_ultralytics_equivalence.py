@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support.ultralytics_peer import PeerPredictor, build_peer_model
 
-from benchmarks.ultralytics_peer import PeerPredictor, build_peer_model
 from mobile_sam import SamPredictor, sam_model_registry
 
 

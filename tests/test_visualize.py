@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mobile_sam.visualize import cutout_rgba, draw_prompts, mask_colors, mask_contours, overlay_masks, paint_masks
+from samkit.drawing import cutout_rgba, draw_prompts, mask_colors, mask_contours, overlay_masks, paint_masks
 
 
 def _image() -> np.ndarray:

@@ -8,21 +8,23 @@ import json
 import gradio as gr
 import numpy as np
 
-from everything.jobs import EverythingSettings
-from everything.scheduling import LaneFull, Priority
-from mobile_sam.checkpoints import CheckpointError
-from mobile_sam.export import mask_to_rle
-from mobile_sam.image import ImageLoadError
-from mobile_sam.model_store import ModelStore
-from mobile_sam.prompts import Prompts
-from mobile_sam.session import segment
+from mobile_sam.utils.rle import mask_to_rle
+from samkit.checkpoints import CheckpointError
+from samkit.images import ImageLoadError
+from samkit.models import APP_DETECTOR, MOBILE_SAM, PAPER_REFERENCE
+from samkit.prompts import Prompts
 
 from .compare_tab import CompareTab, user_prompts
+from .everything_jobs import GRID, EverythingSettings
 from .everything_tab import EverythingTab
 from .heavy import STOPPED
+from .image_session import segment
 from .messages import user_error
+from .model_store import ModelStore
+from .scheduling import LaneFull, Priority
 from .uploads import Upload, read_upload
 
+SETTINGS = EverythingSettings()  # the defaults of the API's knobs
 HANDLED = (ImageLoadError, ValueError, CheckpointError, LaneFull, *STOPPED)
 
 
@@ -64,7 +66,7 @@ class Api:
             upload = read_upload(image, self.max_side)
             checked = scaled_prompts(prompts, upload)
             with self.priority.interactive():
-                embedding, _ = self.store.embedding("vit_t", self.random_weights, upload.image)
+                embedding, _ = self.store.embedding(MOBILE_SAM, self.random_weights, upload.image)
                 result = segment(embedding, checked, bool(multimask))
         except HANDLED as error:
             raise user_error(error) from error
@@ -90,19 +92,19 @@ class Api:
     async def everything(
         self,
         image: str | None,
-        points_per_side: float = 32,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        box_nms_thresh: float = 0.7,
-        crop_n_layers: float = 0,
-        min_mask_region_area: float = 0,
-        input_size: float = 1024,
-        mode: str = "grid",
-        detector: str = "fastsam-s",
+        points_per_side: float = SETTINGS.points_per_side,
+        pred_iou_thresh: float = SETTINGS.pred_iou_thresh,
+        stability_score_thresh: float = SETTINGS.stability_score_thresh,
+        box_nms_thresh: float = SETTINGS.box_nms_thresh,
+        crop_n_layers: float = SETTINGS.crop_n_layers,
+        min_mask_region_area: float = SETTINGS.min_mask_region_area,
+        input_size: float = SETTINGS.input_size,
+        mode: str = GRID,
+        detector: str = APP_DETECTOR,
         request: gr.Request = None,
     ) -> tuple[dict, np.ndarray]:
         """The COCO dataset dict of all masks (plus a summary) and the overlay; over-budget jobs are refused.
-        mode "objects" prompts with the boxes of a detector ("fastsam-s", "fastsam-x" or "objectaware")."""
+        mode "objects" prompts with the boxes of a detector (one of `samkit.models.DETECTORS`)."""
         try:
             settings = EverythingSettings.clamped(
                 points_per_side=points_per_side,
@@ -114,7 +116,7 @@ class Api:
                 input_size=input_size,
             )
             answer = await self.everything_tab.answer(
-                image, settings, self.random_weights, request, mode=mode or "grid", detector=detector or "fastsam-s"
+                image, settings, self.random_weights, request, mode=mode or GRID, detector=detector or APP_DETECTOR
             )
         except HANDLED as error:
             raise user_error(error) from error
@@ -125,8 +127,8 @@ class Api:
         self,
         image: str | None,
         prompts: str,
-        models: str = '["vit_t"]',
-        reference: str = "vit_h",
+        models: str = f'["{MOBILE_SAM}"]',
+        reference: str = PAPER_REFERENCE,
         request: gr.Request = None,
     ) -> list[dict]:
         """The comparison table (mIoU against the reference and latencies) for prompts on an image."""
@@ -134,7 +136,7 @@ class Api:
             upload = read_upload(image, self.max_side)
             cases = user_prompts(scaled_prompts(prompts, upload), upload.image.shape[:2])
             comparison = await self.compare_tab.answer(
-                upload.image, cases, reference or "vit_h", model_list(models), self.random_weights, request
+                upload.image, cases, reference or PAPER_REFERENCE, model_list(models), self.random_weights, request
             )
         except HANDLED as error:
             raise user_error(error) from error

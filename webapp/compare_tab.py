@@ -9,37 +9,38 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from compare import FastSamBackend, MobileSamBackend, Prompt, SamBackend
-from compare.backends import Backend, fastsam_architecture, load_fastsam_checkpoint
-from compare.models import LABELS, canonical_model_name
-from compare.prepared import ImageComparison, PreparedBackends, compare_on_image
-from compare.protocols import protocol_rng, random_point_cases
-from everything.scheduling import HeavyLane, JobControl, current_job, interruptible
-from mobile_sam.checkpoints import CheckpointError, resolve_checkpoint
-from mobile_sam.image import limit_image_side
-from mobile_sam.model_store import ModelStore
-from mobile_sam.prompts import Prompts
-from mobile_sam.visualize import draw_prompts, mask_colors, overlay_masks
+from compare import FastSamBackend, MobileSamBackend, SamBackend
+from compare.backends import Backend
+from compare.models import canonical_model_name
+from samkit.checkpoints import CheckpointError
+from samkit.drawing import draw_prompts, mask_colors, overlay_masks
+from samkit.images import limit_image_side
+from samkit.models import FASTSAM_MODELS, LABELS, MOBILE_SAM, SAM_MODELS
+from samkit.prompts import Prompts
+from samkit.protocols import protocol_rng, random_point_cases
 
+from .compare_prepared import ImageComparison, PreparedBackends, compare_on_image
 from .heavy import run_heavy
 from .messages import hide_paths
+from .model_store import ModelStore
+from .scheduling import HeavyLane, JobControl, current_job, interruptible
 from .segment import THUMBNAIL_SIDE
 from .segment import resize_mask as _resize_mask
 from .sessions import Sessions
 
-REFERENCES = ("vit_h", "vit_l", "vit_b", "vit_t")
-COMPARED = ("vit_t", "fastsam-s", "fastsam-x")
+REFERENCES = tuple(reversed(SAM_MODELS))  # largest first: the paper's reference leads
+COMPARED = (MOBILE_SAM, *FASTSAM_MODELS)
 
 
-def user_prompts(prompts: Prompts, image_size: tuple[int, int]) -> list[Prompt]:
-    """Prompts checked and clipped (Prompts.checked) as compare.Prompt objects, one per mask (one per box when
-    there are several)."""
+def user_prompts(prompts: Prompts, image_size: tuple[int, int]) -> list[Prompts]:
+    """Prompts checked and clipped (Prompts.checked), split into one prompt per mask (one per box when there are
+    several)."""
     groups, _ = prompts.checked(image_size).groups()
-    return [Prompt(g.points if len(g.points) else None, g.labels if len(g.points) else None, g.box) for g in groups]
+    return groups
 
 
-def protocol_prompts(image_size: tuple[int, int], count: int, seed: int) -> list[Prompt]:
-    """The seeded random-foreground-point protocol (compare.protocols), count prompts."""
+def protocol_prompts(image_size: tuple[int, int], count: int, seed: int) -> list[Prompts]:
+    """The seeded random-foreground-point protocol (samkit.protocols), count prompts."""
     return [case.prompt for case in random_point_cases(image_size, count, protocol_rng(seed, 0))]
 
 
@@ -51,8 +52,8 @@ class CompareTab:
     ) -> None:
         self.store, self.sessions, self.lane, self.max_prompts = store, sessions, lane, max_prompts
         self.allowed = [canonical_model_name(name) for name in models]
-        if "vit_t" not in self.allowed:
-            self.allowed.insert(0, "vit_t")
+        if MOBILE_SAM not in self.allowed:
+            self.allowed.insert(0, MOBILE_SAM)
         self.prepared = PreparedBackends(self._prepare, max_items=4)
 
     def references(self) -> list[str]:
@@ -61,7 +62,7 @@ class CompareTab:
     def compared(self) -> list[str]:
         return [name for name in COMPARED if name in self.allowed]
 
-    def check(self, prompts: list[Prompt], reference: str, models: list[str]) -> tuple[str, list[str]]:
+    def check(self, prompts: list[Prompts], reference: str, models: list[str]) -> tuple[str, list[str]]:
         """Canonical (reference, models), refusing models off the allow-list and too many prompts."""
         reference = canonical_model_name(reference)
         models = [canonical_model_name(name) for name in models]
@@ -77,7 +78,7 @@ class CompareTab:
     async def answer(
         self,
         image: np.ndarray,
-        prompts: list[Prompt],
+        prompts: list[Prompts],
         reference: str,
         models: list[str],
         random_weights: bool,
@@ -109,31 +110,21 @@ class CompareTab:
         device = self.store.device
         if name.startswith("fastsam-"):
             variant = name.removeprefix("fastsam-")
-            module = self.store.shared(
-                ("fastsam", variant, random_weights),
-                lambda: interruptible(self._fastsam(variant, bool(random_weights))),
-            )
+            module = interruptible(self.store.model(name, bool(random_weights)))
             with self.store.shared(("fastsam-lock", variant), threading.Lock):  # ultralytics' set-up touches the module
                 backend = FastSamBackend(variant, model=module, device=device)
                 return backend, backend.prepare(image)["encoder_ms"]
         interruptible(self.store.model(name, bool(random_weights)))
         embedding, _ = self.store.embedding(name, bool(random_weights), image)
-        if name == "vit_t":
+        if name == MOBILE_SAM:
             backend = MobileSamBackend(predictor=embedding.predictor, device=device)
         else:
             backend = SamBackend(name, predictor=embedding.predictor, device=device)
         return backend, 1000 * embedding.encode_seconds
 
-    def _fastsam(self, variant: str, random_weights: bool) -> Any:
-        if random_weights:
-            return fastsam_architecture(variant).eval()
-        name = f"fastsam-{variant}"
-        path = resolve_checkpoint(name, cache_dir=self.store.checkpoint_dir, download=self.store.may_download(name))
-        return load_fastsam_checkpoint(path)
-
 
 def gallery(
-    comparison: ImageComparison, display: np.ndarray, scale: float, prompts: list[Prompt]
+    comparison: ImageComparison, display: np.ndarray, scale: float, prompts: list[Prompts]
 ) -> list[tuple[np.ndarray, str]]:
     """Per model that ran: its masks over the display image with the prompts drawn, and a caption."""
     points = [p.point_coords for p in prompts if p.point_coords is not None]

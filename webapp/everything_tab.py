@@ -9,11 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from compare.backends import fastsam_architecture
-from everything import load_box_source
-from everything.box_sources import DETECTOR_NAMES, UltralyticsBoxSource
-from everything.export import write_mask_pngs
-from everything.jobs import (
+from everything.box_sources import UltralyticsBoxSource
+from mobile_sam.utils.atomic import atomic_write_bytes
+from samkit.loading import load_model
+from samkit.models import APP_DETECTOR, DETECTORS, MOBILE_SAM
+from samkit.writers import write_mask_pngs
+
+from .embedding_cache import image_key
+from .everything_jobs import (
     GRID,
     OBJECTS,
     EverythingBudget,
@@ -23,13 +26,10 @@ from everything.jobs import (
     prepare_image,
     run_everything,
 )
-from everything.scheduling import HeavyLane, JobControl, current_job, interruptible
-from mobile_sam.embedding_cache import image_key
-from mobile_sam.export import atomic_write_bytes
-from mobile_sam.model_store import ModelStore
-
 from .heavy import run_heavy
 from .messages import safe_stem
+from .model_store import RANDOM_SEED, ModelStore
+from .scheduling import HeavyLane, JobControl, current_job, interruptible
 from .sessions import Sessions
 from .uploads import Upload, read_upload
 
@@ -78,18 +78,17 @@ class EverythingTab:
         request: Any,
         progress: Callable[..., Any] | None = None,
         mode: str = GRID,
-        detector: str = "fastsam-s",
+        detector: str = APP_DETECTOR,
     ) -> EverythingAnswer:
         """
         The job for an upload: refused at once when over budget, from the cache when already done,
         else run in the heavy lane (cancelled with the calling task or the session).
 
         Raises:
-          ValueError, ImageLoadError, BudgetExceeded, CheckpointError, LaneFull, JobCancelled,
-          GenerationCancelled.
+          ValueError, ImageLoadError, BudgetExceeded, CheckpointError, LaneFull, Cancelled.
         """
-        if mode == OBJECTS and detector not in DETECTOR_NAMES:
-            raise ValueError(f"Unknown detector {detector!r}; expected one of {', '.join(DETECTOR_NAMES)}.")
+        if mode == OBJECTS and detector not in DETECTORS:
+            raise ValueError(f"Unknown detector {detector!r}; expected one of {', '.join(DETECTORS)}.")
         upload, image, key = await asyncio.to_thread(self._prepare, path, settings, random_weights, mode, detector)
         cached = self.results.get(key)
         if cached is not None:
@@ -109,7 +108,7 @@ class EverythingTab:
         upload = read_upload(path, self.max_image_side)
         image = prepare_image(upload.image, settings)
         self.budget.check(image.shape[:2], settings, mode)
-        model_key = ("vit_t", bool(random_weights), mode, detector if mode == OBJECTS else None)
+        model_key = (MOBILE_SAM, bool(random_weights), mode, detector if mode == OBJECTS else None)
         return upload, image, ResultCache.key(image, settings, model_key)
 
     def _run(
@@ -122,9 +121,9 @@ class EverythingTab:
         mode: str,
         detector: str,
     ) -> EverythingResult:
-        model = self.store.model("vit_t", random_weights)
+        model = self.store.model(MOBILE_SAM, random_weights)
         box_source = self._detector(detector, bool(random_weights)) if mode == OBJECTS else None
-        embedding = self.store.embeddings.get((image_key(image), "vit_t", bool(random_weights)))
+        embedding = self.store.embeddings.get((image_key(image), MOBILE_SAM, bool(random_weights)))
         report = None if progress is None else (lambda fraction: progress(fraction, desc="Segmenting everything"))
         with current_job(control):
             return run_everything(
@@ -142,17 +141,14 @@ class EverythingTab:
         """The object-aware mode's detector, loaded once (random weights: an untrained YOLOv8 of its size)."""
 
         def build() -> Any:
-            if random_weights:
-                network = fastsam_architecture("s" if name == "fastsam-s" else "x")
-                return UltralyticsBoxSource(interruptible(network.eval()), device=self.store.device)
-            source = load_box_source(
+            network = load_model(
                 name,
-                device=self.store.device,
                 checkpoint_dir=self.store.checkpoint_dir,
                 download=self.store.may_download(name),
+                random_weights=random_weights,
+                seed=RANDOM_SEED,
             )
-            interruptible(source.network)
-            return source
+            return UltralyticsBoxSource(interruptible(network), device=self.store.device)
 
         return self.store.shared(("detector", name, random_weights), build)
 

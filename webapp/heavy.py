@@ -11,14 +11,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from compare.runner import ComparisonCancelled
-from everything import GenerationCancelled
-from everything.scheduling import HeavyLane, JobCancelled, JobControl
+from mobile_sam.utils.cancel import Cancelled
 
+from .scheduling import HeavyLane, JobControl
 from .sessions import Sessions
 
 T = TypeVar("T")
-STOPPED = (JobCancelled, GenerationCancelled, ComparisonCancelled)  # a job that was stopped
+STOPPED = (Cancelled,)  # a job that was stopped
 
 
 async def run_heavy(

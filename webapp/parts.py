@@ -6,14 +6,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from everything.jobs import EverythingBudget, ResultCache
-from everything.scheduling import HeavyLane, Priority
-from mobile_sam.model_store import ModelStore
-
 from .api import Api
 from .compare_tab import CompareTab
 from .config import AppConfig
+from .everything_jobs import EverythingBudget, ResultCache
 from .everything_tab import EverythingTab
+from .model_store import ModelStore
+from .scheduling import HeavyLane, Priority
 from .segment import SegmentTab
 from .sessions import Sessions
 

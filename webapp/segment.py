@@ -15,16 +15,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from everything.scheduling import Priority
-from mobile_sam.checkpoints import CheckpointError
-from mobile_sam.clicks import BACKGROUND, BOX, FOREGROUND, ClickPrompts
-from mobile_sam.export import mask_records, save_coco_json, save_cutout_png, save_mask_png
-from mobile_sam.image import ImageLoadError, limit_image_side
-from mobile_sam.model_store import ModelStore
-from mobile_sam.session import ImageEmbedding, segment
-from mobile_sam.visualize import draw_prompts, mask_colors, overlay_masks
+from samkit.checkpoints import CheckpointError
+from samkit.drawing import draw_prompts, mask_colors, overlay_masks
+from samkit.images import ImageLoadError, limit_image_side
+from samkit.models import MOBILE_SAM
+from samkit.writers import ImageMasks, mask_records, save_cutout_png, save_mask_png, write_coco_json
 
+from .clicks import BACKGROUND, BOX, FOREGROUND, ClickPrompts
+from .image_session import ImageEmbedding, segment
 from .messages import safe_stem, weights_message, with_banner
+from .model_store import ModelStore
+from .scheduling import Priority
 from .sessions import Sessions
 from .uploads import NO_IMAGE, read_upload
 
@@ -218,8 +219,9 @@ class SegmentTab:
         paths = (
             save_mask_png(union, folder / f"{stem}_mask.png"),
             save_cutout_png(state.image, union, folder / f"{stem}_cutout.png"),
-            save_coco_json(
-                mask_records(shown, scores), state.image.shape[:2], folder / f"{stem}_masks.json", f"{stem}.png"
+            write_coco_json(
+                folder / f"{stem}_masks.json",
+                [ImageMasks(f"{stem}.png", *state.image.shape[:2], mask_records(shown, scores))],
             ),
         )
         self.sessions.enforce_cap()
@@ -228,7 +230,7 @@ class SegmentTab:
     # ---- model calls ------------------------------------------------------------------------------
 
     def _embedding(self, state: SegmentState, random_weights: bool) -> tuple[ImageEmbedding, bool]:
-        return self.store.embedding("vit_t", random_weights, state.image)
+        return self.store.embedding(MOBILE_SAM, random_weights, state.image)
 
     def _prompts_changed(
         self, state: SegmentState, clicks: ClickPrompts, message: str, random_weights: bool

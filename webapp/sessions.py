@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from everything.scheduling import JobControl, Priority
+from .scheduling import JobControl, Priority
 
 DIRECT = "direct"  # the session of calls without a Gradio request (tests, scripts)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from compare.models import LABELS
-from mobile_sam.checkpoints import checkpoint_status
-from mobile_sam.model_store import ModelStore
+from samkit.checkpoints import checkpoint_status
+from samkit.models import LABELS
 
 from .messages import hide_paths
+from .model_store import ModelStore
 
 
 def weights_row(store: ModelStore, name: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_sam.image import ImageLoadError, limit_image_side, load_image
+from samkit.images import ImageLoadError, limit_image_side, load_image
 
 NO_IMAGE = "Upload an image or pick an example first."
 

@@ -58,8 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from ..build_sam import sam_model_registry
-    from ..checkpoints import CheckpointError
+    from ..build_sam import CheckpointError, sam_model_registry
     from .export import export_sam
 
     if args.random_weights:

@@ -8,8 +8,6 @@ runs (`sam.image_encoder`, in eval mode).
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ import torch
 from torch import nn
 
 from ..modeling import Sam
+from ..utils.atomic import atomic_path
 from ..utils.onnx import SamOnnxModel
 from .files import (
     DECODER_FILE,
@@ -61,7 +60,7 @@ def export_encoder(
     """
     _check_opset(opset)
     dummy = torch.zeros(1, 3, image_size, image_size)
-    with _eval_mode(encoder), _atomic_path(path) as tmp:
+    with _eval_mode(encoder), atomic_path(path) as tmp:
         _torchscript_export(encoder, (dummy,), tmp, opset, [ENCODER_INPUT], [ENCODER_OUTPUT], None)
         if metadata is not None:
             model = onnx.load(tmp)
@@ -91,7 +90,7 @@ def export_decoder(sam: Sam, path: str | Path, opset: int = DEFAULT_OPSET, retur
         torch.tensor([1500.0, 2250.0]),
     )
     dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
-    with _eval_mode(decoder), _atomic_path(path) as tmp:
+    with _eval_mode(decoder), atomic_path(path) as tmp:
         _torchscript_export(decoder, dummy, tmp, opset, list(DECODER_INPUTS), list(DECODER_OUTPUTS), dynamic_axes)
     return Path(path)
 
@@ -171,18 +170,3 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
     finally:
         for m, training in flags.items():
             m.training = training
-
-
-@contextmanager
-def _atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside `path`, renamed onto it when the block succeeds and removed when it fails."""
-    target = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        tmp.chmod(0o644)  # mkstemp creates files readable by their owner only
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
 if TYPE_CHECKING:
     import torch
@@ -34,6 +33,8 @@ class ResizeLongestSide:
 
     def apply_image(self, image: np.ndarray) -> np.ndarray:
         """(H, W, C) uint8 -> (h, w, C) uint8 with max(h, w) = target_length."""
+        from PIL import Image
+
         height, width = self.get_preprocess_shape(image.shape[0], image.shape[1], self.target_length)
         resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
         return np.array(resized)

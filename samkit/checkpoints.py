@@ -1,5 +1,6 @@
 """
-Official checkpoint files: registry, cache folder, verified download and safe loading.
+Official checkpoint files: cache folder, verified download and safe loading (the files are listed in
+`samkit.models`).
 
 Where a checkpoint comes from (`resolve_checkpoint`):
   1. an explicit path: used as given. It must exist; its hash is not checked, because users
@@ -24,17 +25,35 @@ import hashlib
 import http.client
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import BinaryIO
 
 import torch
 from tqdm import tqdm
+
+from mobile_sam.build_sam import CheckpointError, CheckpointNotFoundError
+from mobile_sam.utils.atomic import atomic_path, atomic_write_bytes
+
+from .models import ModelInfo, model_info
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "CheckpointDownloadError",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "CheckpointStatus",
+    "ChecksumError",
+    "checkpoint_status",
+    "default_cache_dir",
+    "download_checkpoint",
+    "load_ultralytics_checkpoint",
+    "resolve_checkpoint",
+    "sha256_file",
+]
 
 CACHE_DIR_ENV = "MOBILE_SAM_CACHE_DIR"
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -43,14 +62,6 @@ _CHUNK_BYTES = 1 << 20
 
 # Called as progress(done_bytes, total_bytes); total_bytes is None when the size is unknown.
 ProgressCallback = Callable[[int, int | None], None]
-
-
-class CheckpointError(Exception):
-    """A checkpoint could not be found, downloaded, verified or read."""
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """The checkpoint file is not where it was looked for (and was not downloaded)."""
 
 
 class CheckpointDownloadError(CheckpointError):
@@ -62,106 +73,10 @@ class ChecksumError(CheckpointError):
 
 
 @dataclass(frozen=True)
-class CheckpointInfo:
-    """One official checkpoint file. `family` is "mobile_sam", "sam", "fastsam" or "objectaware"."""
-
-    name: str
-    filename: str
-    url: str
-    family: str
-    sha256: str | None
-    size: int | None
-    description: str
-    downloadable: bool = True  # False: `url` is a page that links the file (no direct download)
-
-    @property
-    def is_state_dict(self) -> bool:
-        """True for files `load_state_dict_file` reads (SAM, MobileSAM); the others are ultralytics pickles."""
-        return self.family in ("mobile_sam", "sam")
-
-
-_SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
-_FASTSAM_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
-
-CHECKPOINTS: Mapping[str, CheckpointInfo] = MappingProxyType(
-    {
-        info.name: info
-        for info in (
-            CheckpointInfo(
-                name="vit_t",
-                filename="mobile_sam.pt",
-                url="https://raw.githubusercontent.com/ChaoningZhang/MobileSAM/master/weights/mobile_sam.pt",
-                family="mobile_sam",
-                sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
-                size=None,
-                description="MobileSAM, TinyViT image encoder",
-            ),
-            CheckpointInfo(
-                name="vit_b",
-                filename="sam_vit_b_01ec64.pth",
-                url=_SAM_URL + "sam_vit_b_01ec64.pth",
-                family="sam",
-                sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-                size=None,
-                description="SAM, ViT-B image encoder",
-            ),
-            CheckpointInfo(
-                name="vit_l",
-                filename="sam_vit_l_0b3195.pth",
-                url=_SAM_URL + "sam_vit_l_0b3195.pth",
-                family="sam",
-                sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-                size=None,
-                description="SAM, ViT-L image encoder",
-            ),
-            CheckpointInfo(
-                name="vit_h",
-                filename="sam_vit_h_4b8939.pth",
-                url=_SAM_URL + "sam_vit_h_4b8939.pth",
-                family="sam",
-                sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-                size=2_564_550_879,
-                description="SAM, ViT-H image encoder",
-            ),
-            CheckpointInfo(
-                name="fastsam-s",
-                filename="FastSAM-s.pt",
-                url=_FASTSAM_URL + "FastSAM-s.pt",
-                family="fastsam",
-                sha256=None,
-                size=None,
-                description="FastSAM-s, YOLOv8-s segmentation (ultralytics)",
-            ),
-            CheckpointInfo(
-                name="fastsam-x",
-                filename="FastSAM-x.pt",
-                url=_FASTSAM_URL + "FastSAM-x.pt",
-                family="fastsam",
-                sha256=None,
-                size=None,
-                description="FastSAM-x, YOLOv8-x segmentation (ultralytics)",
-            ),
-            CheckpointInfo(
-                name="objectaware",
-                filename="ObjectAwareModel.pt",
-                url="https://github.com/ChaoningZhang/MobileSAM/tree/master/MobileSAMv2",
-                family="objectaware",
-                sha256=None,
-                size=None,
-                description="MobileSAMv2 object-aware box detector, YOLOv8 (ultralytics); linked from that README",
-                downloadable=False,
-            ),
-        )
-    }
-)
-_ALIASES = MappingProxyType({"default": "vit_h"})
-
-
-@dataclass(frozen=True)
 class CheckpointStatus:
     """What the cache holds for one checkpoint (computed without hashing)."""
 
-    info: CheckpointInfo
+    info: ModelInfo
     path: Path  # where the file is, or where it would be put
     present: bool
     verified: bool  # the recorded hash still describes the file and matches the expected one
@@ -180,25 +95,6 @@ class CheckpointStatus:
     @property
     def url(self) -> str:
         return self.info.url
-
-
-def get_checkpoint_info(name: str | CheckpointInfo) -> CheckpointInfo:
-    """
-    Look up a registry entry by name ("vit_t", "vit_b", "vit_l", "vit_h", "default",
-    "fastsam-s", "fastsam-x", "objectaware") or by file name ("mobile_sam.pt", ...), case-insensitively.
-    A CheckpointInfo is returned as is (custom or test entries).
-    """
-    if isinstance(name, CheckpointInfo):
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"Checkpoint name must be a str or CheckpointInfo, got {type(name).__name__}.")
-    wanted = name.strip().lower()
-    wanted = _ALIASES.get(wanted, wanted)
-    for info in CHECKPOINTS.values():
-        if wanted in (info.name, info.filename.lower()):
-            return info
-    known = ", ".join(list(CHECKPOINTS) + list(_ALIASES))
-    raise ValueError(f"Unknown checkpoint {name!r}; known names: {known} (or their file names).")
 
 
 def default_cache_dir() -> Path:
@@ -223,7 +119,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def resolve_checkpoint(
-    name: str | CheckpointInfo,
+    name: str | ModelInfo,
     path: str | Path | None = None,
     cache_dir: str | Path | None = None,
     download: bool = True,
@@ -235,7 +131,7 @@ def resolve_checkpoint(
     Return the path of a usable checkpoint file, downloading it if needed (see the module doc).
 
     Arguments:
-      name: a registry name or file name (see get_checkpoint_info), or a CheckpointInfo.
+      name: a catalog name, alias or file name (see `samkit.models.model_info`), or a ModelInfo.
       path: an explicit file; when given it is returned (it must exist) and nothing else is tried.
       cache_dir: the cache folder; None means default_cache_dir().
       download: whether a missing file may be downloaded.
@@ -249,7 +145,7 @@ def resolve_checkpoint(
       CheckpointDownloadError: the download failed (nothing is left in the cache).
       ChecksumError: the cached or downloaded file does not match its expected SHA-256.
     """
-    info = get_checkpoint_info(name)
+    info = model_info(name)
     if path is not None:
         explicit = Path(path).expanduser()
         if explicit.is_file():
@@ -276,7 +172,7 @@ def resolve_checkpoint(
 
 
 def download_checkpoint(
-    name: str | CheckpointInfo,
+    name: str | ModelInfo,
     cache_dir: str | Path | None = None,
     progress: ProgressCallback | bool | None = None,
     *,
@@ -289,42 +185,35 @@ def download_checkpoint(
     renamed into place atomically; on any failure, Ctrl-C included, the temporary file is deleted.
     Arguments and errors as in resolve_checkpoint.
     """
-    info = get_checkpoint_info(name)
+    info = model_info(name)
     folder = _cache_folder(cache_dir)
     if not info.downloadable:
         raise CheckpointDownloadError(
             f"{info.filename} has no direct download link.\n{_manual_install_hint(info, folder)}"
         )
+    target = folder / info.filename
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{info.filename}.", suffix=".part", dir=folder)
+        with atomic_path(target) as temporary, open(temporary, "wb") as out:
+            digest = _fetch(info, out, progress, timeout, folder)
+            expected = _expected_sha256(info, target)
+            if expected is not None and digest != expected:
+                raise ChecksumError(
+                    f"The downloaded {info.filename} is corrupt or not the official file:\n"
+                    f"  SHA-256 {digest}\n  expected {expected}\n"
+                    f"It was deleted; run again to retry.\n{_trust_hint(info, target)}"
+                    f"{_manual_install_hint(info, folder)}"
+                )
     except OSError as error:
         raise CheckpointDownloadError(
             f"Cannot write to the checkpoint folder {folder}: {error}.\n{_manual_install_hint(info, folder)}"
         ) from error
-    target = folder / info.filename
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            digest = _fetch(info, out, progress, timeout, folder)
-        expected = _expected_sha256(info, target)
-        if expected is not None and digest != expected:
-            raise ChecksumError(
-                f"The downloaded {info.filename} is corrupt or not the official file:\n"
-                f"  SHA-256 {digest}\n  expected {expected}\n"
-                f"It was deleted; run again to retry.\n{_trust_hint(info, target)}{_manual_install_hint(info, folder)}"
-            )
-        os.chmod(temp, 0o644)
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)  # no-op after the rename; removes the partial file on any failure
     _write_record(target, digest)
     return target
 
 
-def checkpoint_status(name: str | CheckpointInfo, cache_dir: str | Path | None = None) -> CheckpointStatus:
+def checkpoint_status(name: str | ModelInfo, cache_dir: str | Path | None = None) -> CheckpointStatus:
     """Whether a checkpoint is in the cache and already verified; fast (never hashes the file)."""
-    info = get_checkpoint_info(name)
+    info = model_info(name)
     folder = _cache_folder(cache_dir)
     path = folder / info.filename
     if not path.is_file():
@@ -336,52 +225,6 @@ def checkpoint_status(name: str | CheckpointInfo, cache_dir: str | Path | None =
         and (info.sha256 is None or record["sha256"] == info.sha256)
     )
     return CheckpointStatus(info=info, path=path, present=True, verified=verified)
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """
-    Read a SAM / MobileSAM checkpoint as a state dict on the CPU, with
-    torch.load(weights_only=True), so no code in the file is ever executed.
-
-    A plain state dict is expected; a dict wrapping one under "model" or "state_dict" (common
-    for fine-tuned checkpoints) is unwrapped.
-
-    Raises:
-      CheckpointNotFoundError: the file does not exist.
-      CheckpointError: the file is not a readable state dict (corrupt, truncated, a full
-        pickled model such as an ultralytics file, or not a mapping of names to tensors).
-    """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise CheckpointNotFoundError(f"Checkpoint file {file} does not exist.")
-    if file.stat().st_size == 0:
-        raise CheckpointError(f"Cannot read checkpoint {file}:\n  it is empty (0 bytes).")
-    try:
-        loaded = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for unreadable files
-        if "unsupported global" in str(error).lower():
-            reason = (
-                "it contains Python objects other than tensors (for example a full training "
-                "checkpoint or an ultralytics model such as FastSAM), and only plain state dicts "
-                "are read (torch.load with weights_only=True)"
-            )
-        else:
-            reason = f"it is corrupt, truncated or not a PyTorch file ({_root_cause(error)})"
-        raise CheckpointError(f"Cannot read checkpoint {file}:\n  {reason}.") from error
-
-    if isinstance(loaded, Mapping) and not _is_tensor_mapping(loaded):
-        for key in ("model", "state_dict"):
-            inner = loaded.get(key)
-            if isinstance(inner, Mapping) and _is_tensor_mapping(inner):
-                loaded = inner
-                break
-    if not isinstance(loaded, Mapping):
-        raise CheckpointError(f"Checkpoint {file} holds a {type(loaded).__name__}, not a state dict.")
-    if not _is_tensor_mapping(loaded):
-        bad = next((k for k, v in loaded.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None)
-        detail = f"entry {bad!r} is not a tensor" if bad is not None else "it is empty"
-        raise CheckpointError(f"Checkpoint {file} is not a state dict of tensors: {detail}.")
-    return dict(loaded)
 
 
 def load_ultralytics_checkpoint(path: str | Path) -> torch.nn.Module:
@@ -415,22 +258,8 @@ def load_ultralytics_checkpoint(path: str | Path) -> torch.nn.Module:
     return network.float().eval()
 
 
-def _root_cause(error: BaseException) -> str:
-    """The innermost chained error as "Type: first line" (torch wraps the useful one)."""
-    while (inner := error.__cause__ or error.__context__) is not None:
-        error = inner
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
-
-
-def _is_tensor_mapping(mapping: Mapping) -> bool:
-    return len(mapping) > 0 and all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in mapping.items()
-    )
-
-
 def _fetch(
-    info: CheckpointInfo, out: BinaryIO, progress: ProgressCallback | bool | None, timeout: float, folder: Path
+    info: ModelInfo, out: BinaryIO, progress: ProgressCallback | bool | None, timeout: float, folder: Path
 ) -> str:
     """Stream info.url into out; return the SHA-256 of what was received."""
     digest = hashlib.sha256()
@@ -480,14 +309,14 @@ def _describe_network_error(error: Exception) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-def _download_failed_message(info: CheckpointInfo, folder: Path, reason: str) -> str:
+def _download_failed_message(info: ModelInfo, folder: Path, reason: str) -> str:
     return (
         f"Could not download checkpoint {info.filename} ({info.description}):\n  {reason}.\n"
         f"Nothing was left in the cache; run again to retry.\n{_manual_install_hint(info, folder)}"
     )
 
 
-def _manual_install_hint(info: CheckpointInfo, folder: Path) -> str:
+def _manual_install_hint(info: ModelInfo, folder: Path) -> str:
     expected = info.sha256 or "not published (recorded on first use)"
     return (
         f"To install it by hand, download\n  {info.url}\n"
@@ -497,7 +326,7 @@ def _manual_install_hint(info: CheckpointInfo, folder: Path) -> str:
     )
 
 
-def _trust_hint(info: CheckpointInfo, path: Path) -> str:
+def _trust_hint(info: ModelInfo, path: Path) -> str:
     if info.sha256 is not None:
         return ""
     return (
@@ -506,7 +335,7 @@ def _trust_hint(info: CheckpointInfo, path: Path) -> str:
     )
 
 
-def _expected_sha256(info: CheckpointInfo, path: Path) -> str | None:
+def _expected_sha256(info: ModelInfo, path: Path) -> str | None:
     """The published hash, else the one recorded on first use (None if neither exists)."""
     if info.sha256 is not None:
         return info.sha256
@@ -514,7 +343,7 @@ def _expected_sha256(info: CheckpointInfo, path: Path) -> str | None:
     return record["sha256"] if record is not None else None
 
 
-def _verify_cached_file(path: Path, info: CheckpointInfo) -> None:
+def _verify_cached_file(path: Path, info: ModelInfo) -> None:
     """Check a cached file against its expected hash, skipping the hashing when the record is current."""
     size = path.stat().st_size
     if info.size is not None and size != info.size:
@@ -529,7 +358,7 @@ def _verify_cached_file(path: Path, info: CheckpointInfo) -> None:
     _write_record(path, actual)
 
 
-def _cached_mismatch_message(path: Path, info: CheckpointInfo, found: str, expected: str) -> str:
+def _cached_mismatch_message(path: Path, info: ModelInfo, found: str, expected: str) -> str:
     origin = "the official file" if info.sha256 is not None else "the copy recorded on first use"
     return (
         f"Checkpoint {path} does not match {origin}:\n  found    {found}\n  expected {expected}\n"
@@ -567,17 +396,7 @@ def _write_record(path: Path, sha256: str) -> None:
     """Write the verification record atomically; best effort (a read-only folder just means re-hashing)."""
     stat = path.stat()
     record = {"file": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
-    target = _record_path(path)
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=path.parent)
-    except OSError:
-        return
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(record, out, indent=1)
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, target)
+        atomic_write_bytes(_record_path(path), json.dumps(record, indent=1).encode("utf-8"))
     except OSError:
         pass  # a read-only or full folder only costs a re-hash next time
-    finally:
-        Path(temp_name).unlink(missing_ok=True)

@@ -18,18 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from mobile_sam.automatic_mask_generator import CancelFlag, SamAutomaticMaskGenerator
-from mobile_sam.embedding_cache import EmbeddingCache, image_key
-from mobile_sam.image import limit_image_side
+from everything.box_sources import MAX_DETECTIONS, BoxSource
+from everything.objects import ObjectAwareMaskGenerator
+from everything.settings import DEFAULTS, GRID, OBJECTS
+from mobile_sam.automatic_mask_generator import SamAutomaticMaskGenerator
 from mobile_sam.modeling import Sam
 from mobile_sam.predictor import SamPredictor
-from mobile_sam.session import ImageEmbedding
 from mobile_sam.utils.amg import generate_crop_boxes
+from mobile_sam.utils.cancel import CancelFlag
+from samkit.drawing import overlay_records
+from samkit.images import limit_image_side
+from samkit.writers import ImageMasks, coco_dict
 
-from .box_sources import MAX_DETECTIONS, BoxSource
-from .export import ImageMasks, coco_dict
-from .export import overlay_masks as overlay_records
-from .objects import ObjectAwareMaskGenerator
+from .embedding_cache import EmbeddingCache, image_key
+from .image_session import ImageEmbedding
 
 # Inclusive limits of every setting a user may choose (the UI sliders and the API share them).
 LIMITS: dict[str, tuple[float, float]] = {
@@ -43,7 +45,6 @@ LIMITS: dict[str, tuple[float, float]] = {
 }
 INTEGER_SETTINGS = ("points_per_side", "crop_n_layers", "min_mask_region_area", "input_size")
 POINTS_PER_BATCH = 16  # small batches: cancellation and interactive requests wait at most one batch
-GRID, OBJECTS = "grid", "objects"  # the official point grid, or MobileSAMv2's detector boxes
 
 
 class BudgetExceeded(ValueError):
@@ -54,12 +55,12 @@ class BudgetExceeded(ValueError):
 class EverythingSettings:
     """The generator settings a user chooses; build with `clamped` to apply LIMITS."""
 
-    points_per_side: int = 32
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    box_nms_thresh: float = 0.7
-    crop_n_layers: int = 0
-    min_mask_region_area: int = 0
+    points_per_side: int = DEFAULTS[GRID]["points_per_side"]
+    pred_iou_thresh: float = DEFAULTS[GRID]["pred_iou_thresh"]
+    stability_score_thresh: float = DEFAULTS[GRID]["stability_score_thresh"]
+    box_nms_thresh: float = DEFAULTS[GRID]["box_nms_thresh"]
+    crop_n_layers: int = DEFAULTS[GRID]["crop_n_layers"]
+    min_mask_region_area: int = DEFAULTS[GRID]["min_mask_region_area"]
     input_size: int = 1024
 
     @classmethod
@@ -111,8 +112,10 @@ def everything_work(image_size: tuple[int, int], settings: EverythingSettings, m
         )
     if mode != GRID:
         raise ValueError(f"Unknown segment-everything mode {mode!r}; expected {GRID!r} or {OBJECTS!r}.")
-    crop_boxes, layers = generate_crop_boxes(tuple(image_size), settings.crop_n_layers, 512 / 1500)
-    per_crop = settings.points_per_side**2  # crop_n_points_downscale_factor is 1, as in the official defaults
+    crop_boxes, layers = generate_crop_boxes(
+        tuple(image_size), settings.crop_n_layers, DEFAULTS[GRID]["crop_overlap_ratio"]
+    )
+    per_crop = settings.points_per_side**2  # crop_n_points_downscale_factor keeps its default, 1
     megapixels = sum(per_crop * (x1 - x0) * (y1 - y0) / 1e6 for x0, y0, x1, y1 in crop_boxes)
     return EverythingWork(crops=len(crop_boxes), prompts=per_crop * len(crop_boxes), mask_megapixels=megapixels)
 
@@ -126,7 +129,7 @@ class EverythingBudget:
     included); max_seconds is what one job may take there.
     """
 
-    max_seconds: float = 60.0
+    max_seconds: float
     encode_seconds: float = 1.0  # one 1024x1024 TinyViT pass
     decode_seconds: float = 0.035  # one prompt through the prompt encoder and mask decoder
     megapixel_seconds: float = 0.015  # upsampling and filtering one decoded megapixel of mask
@@ -163,7 +166,7 @@ class EverythingResult:
     estimated_seconds: float
 
     def coco(self, file_name: str) -> dict[str, Any]:
-        """The COCO dataset dict of the records (everything.export.coco_dict)."""
+        """The COCO dataset dict of the records (samkit.writers.coco_dict)."""
         height, width = self.image_size
         return coco_dict([ImageMasks(file_name, height, width, self.records)])
 
@@ -209,7 +212,7 @@ def run_everything(
 
     Raises:
       BudgetExceeded: over budget.
-      GenerationCancelled: cancel was set.
+      Cancelled: cancel was set.
     """
     budget = budget or EverythingBudget(max_seconds=math.inf)
     estimated = budget.check(image.shape[:2], settings, GRID if box_source is None else OBJECTS)

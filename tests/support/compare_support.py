@@ -10,8 +10,8 @@ from torch import nn
 
 from compare.backends import MaskResult
 from compare.params import ParameterCounts
-from compare.prompt import Prompt
 from mobile_sam.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from samkit.prompts import Prompts
 
 
 def tiny_sam(seed: int | None = 0) -> Sam:
@@ -66,7 +66,7 @@ class DiskBackend:
         self._size = image.shape[:2]
         return {"encoder_ms": 1.0}
 
-    def segment(self, prompt: Prompt) -> MaskResult:
+    def segment(self, prompt: Prompts) -> MaskResult:
         h, w = self._size
         mask = np.zeros((h, w), dtype=bool)
         if prompt.box is not None:

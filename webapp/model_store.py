@@ -23,11 +23,14 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from .build_sam import sam_model_registry
-from .checkpoints import CheckpointError, checkpoint_status, get_checkpoint_info, resolve_checkpoint
+from mobile_sam.build_sam import CheckpointError
+from mobile_sam.modeling import Sam
+from samkit.checkpoints import checkpoint_status
+from samkit.loading import load_model
+from samkit.models import MODELS, model_info
+
 from .embedding_cache import EmbeddingCache, image_key
-from .modeling import Sam
-from .session import ImageEmbedding, embed_image
+from .image_session import ImageEmbedding, embed_image
 
 RANDOM_SEED = 0
 T = TypeVar("T")
@@ -71,18 +74,18 @@ class ModelStore:
 
     def model(self, model_type: str, random_weights: bool = False) -> Sam:
         """
-        The model for model_type ("vit_t", "vit_b", "vit_l", "vit_h"), loading it on first use.
+        The model of a catalog name (`samkit.models`: a SAM-family `Sam`, or an ultralytics network for FastSAM
+        and the ObjectAwareModel), on the store's device, loaded on first use.
 
         Raises:
-          ValueError: unknown model type.
+          ValueError: unknown model.
           CheckpointError: the weights are missing and could not be downloaded (the message says
             which file to put where).
         """
-        if model_type not in sam_model_registry or model_type == "default":
-            known = ", ".join(k for k in sam_model_registry if k != "default")
-            raise ValueError(f"Unknown model type {model_type!r}; expected one of {known}.")
+        if model_type not in MODELS:
+            raise ValueError(f"Unknown model type {model_type!r}; expected one of {', '.join(MODELS)}.")
         return self._get(
-            ("sam", model_type, bool(random_weights)), lambda: self._build(model_type, bool(random_weights))
+            ("model", model_type, bool(random_weights)), lambda: self._build(model_type, bool(random_weights))
         )
 
     def shared(self, key: Hashable, build: Callable[[], T]) -> T:
@@ -114,7 +117,7 @@ class ModelStore:
 
     def may_download(self, name: str) -> bool:
         """Whether a missing checkpoint may be downloaded (SAM ViT-B/L/H only with download_large)."""
-        return self.download and (self.download_large or get_checkpoint_info(name).family != "sam")
+        return self.download and (self.download_large or not model_info(name).is_large)
 
     def embedding(self, model_type: str, random_weights: bool, image: np.ndarray) -> tuple[ImageEmbedding, bool]:
         """
@@ -130,12 +133,12 @@ class ModelStore:
 
     def is_loaded(self, model_type: str, random_weights: bool = False) -> bool:
         with self._lock:
-            return ("sam", model_type, bool(random_weights)) in self._loaded
+            return ("model", model_type, bool(random_weights)) in self._loaded
 
     def status(self, model_type: str) -> ModelStatus:
         """The status of model_type's pretrained weights (random-weight models do not count)."""
         with self._lock:
-            if ("sam", model_type, False) in self._loaded:
+            if ("model", model_type, False) in self._loaded:
                 return ModelStatus(model_type, "loaded", f"loaded on {self.device}")
             if model_type in self._activity:
                 return self._activity[model_type]
@@ -154,22 +157,18 @@ class ModelStore:
             + f"; to install it by hand, download {info.url} and save it as {found.path}",
         )
 
-    def _build(self, model_type: str, random_weights: bool) -> Sam:
+    def _build(self, model_type: str, random_weights: bool) -> torch.nn.Module:
         if random_weights:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(RANDOM_SEED)
-                model = sam_model_registry[model_type](None)
-            return model.to(self.device).eval()
+            return load_model(model_type, random_weights=True, seed=RANDOM_SEED).to(self.device).eval()
         self._set_activity(model_type, ModelStatus(model_type, "loading", "looking for the checkpoint"))
         try:
-            path = resolve_checkpoint(
+            model = load_model(
                 model_type,
-                cache_dir=self.checkpoint_dir,
+                checkpoint_dir=self.checkpoint_dir,
                 download=self.may_download(model_type),
                 progress=lambda done, total: self._set_activity(model_type, _download_status(model_type, done, total)),
             )
-            self._set_activity(model_type, ModelStatus(model_type, "loading", f"loading {path.name}"))
-            model = sam_model_registry[model_type](path).to(self.device).eval()
+            model = model.to(self.device).eval()
         except (CheckpointError, OSError, RuntimeError, ValueError) as error:
             with self._lock:
                 self._errors[model_type] = str(error)

@@ -1,10 +1,11 @@
 """
-Interactive prompts: points and boxes as a user gives them, checked and grouped for the predictor.
+Prompts: points and boxes as a user gives them, checked and grouped for the predictor (the one prompt type of
+the app, its API, the compare protocols and the CLIs).
 
 Coordinates are pixels of the image being segmented: points XY, boxes XYXY, labels 1 for
-foreground and 0 for background. The JSON form (used by the web API) is
+foreground and 0 for background. The JSON form (the one schema: web API, prompt files, result files) is
 ``{"points": [[x, y], ...], "labels": [1, 0, ...], "boxes": [[x0, y0, x1, y1], ...]}``,
-every key optional.
+every key optional; a label is required for every point.
 """
 
 from __future__ import annotations
@@ -14,15 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-
-@dataclass(frozen=True)
-class PromptGroup:
-    """Prompts that give one mask (or one set of multimask candidates)."""
-
-    points: np.ndarray  # Nx2 float XY, N may be 0
-    labels: np.ndarray  # N int64 in {0, 1}
-    box: np.ndarray | None  # 4 float XYXY, or None
 
 
 @dataclass(frozen=True)
@@ -75,6 +67,31 @@ class Prompts:
     def is_empty(self) -> bool:
         return len(self.points) == 0 and len(self.boxes) == 0
 
+    @property
+    def num_points(self) -> int:
+        return len(self.points)
+
+    @property
+    def point_coords(self) -> np.ndarray | None:
+        """The Nx2 points for `SamPredictor.predict`, None when there are none."""
+        return self.points if len(self.points) else None
+
+    @property
+    def point_labels(self) -> np.ndarray | None:
+        """The N labels for `SamPredictor.predict`, None when there are no points."""
+        return self.labels if len(self.points) else None
+
+    @property
+    def box(self) -> np.ndarray | None:
+        """The one box of a one-mask prompt (see `groups`) for `SamPredictor.predict`, None when there is none.
+
+        Raises:
+          ValueError: there are several boxes (one mask each: split them with `groups`).
+        """
+        if len(self.boxes) > 1:
+            raise ValueError(f"{len(self.boxes)} boxes give {len(self.boxes)} masks; split them with groups().")
+        return self.boxes[0] if len(self.boxes) else None
+
     def validate(self, image_size: tuple[int, int]) -> None:
         """
         Check the prompts against an image of size (H, W).
@@ -112,21 +129,20 @@ class Prompts:
         boxes = np.clip(self.boxes, 0.0, [width, height, width, height])
         return Prompts(self.points, self.labels, boxes)
 
-    def groups(self) -> tuple[list[PromptGroup], np.ndarray]:
+    def groups(self) -> tuple[list[Prompts], np.ndarray]:
         """
-        Split the prompts into the predictor calls they need.
+        Split the prompts into the predictor calls they need, one mask (or one set of multimask candidates) each.
 
         With at most one box, all points and the box form one group. With several boxes, each
         box forms its own group (one mask per box) together with the points inside it.
 
         Returns:
-          (list[PromptGroup]): one group per mask request.
+          (list[Prompts]): one group per mask request, each with at most one box.
           (np.ndarray): indices of points that belong to no group (outside every box when
             there are several boxes).
         """
         if len(self.boxes) <= 1:
-            box = self.boxes[0] if len(self.boxes) else None
-            return [PromptGroup(self.points, self.labels, box)], np.zeros((0,), np.int64)
+            return [self], np.zeros((0,), np.int64)
         groups = []
         used = np.zeros(len(self.points), dtype=bool)
         for box in self.boxes:
@@ -137,7 +153,7 @@ class Prompts:
                 & (self.points[:, 1] <= box[3])
             )
             used |= inside
-            groups.append(PromptGroup(self.points[inside], self.labels[inside], box))
+            groups.append(Prompts(self.points[inside], self.labels[inside], box[None]))
         return groups, np.flatnonzero(~used)
 
 

@@ -17,9 +17,9 @@ import httpx
 import psutil
 
 import app
-from mobile_sam.model_store import ModelStore
+from webapp.model_store import ModelStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

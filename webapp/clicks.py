@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .prompts import Prompts
+from samkit.prompts import Prompts
 
 FOREGROUND, BACKGROUND, BOX = "foreground", "background", "box"
 UNDO_DEPTH = 100

@@ -1,7 +1,8 @@
 """Ultralytics' copy of SAM / MobileSAM driven exactly like the official `SamPredictor`.
 
-Used as the in-project peer for equivalence tests and speed baselines: same weights, same preprocessing,
-the peer's own image encoder, prompt encoder and mask decoder, and the official postprocessing.
+Used as the in-project peer for equivalence tests and speed baselines: same weights, the official preprocessing
+(written here again, independent of `mobile_sam`), the peer's own image encoder, prompt encoder and mask decoder,
+and the official postprocessing.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from mobile_sam.utils.transforms import ResizeLongestSide
+INPUT_SIDE = 1024
 
 
 def build_peer_model(model_type: str, state_dict: Mapping[str, torch.Tensor]) -> torch.nn.Module:
@@ -32,14 +34,15 @@ class PeerPredictor:
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
-        self.transform = ResizeLongestSide(1024)
         self.pixel_mean = torch.tensor([123.675, 116.28, 103.53]).view(-1, 1, 1)
         self.pixel_std = torch.tensor([58.395, 57.12, 57.375]).view(-1, 1, 1)
 
     @torch.no_grad()
     def set_image(self, image: np.ndarray) -> None:
         """Encode an (H, W, 3) uint8 RGB image."""
-        resized = torch.as_tensor(self.transform.apply_image(image)).permute(2, 0, 1).float()
+        height, width = _input_shape(image.shape[:2])
+        resized = np.array(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+        resized = torch.as_tensor(resized).permute(2, 0, 1).float()
         self.original_size = image.shape[:2]
         self.input_size = tuple(resized.shape[-2:])
         x = (resized - self.pixel_mean) / self.pixel_std
@@ -80,9 +83,22 @@ class PeerPredictor:
         """Official `SamPredictor.predict` steps for one prompt set in original-image pixels."""
         coords = labels = boxes = None
         if point_coords is not None:
-            coords = torch.as_tensor(self.transform.apply_coords(point_coords, self.original_size)).float()[None]
+            coords = torch.as_tensor(self._to_input(np.asarray(point_coords, float))).float()[None]
             labels = torch.as_tensor(point_labels).int()[None]
         if box is not None:
-            boxes = torch.as_tensor(self.transform.apply_boxes(box, self.original_size)).float()
+            corners = self._to_input(np.asarray(box, float).reshape(-1, 2, 2)).reshape(-1, 4)
+            boxes = torch.as_tensor(corners).float()
         masks, scores, low_res = self.predict_torch(coords, labels, boxes, multimask_output=multimask_output)
         return masks[0].numpy(), scores[0].numpy(), low_res[0].numpy()
+
+    def _to_input(self, xy: np.ndarray) -> np.ndarray:
+        """Original-image XY pixels (..., 2) -> the input frame (the official `apply_coords`)."""
+        height, width = self.original_size
+        new_h, new_w = _input_shape(self.original_size)
+        return xy * np.array([new_w / width, new_h / height])
+
+
+def _input_shape(size: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) with the longest side scaled to INPUT_SIDE, rounded half up (the official `get_preprocess_shape`)."""
+    scale = INPUT_SIDE / max(size)
+    return int(size[0] * scale + 0.5), int(size[1] * scale + 0.5)

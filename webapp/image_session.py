@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .modeling import Sam
-from .predictor import SamPredictor
-from .prompts import Prompts
+from mobile_sam.modeling import Sam
+from mobile_sam.predictor import SamPredictor
+from samkit.prompts import Prompts
 
 
 @dataclass(frozen=True)

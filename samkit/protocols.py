@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .prompt import Prompt
+from .prompts import Prompts
 
 PROTOCOLS = ("points2", "point", "box", "user")
 PAPER_DISTANCES = (100.0, 200.0, 300.0, 400.0, 500.0)
@@ -32,7 +32,7 @@ class PromptCase:
 
     protocol: str
     condition: str
-    prompt: Prompt
+    prompt: Prompts
     distance: float | None = None
 
 
@@ -56,7 +56,7 @@ def _inside(xy: np.ndarray, h: int, w: int) -> bool:
 
 def sample_point_pair(
     image_size: tuple[int, int], distance: float, rng: np.random.Generator, max_tries: int = 10_000
-) -> Prompt:
+) -> Prompts:
     """One foreground and one background point exactly `distance` pixels apart, both inside the image.
 
     Rule: the foreground point is uniform over the image; the background point lies on the circle of radius
@@ -67,7 +67,7 @@ def sample_point_pair(
         image_size: (H, W) of the original image.
         distance: the distance between the two points, in pixels (> 0).
     Returns:
-        A Prompt with point_coords 2x2 (foreground first) and point_labels [1, 0].
+        Prompts with points 2x2 (foreground first) and labels [1, 0].
     """
     h, w = _check_image_size(image_size)
     if not distance > 0:
@@ -79,7 +79,7 @@ def sample_point_pair(
         angle = rng.uniform(0.0, 2.0 * math.pi)
         bg = fg + distance * np.array([math.cos(angle), math.sin(angle)])
         if _inside(bg, h, w):
-            return Prompt(point_coords=np.stack([fg, bg]), point_labels=np.array([1, 0]))
+            return Prompts.from_lists(np.stack([fg, bg]), [1, 0])
     raise ValueError(f"found no pair of points {distance:g} px apart inside a {w}x{h} image in {max_tries} tries")
 
 
@@ -98,11 +98,11 @@ def point_pair_cases(
     ]
 
 
-def random_point(image_size: tuple[int, int], rng: np.random.Generator) -> Prompt:
+def random_point(image_size: tuple[int, int], rng: np.random.Generator) -> Prompts:
     """One foreground point, uniform over the image."""
     h, w = _check_image_size(image_size)
     xy = rng.uniform((0.0, 0.0), (w - 1, h - 1))
-    return Prompt(point_coords=xy[None, :], point_labels=np.array([1]))
+    return Prompts.from_lists(xy[None, :], [1])
 
 
 def random_point_cases(image_size: tuple[int, int], count: int, rng: np.random.Generator) -> list[PromptCase]:
@@ -144,11 +144,11 @@ def jittered_box(
     return jittered
 
 
-def load_user_prompts(path: str | Path) -> dict[str, list[Prompt]]:
-    """Prompts from a JSON file mapping image file names to lists of prompts.
+def load_user_prompts(path: str | Path) -> dict[str, list[Prompts]]:
+    """Prompts from a JSON file mapping image file names to lists of prompts, one mask each.
 
-    Format: ``{"truck.jpg": [{"points": [[500, 375]], "labels": [1]}, {"box": [75, 275, 1725, 850]}]}``;
-    `labels` default to foreground. Images are matched by file name (not the full path).
+    Format: ``{"truck.jpg": [{"points": [[500, 375]], "labels": [1]}, {"boxes": [[75, 275, 1725, 850]]}]}``, each
+    prompt in the `samkit.prompts` schema with at most one box. Images are matched by file name (not the full path).
     """
     path = Path(path)
     try:
@@ -157,9 +157,16 @@ def load_user_prompts(path: str | Path) -> dict[str, list[Prompt]]:
         raise ValueError(f"cannot read prompts file {path}: {err}") from err
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise ValueError(f"{path}: expected a JSON object mapping image file names to lists of prompts")
-    return {name: [Prompt.from_dict(p) for p in prompts] for name, prompts in data.items()}
+    try:
+        loaded = {name: [Prompts.from_json(p) for p in prompts] for name, prompts in data.items()}
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    for name, prompts in loaded.items():
+        if any(len(p.boxes) > 1 for p in prompts):
+            raise ValueError(f"{path}: a prompt for {name!r} has several boxes; give one prompt per box")
+    return loaded
 
 
-def user_cases(prompts: Sequence[Prompt]) -> list[PromptCase]:
+def user_cases(prompts: Sequence[Prompts]) -> list[PromptCase]:
     """The user protocol: the given prompts, in order."""
     return [PromptCase("user", "all", p) for p in prompts]

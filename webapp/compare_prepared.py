@@ -16,14 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from mobile_sam.embedding_cache import EmbeddingCache, image_key
+from compare.backends import Backend, MaskResult
+from compare.models import architecture_parameter_counts
+from compare.params import ParameterCounts
+from compare.runner import ProtocolSpec, run_comparison
+from mobile_sam.utils.cancel import CancelFlag, raise_if_cancelled
+from samkit.metrics import mean_iou
+from samkit.prompts import Prompts
 
-from .backends import Backend, MaskResult
-from .metrics import mean_iou
-from .models import architecture_parameter_counts
-from .params import ParameterCounts
-from .prompt import Prompt
-from .runner import CancelFlag, ComparisonCancelled, ProtocolSpec, run_comparison
+from .embedding_cache import EmbeddingCache, image_key
 
 IMAGE_NAME = "image"
 # Called as prepare(model name, variant, image) -> (backend with the image prepared, encoder ms).
@@ -74,7 +75,7 @@ class _Prepared:
     def prepare(self, image: np.ndarray) -> dict[str, float]:
         return {"encoder_ms": self._encoder_ms}
 
-    def segment(self, prompt: Prompt) -> MaskResult:
+    def segment(self, prompt: Prompts) -> MaskResult:
         return self._backend.segment(prompt)
 
     def parameter_counts(self) -> ParameterCounts:
@@ -88,7 +89,7 @@ def _parameter_counts(name: str) -> ParameterCounts:
 
 def compare_on_image(
     image: np.ndarray,
-    prompts: Sequence[Prompt],
+    prompts: Sequence[Prompts],
     reference: str,
     models: Sequence[str],
     prepared: PreparedBackends,
@@ -106,7 +107,7 @@ def compare_on_image(
 
     Raises:
       ValueError: no prompts.
-      ComparisonCancelled: cancel was set.
+      Cancelled: cancel was set.
     """
     if not prompts:
         raise ValueError("Add at least one point or box first.")
@@ -116,8 +117,7 @@ def compare_on_image(
     for index, name in enumerate(names):
         if progress is not None:
             progress(index / (len(names) + 1), f"{name}: encoding the image (cached after the first time)")
-        if cancel is not None and cancel.is_set():
-            raise ComparisonCancelled("the comparison was cancelled")
+        raise_if_cancelled(cancel, "the comparison")
         try:
             ready[name] = _Prepared(*prepared.get(name, variant, image))
         except unavailable as error:
@@ -153,4 +153,4 @@ def compare_on_image(
     return ImageComparison(rows, masks)
 
 
-__all__ = ["ComparisonCancelled", "ImageComparison", "ModelRow", "PreparedBackends", "compare_on_image"]
+__all__ = ["ImageComparison", "ModelRow", "PreparedBackends", "compare_on_image"]

@@ -9,6 +9,7 @@ masks HxW bool, points XY in pixels, boxes XYXY in pixels.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -103,6 +104,31 @@ def paint_masks(
     for contours in outlines:
         cv2.drawContours(out, contours, -1, CONTOUR_COLOR, contour_thickness, line_type)
     return out
+
+
+def overlay_records(
+    image: np.ndarray,
+    records: Sequence[dict[str, Any]],
+    alpha: float = 0.5,
+    seed: int = 0,
+    contours: bool = True,
+) -> np.ndarray:
+    """The image with every generator record's mask blended in its own colour: (H, W, 3) uint8 -> a new one.
+
+    Colours are `mask_colors(len(records), seed)`; the largest masks (by `area`) are drawn first so that small
+    masks stay visible on top. With `contours`, each mask's outline is drawn in white, one pixel wide, without
+    antialiasing. Masks are decoded one at a time (any output mode: bool arrays or RLEs).
+    """
+    from mobile_sam.utils.rle import rle_to_mask
+
+    def mask_of(record: dict[str, Any]) -> np.ndarray:
+        segmentation = record["segmentation"]
+        return segmentation if isinstance(segmentation, np.ndarray) else rle_to_mask(segmentation)
+
+    order = np.array(sorted(range(len(records)), key=lambda i: -int(records[i]["area"])), dtype=np.int64)
+    colors = mask_colors(len(records), seed)[order]
+    masks = (mask_of(records[i]).astype(bool, copy=False) for i in order)
+    return paint_masks(image, masks, colors, alpha, contour_thickness=1 if contours else 0, antialiased=False)
 
 
 def mask_contours(mask: np.ndarray) -> list[np.ndarray]:

@@ -19,9 +19,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
-
-class JobCancelled(RuntimeError):
-    """A heavy job was cancelled (before or while it ran)."""
+from mobile_sam.utils.cancel import Cancelled
 
 
 class LaneFull(RuntimeError):
@@ -77,7 +75,7 @@ class JobControl:
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
-            raise JobCancelled("The job was stopped.")
+            raise Cancelled("The job was stopped.")
 
 
 _thread_job = threading.local()
@@ -97,7 +95,7 @@ def current_job(control: JobControl) -> Iterator[None]:
 def _check_current_job(*_: object) -> None:
     control = getattr(_thread_job, "control", None)
     if control is not None and control.is_set():
-        raise JobCancelled("The job was stopped.")
+        raise Cancelled("The job was stopped.")
 
 
 def interruptible(model: nn.Module) -> nn.Module:
@@ -137,7 +135,7 @@ class HeavyLane:
 
         Raises:
           LaneFull: queue_size jobs are already waiting.
-          JobCancelled: control was cancelled while waiting.
+          Cancelled: control was cancelled while waiting.
         """
         ticket = object()
         with self._changed:
@@ -150,7 +148,7 @@ class HeavyLane:
             try:
                 while not (self._running < self.workers and self._waiting[0] is ticket):
                     if control.cancelled:
-                        raise JobCancelled("The job was stopped while it waited in line.")
+                        raise Cancelled("The job was stopped while it waited in line.")
                     if on_wait is not None:
                         on_wait(self._waiting.index(ticket) + 1)
                     self._changed.wait(timeout=0.25)

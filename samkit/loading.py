@@ -1,0 +1,83 @@
+"""
+One loader by name for every model of the catalog (`samkit.models`).
+
+`load_model(name, ...)` returns the network in eval mode on the CPU:
+  - SAM-family names ("vit_t", "vit_b", "vit_l", "vit_h"): a `mobile_sam.modeling.Sam` built by
+    `mobile_sam.sam_model_registry` from the official state dict (strict);
+  - "fastsam-s", "fastsam-x", "objectaware": the ultralytics network inside the official pickle, read with
+    ultralytics' restricted loader (`samkit.checkpoints.load_ultralytics_checkpoint`) from the verified cache or
+    an explicit path only.
+Weights come from `checkpoint` (an explicit file), else the checkpoint cache (`checkpoint_dir`, downloading only
+when `download`), unless `random_weights` asks for the architecture with random weights (no file needed; masks
+are meaningless), seeded by `seed` when given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mobile_sam import sam_model_registry
+
+from .checkpoints import ProgressCallback, load_ultralytics_checkpoint, resolve_checkpoint
+from .models import model_info
+
+# The ultralytics architecture of each random-weight network: YOLOv8 segmentation at FastSAM's scales with one
+# class (FastSAM segments class-agnostic "objects"); ObjectAwareModel is a YOLOv8-x segmentation network too.
+_ULTRALYTICS_CONFIGS = {
+    "fastsam-s": "yolov8s-seg.yaml",
+    "fastsam-x": "yolov8x-seg.yaml",
+    "objectaware": "yolov8x-seg.yaml",
+}
+
+
+def load_model(
+    name: str,
+    *,
+    checkpoint: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    download: bool = False,
+    random_weights: bool = False,
+    seed: int | None = None,
+    progress: ProgressCallback | bool | None = None,
+) -> nn.Module:
+    """The model called `name` (a catalog name, alias or file name) in eval mode on the CPU (see the module doc).
+
+    Raises:
+      ValueError: an unknown name, or both a checkpoint and random_weights.
+      mobile_sam.build_sam.CheckpointError: the checkpoint is missing (the message says what to put where),
+        unreadable or of the wrong format.
+    """
+    info = model_info(name)
+    if random_weights and checkpoint is not None:
+        raise ValueError("give a checkpoint or random_weights=True, not both")
+    if random_weights:
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            return _architecture(info.name).eval()
+    path = resolve_checkpoint(info, path=checkpoint, cache_dir=checkpoint_dir, download=download, progress=progress)
+    if info.is_state_dict:
+        return sam_model_registry[info.name](path).eval()
+    return load_ultralytics_checkpoint(path)
+
+
+def ultralytics_architecture(name: str) -> nn.Module:
+    """A randomly initialised ultralytics network of the catalog model `name` ("fastsam-s", "fastsam-x",
+    "objectaware"), built from the YAML shipped inside ultralytics; nothing is downloaded."""
+    from ultralytics.nn.tasks import SegmentationModel, yaml_model_load
+
+    key = model_info(name).name
+    if key not in _ULTRALYTICS_CONFIGS:
+        raise ValueError(f"{name!r} is not an ultralytics model; expected one of {', '.join(_ULTRALYTICS_CONFIGS)}")
+    config = yaml_model_load(_ULTRALYTICS_CONFIGS[key])
+    config["nc"] = 1
+    return SegmentationModel(config, verbose=False)
+
+
+def _architecture(name: str) -> nn.Module:
+    if name in sam_model_registry:
+        return sam_model_registry[name](None)
+    return ultralytics_architecture(name)

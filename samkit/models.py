@@ -1,0 +1,174 @@
+"""
+The model catalog: every model this project knows by name, once, with its label and its official file.
+
+`sam_model_registry` (the library) builds the SAM-family architectures; this catalog says what each name is
+called, where its official checkpoint comes from (URL, SHA-256) and which family it belongs to:
+  - "mobile_sam", "sam": plain state dicts for `mobile_sam.sam_model_registry` (prompted by SAM's decoder);
+  - "fastsam": FastSAM (ultralytics YOLOv8-seg pickles), compared with SAM and used as a box detector;
+  - "objectaware": MobileSAMv2's ObjectAwareModel (an ultralytics YOLOv8 pickle), a box detector.
+Names are looked up case-insensitively, also by alias and by file name (`model_info`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+SAM_FAMILIES = ("mobile_sam", "sam")
+ULTRALYTICS_FAMILIES = ("fastsam", "objectaware")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model: its registry `name`, how people call it (`label`), its family and its official file.
+
+    `url` is a direct download unless `downloadable` is False (then it is the page that links the file);
+    `sha256` and `size` are None where not published; `paper` quotes the papers' parameter figures.
+    """
+
+    name: str
+    label: str
+    family: str
+    filename: str
+    url: str
+    sha256: str | None
+    size: int | None
+    description: str
+    downloadable: bool = True
+    aliases: tuple[str, ...] = ()
+    paper: str = ""
+
+    @property
+    def is_state_dict(self) -> bool:
+        """True for plain state dicts (`mobile_sam.build_sam.read_state_dict`); the others are ultralytics pickles."""
+        return self.family in SAM_FAMILIES
+
+    @property
+    def is_large(self) -> bool:
+        """True for the SAM checkpoints (0.4 to 2.5 GB) that servers download only when allowed to."""
+        return self.family == "sam"
+
+
+_SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_FASTSAM_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
+
+MODELS: Mapping[str, ModelInfo] = MappingProxyType(
+    {
+        info.name: info
+        for info in (
+            ModelInfo(
+                name="vit_t",
+                label="MobileSAM",
+                family="mobile_sam",
+                filename="mobile_sam.pt",
+                url="https://raw.githubusercontent.com/ChaoningZhang/MobileSAM/master/weights/mobile_sam.pt",
+                sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+                size=None,
+                description="MobileSAM, TinyViT image encoder",
+                aliases=("mobile_sam", "mobilesam"),
+                paper="encoder 5.78M, decoder 3.876M, total 9.66M",
+            ),
+            ModelInfo(
+                name="vit_b",
+                label="SAM ViT-B",
+                family="sam",
+                filename="sam_vit_b_01ec64.pth",
+                url=_SAM_URL + "sam_vit_b_01ec64.pth",
+                sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+                size=None,
+                description="SAM, ViT-B image encoder",
+                paper="encoder 86M (ViT-B)",
+            ),
+            ModelInfo(
+                name="vit_l",
+                label="SAM ViT-L",
+                family="sam",
+                filename="sam_vit_l_0b3195.pth",
+                url=_SAM_URL + "sam_vit_l_0b3195.pth",
+                sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+                size=None,
+                description="SAM, ViT-L image encoder",
+                paper="encoder 307M (ViT-L)",
+            ),
+            ModelInfo(
+                name="vit_h",
+                label="SAM ViT-H",
+                family="sam",
+                filename="sam_vit_h_4b8939.pth",
+                url=_SAM_URL + "sam_vit_h_4b8939.pth",
+                sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+                size=2_564_550_879,
+                description="SAM, ViT-H image encoder",
+                aliases=("default", "sam"),
+                paper="encoder 632M (ViT-H); 611M in the MobileSAM README; decoder 3.876M",
+            ),
+            ModelInfo(
+                name="fastsam-s",
+                label="FastSAM-s",
+                family="fastsam",
+                filename="FastSAM-s.pt",
+                url=_FASTSAM_URL + "FastSAM-s.pt",
+                sha256=None,
+                size=None,
+                description="FastSAM-s, YOLOv8-s segmentation (ultralytics)",
+                aliases=("fastsam_s",),
+                paper="—",
+            ),
+            ModelInfo(
+                name="fastsam-x",
+                label="FastSAM-x",
+                family="fastsam",
+                filename="FastSAM-x.pt",
+                url=_FASTSAM_URL + "FastSAM-x.pt",
+                sha256=None,
+                size=None,
+                description="FastSAM-x, YOLOv8-x segmentation (ultralytics)",
+                aliases=("fastsam", "fastsam_x"),
+                paper="total 68M",
+            ),
+            ModelInfo(
+                name="objectaware",
+                label="ObjectAwareModel (MobileSAMv2)",
+                family="objectaware",
+                filename="ObjectAwareModel.pt",
+                url="https://github.com/ChaoningZhang/MobileSAM/tree/master/MobileSAMv2",
+                sha256=None,
+                size=None,
+                description="MobileSAMv2 object-aware box detector, YOLOv8 (ultralytics); linked from that README",
+                downloadable=False,
+            ),
+        )
+    }
+)
+
+# Names by role, in catalog order (SAM models from the smallest); MobileSAM is the default model everywhere.
+MOBILE_SAM = next(name for name, info in MODELS.items() if info.family == "mobile_sam")
+# The MobileSAM paper's teacher and the reference of its comparisons: original SAM with the ViT-H encoder.
+PAPER_REFERENCE = "vit_h"
+# The detector the app offers first: FastSAM-s needs no file beyond the downloadable FastSAM checkpoint.
+APP_DETECTOR = "fastsam-s"
+SAM_MODELS = tuple(name for name, info in MODELS.items() if info.family in SAM_FAMILIES)
+FASTSAM_MODELS = tuple(name for name, info in MODELS.items() if info.family == "fastsam")
+DETECTORS = tuple(name for name, info in MODELS.items() if info.family in ULTRALYTICS_FAMILIES)
+LABELS: Mapping[str, str] = MappingProxyType({name: info.label for name, info in MODELS.items()})
+
+
+def model_info(name: str | ModelInfo) -> ModelInfo:
+    """The catalog entry for a name, an alias or a file name ("vit_t", "mobile_sam", "mobile_sam.pt", ...),
+    case-insensitively. A ModelInfo is returned as is (custom or test entries)."""
+    if isinstance(name, ModelInfo):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"A model name must be a str, got {type(name).__name__}.")
+    wanted = name.strip().lower()
+    for info in MODELS.values():
+        if wanted == info.name or wanted in info.aliases or wanted == info.filename.lower():
+            return info
+    known = ", ".join(MODELS)
+    raise ValueError(f"Unknown model {name!r}; known models: {known} (or their aliases and file names).")
+
+
+def canonical_name(name: str) -> str:
+    """The registry name of a model given by name, alias or file name (see `model_info`)."""
+    return model_info(name).name
