@@ -72,6 +72,11 @@ window.harness = {
   setPlaced: (prompt) => { placed = prompt; },
   /** The shown masks' union at display size (width x height), np.packbits order, base64. */
   mask: async (prompt) => base64(packBits(union(await controller.decode(prompt)))),
+  /** Where the hover canvas is painted (alpha > 0), packed and encoded as `mask`. */
+  painted: () => {
+    const data = context.getImageData(0, 0, width, height).data;
+    return base64(packBits(Uint8Array.from({length: width * height}, (_, i) => (data[4 * i + 3] > 0 ? 1 : 0))));
+  },
   /** The first mask's logits at (w, h), float32 little-endian, base64. */
   logits: async (prompt, w, h) => {
     const [{plane}] = await controller.decode(prompt);

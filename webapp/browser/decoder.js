@@ -33,7 +33,6 @@ export class BrowserDecoder {
     this.ort = ort;
     this.session = session;
     this.url = url;
-    this.tensors = new WeakMap(); // embedding -> its input tensor, made once per image
     this.last = Promise.resolve(); // runs go one at a time (a session runs one call at a time)
   }
 
@@ -50,7 +49,8 @@ export class BrowserDecoder {
   async decodeGroup(embedding, group) {
     const {coords, labels, count} = graphInputs(group, embedding.header);
     const feeds = {
-      image_embeddings: this.embeddingTensor(embedding),
+      // A copy: onnxruntime-web's worker (env.wasm.proxy) takes the inputs' buffers over.
+      image_embeddings: new this.ort.Tensor('float32', embedding.data.slice(), embedding.header.shape),
       point_coords: new this.ort.Tensor('float32', coords, [1, count, 2]),
       point_labels: new this.ort.Tensor('float32', labels, [1, count]),
     };
@@ -75,15 +75,6 @@ export class BrowserDecoder {
       masks.push({plane: lowRes.subarray(index * size, (index + 1) * size), score: scores[index], index});
     }
     return masks;
-  }
-
-  embeddingTensor(embedding) {
-    let tensor = this.tensors.get(embedding);
-    if (!tensor) {
-      tensor = new this.ort.Tensor('float32', embedding.data, embedding.header.shape);
-      this.tensors.set(embedding, tensor);
-    }
-    return tensor;
   }
 
   async release() {

@@ -1,5 +1,6 @@
 // onnxruntime-web from the server's own static path (never a CDN): the WebAssembly build, SIMD, with threads
-// when the page is cross-origin isolated (COOP/COEP headers), else one thread.
+// when the page is cross-origin isolated (COOP/COEP headers), else one thread. It runs in a worker
+// (env.wasm.proxy): a decode never blocks the page, so mouse moves and the rest of the page go on meanwhile.
 
 export const ORT_ENTRY = 'ort.wasm.min.mjs';
 const MAX_THREADS = 4;
@@ -59,6 +60,6 @@ async function importOrt(base, threads) {
   ort.env.wasm.wasmPaths = base;
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.simd = true;
-  ort.env.wasm.proxy = false;
+  ort.env.wasm.proxy = true;
   return ort;
 }
