@@ -3,6 +3,7 @@ atomic files, and names that cannot reach outside its folder."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import threading
 
@@ -49,7 +50,11 @@ def test_the_first_request_exports_and_later_ones_reuse_the_file(sam, tmp_path, 
     assert tuple(i.name for i in session.get_inputs()) == LOW_RES_DECODER_INPUTS
     assert DecoderCache(tmp_path).decoder(sam, SHA) == first  # a new process finds it on disk
     assert len(exports) == 1
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json")) == [first.name]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json")) == [
+        first.name,
+        f"{first.name}.gz",
+    ]
+    assert gzip.decompress((tmp_path / f"{first.name}.gz").read_bytes()) == data
 
 
 def test_settings_and_weights_are_part_of_the_key(sam, tmp_path, exports):

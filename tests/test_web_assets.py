@@ -85,6 +85,7 @@ def test_decoder_and_module_routes(gradio_app, assets):
     name = next(assets.decoders.folder.glob("decoder-*.onnx")).name
     decoder = httpx.get(f"{base}{assets.decoder_url(name)}")
     assert decoder.status_code == 200 and decoder.headers["cache-control"] == FOREVER
+    assert decoder.headers["content-encoding"] == "gzip"  # httpx asks for gzip and decodes it
     assert decoder.content == (assets.decoders.folder / name).read_bytes()
     module = httpx.get(f"{base}{assets.module_url('decoder.js')}")
     assert module.status_code == 200 and module.headers["content-type"].startswith("text/javascript")

@@ -2,12 +2,14 @@
 
 An entry is keyed by the weights' SHA-256 (the checkpoint file's; `weights_sha256(sam)` for weights without a
 file, such as random ones) and the export settings. The file's name holds the SHA-256 of its content
-(decoder-<16 hex>.onnx), so the page may cache its URL forever and a new export never reuses an old URL.
-Every file is written atomically; concurrent requests for one entry export it once.
+(decoder-<16 hex>.onnx), so the page may cache its URL forever and a new export never reuses an old URL; a gzip
+copy (name + ".gz") sits beside it for clients that accept gzip. Every file is written atomically; concurrent
+requests for one entry export it once.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
@@ -75,6 +77,7 @@ class DecoderCache:
                 data = exported.read_bytes()
             sha256 = hashlib.sha256(data).hexdigest()
             path = write_atomic(self.folder / f"decoder-{sha256[:16]}.onnx", data)
+            write_atomic(path.with_name(f"{path.name}.gz"), gzip.compress(data, compresslevel=9, mtime=0))
             record = {"file": path.name, "sha256": sha256, "size": len(data)}
             write_atomic(self._record(key), json.dumps(record).encode())
             return DecoderFile(path, sha256, len(data))

@@ -13,10 +13,13 @@ import {REASONS, Unavailable} from './runtime.js';
 export const DECODER_EVENT = 'mobile-sam-decoder';
 
 export class DecoderController extends EventTarget {
-  /** ortUrl: onnxruntime-web's folder URL; decoderBase: the decoder files' folder URL (both ending in "/"). */
-  constructor({ortUrl, decoderBase}) {
+  /**
+   * ortUrl: onnxruntime-web's folder URL; decoderBase: the decoder files' folder URL (both ending in "/");
+   * runtime: loadOrt's options ({threads, proxy}).
+   */
+  constructor({ortUrl, decoderBase, runtime = {}}) {
     super();
-    Object.assign(this, {ortUrl, decoderBase});
+    Object.assign(this, {ortUrl, decoderBase, runtime});
     this.decoders = new Map(); // decoder file name -> Promise<BrowserDecoder>
     this.ticket = 0; // the latest image asked for; older loads are ignored when they finish
     this.loading = false;
@@ -71,7 +74,7 @@ export class DecoderController extends EventTarget {
   async attach(ticket, embedding) {
     const name = embedding.header.decoder;
     const url = new URL(name, new URL(this.decoderBase, document.baseURI)).href;
-    if (!this.decoders.has(name)) this.decoders.set(name, BrowserDecoder.open(this.ortUrl, url));
+    if (!this.decoders.has(name)) this.decoders.set(name, BrowserDecoder.open(this.ortUrl, url, this.runtime));
     try {
       return this.finish(ticket, embedding, await this.decoders.get(name), null);
     } catch (error) {

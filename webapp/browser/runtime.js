@@ -39,16 +39,17 @@ export function threadCount() {
 const loaded = new Map();
 
 /**
- * The onnxruntime-web module served under ortUrl (a folder URL ending in "/"), configured once per page.
+ * The onnxruntime-web module served under ortUrl (a folder URL ending in "/"), configured once per page: threads
+ * (default threadCount()), proxy (default true: run in onnxruntime-web's worker).
  * Rejects with Unavailable('no-simd') or Unavailable('load-failed').
  */
-export function loadOrt(ortUrl, {threads = threadCount()} = {}) {
+export function loadOrt(ortUrl, {threads = threadCount(), proxy = true} = {}) {
   const base = new URL(ortUrl, document.baseURI).href;
-  if (!loaded.has(base)) loaded.set(base, importOrt(base, threads));
+  if (!loaded.has(base)) loaded.set(base, importOrt(base, threads, proxy));
   return loaded.get(base);
 }
 
-async function importOrt(base, threads) {
+async function importOrt(base, threads, proxy) {
   if (!hasWasmSimd()) throw new Unavailable('no-simd');
   let ort;
   try {
@@ -60,6 +61,6 @@ async function importOrt(base, threads) {
   ort.env.wasm.wasmPaths = base;
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.simd = true;
-  ort.env.wasm.proxy = true;
+  ort.env.wasm.proxy = proxy;
   return ort;
 }
