@@ -218,6 +218,7 @@ def test_hover_shows_the_mask_under_the_cursor_and_makes_no_request(page, predic
     assert requests == []  # no server call, nothing fetched again
     moves, decodes = stats["moves"] - before["moves"], stats["decodes"] - before["decodes"]
     assert moves >= 40 and 0 < decodes < moves  # throttled: stale moves dropped
+    assert page.evaluate("harness.flight.max") == 1
     # The last mask drawn answers the last move: the server's mask for a foreground point there.
     assert abs(last["x"] - 0.6 * box["width"] * predictor.original_size[1] / width) <= 2
     prompt = {"points": [[last["x"], last["y"]]], "labels": [1], "boxes": []}
@@ -260,3 +261,18 @@ def test_a_decoder_of_another_graph_is_an_unsupported_model(page):
     assert page.evaluate("harness.load('/files/official.bin')") == "fallback"
     assert page.evaluate("harness.events.at(-1)")["reason"] == "unsupported-model"
     assert page.evaluate("harness.load('/files/dogs.bin')") == "ready"  # the next image decodes again
+
+
+def test_a_browser_without_webassembly_simd_gets_the_fallback_signal(browser, server, assets, predictor):
+    height, width = _display_size(predictor.original_size)
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.add_init_script("WebAssembly.validate = () => false")  # what a browser without SIMD answers for our probe
+    try:
+        page.goto(harness_url(server, assets, "/files/dogs.bin", (width, height)))
+        page.wait_for_function("window.harnessReady === true")
+        assert page.evaluate("harness.load('/files/dogs.bin')") == "fallback"
+        event = page.evaluate("harness.events.at(-1)")
+        assert event["reason"] == "no-simd" and "SIMD" in event["message"]
+    finally:
+        page.close()

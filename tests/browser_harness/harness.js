@@ -20,6 +20,7 @@ controller.addEventListener(DECODER_EVENT, (event) => events.push(event.detail))
 let placed = {points: [], labels: [], boxes: []};
 const latencies = [];
 let lastDraw = null;
+const flight = {now: 0, max: 0}; // decodes of the hover preview running at once
 
 function union(masks) {
   const header = controller.embedding.header;
@@ -32,9 +33,14 @@ function union(masks) {
 }
 
 const preview = new HoverPreview({
-  decode: (x, y) => controller.decode({
-    points: [...placed.points, [x, y]], labels: [...placed.labels, 1], boxes: placed.boxes,
-  }),
+  decode: async (x, y) => {
+    flight.max = Math.max(flight.max, ++flight.now);
+    try {
+      return await controller.decode({points: [...placed.points, [x, y]], labels: [...placed.labels, 1], boxes: placed.boxes});
+    } finally {
+      flight.now--;
+    }
+  },
   draw: (masks, move) => {
     context.clearRect(0, 0, width, height);
     if (!masks) return;
@@ -67,7 +73,7 @@ function packBits(mask) {
 }
 
 window.harness = {
-  controller, preview, events, latencies,
+  controller, preview, events, latencies, flight,
   get lastDraw() { return lastDraw; },
   get threads() { return controller.decoder ? controller.decoder.threads : null; },
   load: (url) => controller.loadEmbedding(url),
