@@ -33,7 +33,7 @@ TIMEOUT_MS = 120_000
 MIN_DISPLAY_IOU = 0.98
 DISPLAY_SIDE = 1024  # the app's canvas (webapp.segment.DISPLAY_SIDE)
 # Logits at the original size against torch's postprocess_masks: float16 embedding and weights, wasm arithmetic.
-LOGITS_ATOL = 0.05
+LOGITS_ATOL = 0.01
 PROMPTS = {
     "one point": {"points": [[653.46, 190.45]], "labels": [1], "boxes": []},
     "point and background point": {"points": [[142.34, 68.27], [804.66, 500.61]], "labels": [1, 0], "boxes": []},
