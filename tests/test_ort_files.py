@@ -171,3 +171,11 @@ def test_a_lockfile_without_the_package_is_a_clear_error(tmp_path):
     (tmp_path / "package-lock.json").write_text(json.dumps({"packages": {}}))
     with pytest.raises(OrtFilesError, match="does not pin onnxruntime-web"):
         OrtRelease.from_lockfile(tmp_path / "package-lock.json")
+
+
+def test_an_incomplete_node_modules_falls_back_to_the_registry(tmp_path, registry):
+    repo = _repo(tmp_path, _integrity(registry.body), resolved=registry.url)
+    _node_modules(repo)
+    (repo / "node_modules" / "onnxruntime-web" / "dist" / ORT_FILES[2]).unlink()
+    _assert_built(ensure_ort_files(tmp_path / "static", repo=repo, use_npm=False, progress=lambda *_: None))
+    assert registry.requests == 1

@@ -111,8 +111,12 @@ def ensure_ort_files(
     if use_npm and _installed_version(repo) != release.version:
         reasons.extend(_npm_ci(repo))
     if _installed_version(repo) == release.version:
-        return _build(folder, release, lambda name: (dist / name).read_bytes())
-    reasons.append(f"node_modules/{PACKAGE} does not hold version {release.version} (`npm ci` installs it)")
+        try:
+            return _build(folder, release, lambda name: (dist / name).read_bytes())
+        except OrtFilesError as error:
+            reasons.append(f"node_modules/{PACKAGE}: {error}")
+    else:
+        reasons.append(f"node_modules/{PACKAGE} does not hold version {release.version} (`npm ci` installs it)")
     if download:
         try:
             with tempfile.TemporaryFile() as tarball:
