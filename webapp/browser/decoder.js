@@ -49,7 +49,7 @@ export class BrowserDecoder {
   async decodeGroup(embedding, group) {
     const {coords, labels, count} = graphInputs(group, embedding.header);
     const feeds = {
-      // A copy: onnxruntime-web's worker (env.wasm.proxy) takes the inputs' buffers over.
+      // A copy: with env.wasm.proxy, onnxruntime-web's worker takes the inputs' buffers over.
       image_embeddings: new this.ort.Tensor('float32', embedding.data.slice(), embedding.header.shape),
       point_coords: new this.ort.Tensor('float32', coords, [1, count, 2]),
       point_labels: new this.ort.Tensor('float32', labels, [1, count]),
@@ -62,8 +62,9 @@ export class BrowserDecoder {
 
   /**
    * The masks the server would show for a prompt ({points, labels, boxes}), as mobile_sam.session.segment with
-   * multimask_output=True: one group -> the best of the three multimask outputs (and the three as candidates);
-   * several boxes -> the single-mask output of each. Returns [{plane: Float32Array(256 * 256), score}, ...].
+   * multimask_output=True: one group -> the best-scoring of the three multimask outputs; several boxes -> the
+   * single-mask output of each. Returns [{plane: Float32Array(256 * 256), score, index (of the four)}, ...];
+   * decodeGroup gives all four outputs (the candidates).
    */
   async decode(embedding, prompt) {
     const groups = promptGroups(prompt);
