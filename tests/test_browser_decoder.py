@@ -19,7 +19,7 @@ from browser_harness.server import harness_url, serve_harness
 from PIL import Image
 
 from mobile_sam import SamPredictor, sam_model_registry
-from mobile_sam.onnx.export import export_sam
+from mobile_sam.onnx.export import export_decoder
 from webapp.decoder_cache import DecoderCache
 from webapp.embedding_file import EmbeddingHeader, write_embedding
 from webapp.ort_files import OrtRelease, ensure_ort_files
@@ -77,9 +77,8 @@ def files(sam, predictor, assets, conformance_dir, tmp_path_factory) -> dict:
     header = EmbeddingHeader(
         predictor.original_size, predictor.input_size, sam.image_size, sam.mask_threshold, "vit_t", decoder.name
     )
-    official = export_sam(sam, folder / "official", model_type="vit_t", weights="conformance").decoder
     unsupported = EmbeddingHeader(**{**header.__dict__, "decoder": "decoder-0000000000000000.onnx"})
-    assets.decoders.folder.joinpath(unsupported.decoder).write_bytes(official.read_bytes())
+    export_decoder(sam, assets.decoders.folder / unsupported.decoder)  # the official graph: other inputs
     return {
         "dogs.bin": write_embedding(folder / "dogs.bin", predictor.features.numpy(), header),
         "official.bin": write_embedding(folder / "official.bin", predictor.features.numpy(), unsupported),
