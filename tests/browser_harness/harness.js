@@ -1,6 +1,6 @@
 // Test and benchmark harness (not the app): the page's decoder modules on one embedding, driven from playwright
 // through window.harness. Query: js, ort, decoders (folder URLs), embedding (file URL), width, height (display),
-// optionally proxy=0 (onnxruntime-web on the main thread).
+// optionally proxy=0 (onnxruntime-web on the main thread) and threads=N (instead of the page's default).
 
 const params = new URLSearchParams(location.search);
 const js = params.get('js');
@@ -12,7 +12,10 @@ const canvas = document.getElementById('mask');
 for (const element of [canvas, document.getElementById('photo')]) Object.assign(element, {width, height});
 const context = canvas.getContext('2d');
 
-const runtime = params.get('proxy') === '0' ? {proxy: false} : {};
+const runtime = {
+  ...(params.get('proxy') === '0' ? {proxy: false} : {}),
+  ...(params.has('threads') ? {threads: Number(params.get('threads'))} : {}),
+};
 const controller = new DecoderController({ortUrl: params.get('ort'), decoderBase: params.get('decoders'), runtime});
 const events = [];
 controller.addEventListener(DECODER_EVENT, (event) => events.push(event.detail));
