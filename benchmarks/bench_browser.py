@@ -1,7 +1,7 @@
 """The mask decoder in the page (headless Debian chromium, onnxruntime-web's WebAssembly build), one run.
 
 Serves the decoder harness (tests/browser_harness, not the app) from a local server, plain (one thread) and
-cross-origin isolated (COOP/COEP: onnxruntime-web's threads), with onnxruntime-web in its worker (the page's
+cross-origin isolated (COOP/COEP: ISOLATED_THREADS threads), with onnxruntime-web in its worker (the page's
 default: decoding never blocks the page) and on the main thread, each mode in a fresh browser. Prints, per mode:
 the decode time in the page p50/p95 (one point, after warm-up; with the worker it includes sending the embedding
 to it), the harness's mouse move -> mask drawn p50/p95 (playwright moves over the canvas every 40 ms), the
@@ -32,6 +32,7 @@ CONFORMANCE = REPO.parent / "shared" / "conformance"
 CHROMIUM = "/usr/bin/chromium"
 DISPLAY_SIDE = 1024
 WARMUP = 5
+ISOLATED_THREADS = 2  # the page's default is half the logical cores (webapp/browser/runtime.js threadCount)
 MODES = {  # name: (cross-origin isolated, onnxruntime-web in its worker)
     "plain": (False, True),
     "plain-main": (False, False),
@@ -102,7 +103,8 @@ def _run_mode(playwright, assets, files, display, point, mode: str, runs: int) -
         finished = []
         page.on("requestfinished", lambda request: finished.append(request))
         with serve_harness(assets, files, isolate=isolate) as base:
-            page.goto(harness_url(base, assets, "/files/first.bin", display, proxy="1" if worker else "0"))
+            threads = {"threads": str(ISOLATED_THREADS)} if isolate else {}
+            page.goto(harness_url(base, assets, "/files/first.bin", display, proxy="1" if worker else "0", **threads))
             page.wait_for_function("window.harnessReady === true")
             state = page.evaluate("harness.load('/files/first.bin')")
             if state != "ready":

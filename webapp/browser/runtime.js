@@ -30,10 +30,13 @@ export function hasWasmSimd() {
   return typeof WebAssembly === 'object' && WebAssembly.validate(SIMD_PROBE);
 }
 
-/** Threads onnxruntime-web may use here: several only in a cross-origin isolated page. */
+/**
+ * Threads onnxruntime-web may use here: one unless the page is cross-origin isolated, else onnxruntime-web's own
+ * default, half the logical cores and at most MAX_THREADS (the rest keeps the page and the browser responsive).
+ */
 export function threadCount() {
   if (!globalThis.crossOriginIsolated) return 1;
-  return Math.max(1, Math.min(MAX_THREADS, navigator.hardwareConcurrency || 1));
+  return Math.min(MAX_THREADS, Math.ceil((navigator.hardwareConcurrency || 1) / 2));
 }
 
 const loaded = new Map();
