@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from mobile_sam import sam_model_registry
-from mobile_sam.onnx.export import export_low_res_decoder
 from mobile_sam.onnx.files import LOW_RES_DECODER_INPUTS, LOW_RES_DECODER_OUTPUTS
+from mobile_sam.onnx.low_res import export_low_res_decoder
 from mobile_sam.utils.transforms import ResizeLongestSide
 
 LOGITS_ATOL = 1e-4

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from mobile_sam.modeling import Sam
-from mobile_sam.onnx.export import DEFAULT_OPSET, WeightsDtype, export_low_res_decoder
-
-from .atomic_files import write_atomic
+from mobile_sam.onnx.export import DEFAULT_OPSET
+from mobile_sam.onnx.low_res import WeightsDtype, export_low_res_decoder
+from mobile_sam.utils.atomic import atomic_write_bytes
 
 # Bump when SamLowResOnnxModel or its export changes what a decoder file computes: old entries are then unused.
 GRAPH_VERSION = 1
@@ -76,10 +76,10 @@ class DecoderCache:
                 )
                 data = exported.read_bytes()
             sha256 = hashlib.sha256(data).hexdigest()
-            path = write_atomic(self.folder / f"decoder-{sha256[:16]}.onnx", data)
-            write_atomic(path.with_name(f"{path.name}.gz"), gzip.compress(data, compresslevel=9, mtime=0))
+            path = atomic_write_bytes(self.folder / f"decoder-{sha256[:16]}.onnx", data)
+            atomic_write_bytes(path.with_name(f"{path.name}.gz"), gzip.compress(data, compresslevel=9, mtime=0))
             record = {"file": path.name, "sha256": sha256, "size": len(data)}
-            write_atomic(self._record(key), json.dumps(record).encode())
+            atomic_write_bytes(self._record(key), json.dumps(record).encode())
             return DecoderFile(path, sha256, len(data))
 
     def file(self, name: str) -> Path | None:

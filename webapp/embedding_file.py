@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic_files import write_atomic
+from mobile_sam.utils.atomic import atomic_write_bytes
 
 MAGIC = b"SAMEMB01"
 DTYPE = "float16"
@@ -75,7 +75,7 @@ def embedding_bytes(embedding: np.ndarray, header: EmbeddingHeader) -> bytes:
 
 def write_embedding(path: str | Path, embedding: np.ndarray, header: EmbeddingHeader) -> Path:
     """Write `embedding_bytes` to path atomically; return path."""
-    return write_atomic(path, embedding_bytes(embedding, header))
+    return atomic_write_bytes(path, embedding_bytes(embedding, header))
 
 
 def _check_sizes(header: EmbeddingHeader) -> None:

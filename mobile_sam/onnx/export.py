@@ -1,5 +1,4 @@
-"""Export SAM / MobileSAM to ONNX: encoder.onnx (the image encoder) and decoder.onnx (`SamOnnxModel`), and the
-decoder cut at the low-res logits for the web page (`export_low_res_decoder`, `SamLowResOnnxModel`).
+"""Export SAM / MobileSAM to ONNX: encoder.onnx (the image encoder) and decoder.onnx (`SamOnnxModel`).
 
 The TorchScript exporter (`dynamo=False`) is used: with torch 2.14 the dynamo exporter rejects the
 official decoder's dynamic number of points, and the TorchScript one gives graphs that match the torch
@@ -9,7 +8,6 @@ runs (`sam.image_encoder`, in eval mode).
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import warnings
@@ -17,16 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import onnx
-import onnx.numpy_helper
 import torch
 from torch import nn
 
 from ..modeling import Sam
-from ..utils.onnx import SamLowResOnnxModel, SamOnnxModel
+from ..utils.onnx import SamOnnxModel
 from .files import (
     DECODER_FILE,
     DECODER_INPUTS,
@@ -34,8 +29,6 @@ from .files import (
     ENCODER_FILE,
     ENCODER_INPUT,
     ENCODER_OUTPUT,
-    LOW_RES_DECODER_INPUTS,
-    LOW_RES_DECODER_OUTPUTS,
     METADATA_KEY,
     EncoderMetadata,
 )
@@ -44,10 +37,6 @@ DEFAULT_OPSET = 17
 # 14: the first opset the TorchScript exporter maps scaled_dot_product_attention to; 20: its last.
 # 17 is the first with a LayerNormalization operator.
 MIN_OPSET, MAX_OPSET = 14, 20
-WeightsDtype = Literal["float32", "float16"]
-WEIGHTS_DTYPES: tuple[WeightsDtype, ...] = ("float32", "float16")
-# Smaller float tensors (biases, norms, constants) stay float32 with weights_dtype="float16": they weigh little.
-FLOAT16_MIN_ELEMENTS = 1024
 
 
 @dataclass(frozen=True)
@@ -105,59 +94,6 @@ def export_decoder(sam: Sam, path: str | Path, opset: int = DEFAULT_OPSET, retur
     with _eval_mode(decoder), _atomic_path(path) as tmp:
         _torchscript_export(decoder, dummy, tmp, opset, list(DECODER_INPUTS), list(DECODER_OUTPUTS), dynamic_axes)
     return Path(path)
-
-
-def export_low_res_decoder(
-    sam: Sam, path: str | Path, opset: int = DEFAULT_OPSET, weights_dtype: WeightsDtype = "float32"
-) -> Path:
-    """Write `SamLowResOnnxModel(sam)` as ONNX with a dynamic number of points (the web page's decoder).
-
-    Inputs `LOW_RES_DECODER_INPUTS`: image_embeddings (1, 256, 64, 64) float32, point_coords (1, N, 2) float32
-    in the input frame, point_labels (1, N) float32 (1, 0, 2 / 3 box corners, -1 padding). Outputs
-    `LOW_RES_DECODER_OUTPUTS`: iou_predictions (1, 4) and low_res_masks (1, 4, 256, 256) logits, the
-    single-mask output first. Any `Sam` works (vit_t, vit_b, vit_l, vit_h: the decoder is the same size).
-
-    weights_dtype "float16" stores the weight tensors (those of FLOAT16_MIN_ELEMENTS or more values) as
-    float16, each behind a Cast to float32, which ONNX Runtime folds when it loads the model: half the file,
-    float32 arithmetic with rounded weights (tests/test_onnx_low_res.py bounds the mask agreement).
-    """
-    _check_opset(opset)
-    if weights_dtype not in WEIGHTS_DTYPES:
-        raise ValueError(f"weights_dtype must be one of {WEIGHTS_DTYPES}, got {weights_dtype!r}")
-    decoder = SamLowResOnnxModel(sam)
-    generator = torch.Generator().manual_seed(0)
-    dummy = (
-        torch.randn(1, sam.prompt_encoder.embed_dim, *sam.prompt_encoder.image_embedding_size, generator=generator),
-        torch.randint(0, sam.image_size, (1, 5, 2), generator=generator).float(),
-        torch.randint(0, 4, (1, 5), generator=generator).float(),
-    )
-    names = list(LOW_RES_DECODER_INPUTS), list(LOW_RES_DECODER_OUTPUTS)
-    dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
-    with _eval_mode(decoder), _atomic_path(path) as tmp:
-        _torchscript_export(decoder, dummy, tmp, opset, *names, dynamic_axes)
-        if weights_dtype == "float16":
-            model = onnx.load(tmp)
-            _store_weights_as_float16(model.graph)
-            onnx.save(model, tmp)
-    return Path(path)
-
-
-def _store_weights_as_float16(graph: onnx.GraphProto) -> None:
-    """Replace each large float32 initializer W by a float16 copy and a leading node Cast(W_fp16) -> W."""
-    casts = []
-    for initializer in list(graph.initializer):
-        if initializer.data_type != onnx.TensorProto.FLOAT or math.prod(initializer.dims) < FLOAT16_MIN_ELEMENTS:
-            continue
-        values = onnx.numpy_helper.to_array(initializer)
-        if np.abs(values).max() > np.finfo(np.float16).max:
-            raise ValueError(f"weight {initializer.name} exceeds the float16 range: export it as float32")
-        half = onnx.numpy_helper.from_array(values.astype(np.float16), f"{initializer.name}_float16")
-        graph.initializer.remove(initializer)
-        graph.initializer.append(half)
-        casts.append(onnx.helper.make_node("Cast", [half.name], [initializer.name], to=onnx.TensorProto.FLOAT))
-    nodes = [*casts, *graph.node]
-    del graph.node[:]
-    graph.node.extend(nodes)
 
 
 def export_sam(
