@@ -1,6 +1,6 @@
 """The mask decoder in the page (headless Debian chromium, onnxruntime-web's WebAssembly build), one run.
 
-Serves the decoder harness (tests/browser_harness, not the app) from a local server, plain (one thread) and
+Serves the decoder harness (tests/support/browser_harness, not the app) from a local server, plain (one thread) and
 cross-origin isolated (COOP/COEP: ISOLATED_THREADS threads), with onnxruntime-web in its worker (the page's
 default: decoding never blocks the page) and on the main thread, each mode in a fresh browser. Prints, per mode:
 the decode time in the page p50/p95 (one point, after warm-up; with the worker it includes sending the embedding
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tests.browser_harness.server import harness_url, serve_harness
+from tests.support.browser_harness.server import harness_url, serve_harness
 
 REPO = Path(__file__).resolve().parents[1]
 CONFORMANCE = REPO.parent / "shared" / "conformance"

@@ -1,6 +1,6 @@
 """The mask decoder in a real browser (Debian chromium, headless, playwright) on the conformance weights: the page's
 masks agree with our torch `SamPredictor` at display size, hovering makes no request, failures and the toggle
-give the fallback signal. The page is a harness (tests/browser_harness), not the app.
+give the fallback signal. The page is a harness (tests/support/browser_harness), not the app.
 
 onnxruntime-web's files are put in place once for the session (`ensure_ort_files`: node_modules, `npm ci` or the
 npm registry); the pages themselves only reach the local server.
@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from browser_harness.server import harness_url, serve_harness
 from PIL import Image
+from support.browser_harness.server import harness_url, serve_harness
 
 from mobile_sam import SamPredictor, sam_model_registry
 from mobile_sam.onnx.export import export_decoder

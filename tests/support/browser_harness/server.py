@@ -25,6 +25,13 @@ HARNESS_DIR = Path(__file__).resolve().parent
 HARNESS_FILES = ("index.html", "harness.js")
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextmanager
 def serve_harness(assets: WebAssets, files: Mapping[str, Path], isolate: bool = False) -> Iterator[str]:
     """Serve on a free 127.0.0.1 port until the block ends; yield the base URL ("http://127.0.0.1:PORT").
@@ -48,9 +55,7 @@ def serve_harness(assets: WebAssets, files: Mapping[str, Path], isolate: bool = 
 
     routes = [*assets.routes(), Route("/harness/{name}", harness), Route("/files/{name}", named_file)]
     app = Starlette(routes=routes, middleware=[Middleware(CrossOriginIsolation)] if isolate else [])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
