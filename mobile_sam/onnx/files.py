@@ -16,6 +16,9 @@ ENCODER_OUTPUT = "image_embeddings"
 # The official `SamOnnxModel` graph's names (scripts/export_onnx_model.py).
 DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size")
 DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
+# The decoder cut at the low-res logits (`SamLowResOnnxModel`, for the web page): no mask prompt, no resize.
+LOW_RES_DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels")
+LOW_RES_DECODER_OUTPUTS = ("iou_predictions", "low_res_masks")
 
 METADATA_KEY = "mobile_sam"
 

@@ -13,6 +13,9 @@ Python control flow on values), so one exported graph serves points, boxes and m
 
 and returns upscaled mask logits (1, K, H, W), scores (1, K) and low-res logits (1, K, 256, 256), with
 K = 4 (the single-mask output then the three multimask outputs) or 1 with `return_single_mask`.
+
+`SamLowResOnnxModel` is the same graph cut at the low-res logits, for callers that draw the masks
+themselves (the web page's decoder): no mask prompt, no upscaling.
 """
 
 from __future__ import annotations
@@ -139,3 +142,30 @@ class SamOnnxModel(nn.Module):
             areas = (upscaled_masks > threshold).sum(dim=(-2, -1))
             return upscaled_masks, scores, stability_scores, areas, masks
         return upscaled_masks, scores, masks
+
+
+class SamLowResOnnxModel(SamOnnxModel):
+    """Prompt encoding and mask decoding of `model`, cut at the low-res logits (for ONNX export).
+
+    image_embeddings (1, 256, 64, 64), point_coords (1, N, 2) in the input frame and point_labels (1, N) as for
+    `SamOnnxModel` -> iou_predictions (1, 4) and low_res_masks (1, 4, 256, 256): all four outputs (the
+    single-mask output first), no mask prompt, no resize. `Sam.postprocess_masks` of low_res_masks gives the
+    masks `SamOnnxModel` returns.
+    """
+
+    def __init__(self, model: Sam) -> None:
+        super().__init__(model, return_single_mask=False)
+
+    @torch.no_grad()
+    def forward(
+        self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """See the class docstring for the inputs and outputs."""
+        encoder = self.model.prompt_encoder
+        masks, scores = self.mask_decoder.predict_masks(
+            image_embeddings=image_embeddings,
+            image_pe=encoder.get_dense_pe(),
+            sparse_prompt_embeddings=self._embed_points(point_coords, point_labels),
+            dense_prompt_embeddings=encoder.no_mask_embed.weight.reshape(1, -1, 1, 1),
+        )
+        return scores, masks

@@ -1,0 +1,123 @@
+"""The web page's decoder files (`export_low_res_decoder` of a loaded model), exported once and kept on disk.
+
+An entry is keyed by the weights' SHA-256 (the checkpoint file's; `weights_sha256(sam)` for weights without a
+file, such as random ones) and the export settings. The file's name holds the SHA-256 of its content
+(decoder-<16 hex>.onnx), so the page may cache its URL forever and a new export never reuses an old URL; a gzip
+copy (name + ".gz") sits beside it for clients that accept gzip. Every file is written atomically; concurrent
+requests for one entry export it once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from mobile_sam.modeling import Sam
+from mobile_sam.onnx.export import DEFAULT_OPSET
+from mobile_sam.onnx.low_res import WeightsDtype, export_low_res_decoder
+from mobile_sam.utils.atomic import atomic_write_bytes
+
+# Bump when SamLowResOnnxModel or its export changes what a decoder file computes: old entries are then unused.
+GRAPH_VERSION = 1
+FILE_NAME = re.compile(r"decoder-[0-9a-f]{16}\.onnx")
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """How the decoder is exported (part of the cache key)."""
+
+    opset: int = DEFAULT_OPSET
+    weights_dtype: WeightsDtype = "float16"
+
+
+@dataclass(frozen=True)
+class DecoderFile:
+    """One cached decoder: its path (name decoder-<content hash>.onnx), content SHA-256 and size in bytes."""
+
+    path: Path
+    sha256: str
+    size: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+class DecoderCache:
+    """Decoder files under `folder`, one per (weights, settings)."""
+
+    def __init__(self, folder: str | Path, settings: DecoderSettings | None = None) -> None:
+        self.folder = Path(folder)
+        self.settings = settings or DecoderSettings()
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def decoder(self, sam: Sam, weights_sha256: str) -> DecoderFile:
+        """The decoder file of `sam`, whose weights have this SHA-256; exported on the first call (about a second)."""
+        if not re.fullmatch(r"[0-9a-f]{64}", weights_sha256):
+            raise ValueError(f"weights_sha256 must be 64 lowercase hex digits, got {weights_sha256!r}")
+        key = self._key(weights_sha256)
+        with self._lock(key):
+            found = self._lookup(key)
+            if found is not None:
+                return found
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=".export-", dir=self.folder) as scratch:
+                exported = export_low_res_decoder(
+                    sam, Path(scratch) / "decoder.onnx", self.settings.opset, self.settings.weights_dtype
+                )
+                data = exported.read_bytes()
+            sha256 = hashlib.sha256(data).hexdigest()
+            path = atomic_write_bytes(self.folder / f"decoder-{sha256[:16]}.onnx", data)
+            atomic_write_bytes(path.with_name(f"{path.name}.gz"), gzip.compress(data, compresslevel=9, mtime=0))
+            record = {"file": path.name, "sha256": sha256, "size": len(data)}
+            atomic_write_bytes(self._record(key), json.dumps(record).encode())
+            return DecoderFile(path, sha256, len(data))
+
+    def file(self, name: str) -> Path | None:
+        """The path of a decoder file by its name (as in its URL), or None for anything else."""
+        if not FILE_NAME.fullmatch(name):
+            return None
+        path = self.folder / name
+        return path if path.is_file() else None
+
+    def _key(self, weights_sha256: str) -> str:
+        fields = {"graph": GRAPH_VERSION, "weights_sha256": weights_sha256, **asdict(self.settings)}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+
+    def _record(self, key: str) -> Path:
+        return self.folder / f"{key}.json"
+
+    def _lookup(self, key: str) -> DecoderFile | None:
+        """The entry's file when its record and file are both there and agree in size."""
+        try:
+            record = json.loads(self._record(key).read_text())
+            path = self.file(record["file"])
+            if path is not None and path.stat().st_size == record["size"]:
+                return DecoderFile(path, record["sha256"], record["size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+
+def weights_sha256(sam: Sam) -> str:
+    """SHA-256 of the decoder's weights (prompt encoder and mask decoder state, by name), for weights with no
+    checkpoint file: equal weights give equal keys."""
+    digest = hashlib.sha256()
+    for module_name in ("prompt_encoder", "mask_decoder"):
+        for name, tensor in sorted(getattr(sam, module_name).state_dict().items()):
+            digest.update(f"{module_name}.{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
