@@ -44,14 +44,18 @@ class SamPredictor:
             raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
         if image_format != self.model.image_format:
             image = image[..., ::-1]
-        input_image = self.transform.apply_image(np.ascontiguousarray(image))
+        # Prompts and masks live in the input frame (`transform`); the image is resized to the encoder's frame,
+        # the same one except for EfficientViT-SAM's L models (512).
+        encoder_transform = ResizeLongestSide(self.model.encoder_image_size)
+        input_image = encoder_transform.apply_image(np.ascontiguousarray(image))
         input_tensor = torch.as_tensor(input_image, device=self.device).permute(2, 0, 1).contiguous()[None]
         self.set_torch_image(input_tensor, image.shape[:2])
 
     @torch.no_grad()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
-        """Encode an image already resized to the input frame: (1, 3, h, w) with max(h, w) = 1024."""
-        size = self.model.image_size
+        """Encode an image already resized to the encoder's frame: (1, 3, h, w) with max(h, w) =
+        `model.encoder_image_size` (1024; 512 for EfficientViT-SAM's L models)."""
+        size = self.model.encoder_image_size
         if (
             transformed_image.ndim != 4
             or transformed_image.shape[:2] != (1, 3)
@@ -63,7 +67,7 @@ class SamPredictor:
             )
         self.reset_image()
         self.original_size = tuple(int(v) for v in original_image_size)
-        self.input_size = tuple(int(v) for v in transformed_image.shape[-2:])
+        self.input_size = self.model.input_frame_size(tuple(transformed_image.shape[-2:]), self.original_size)
         input_image = self.model.preprocess(transformed_image.to(self.device, torch.float32))
         self.features = self.model.image_encoder(input_image)
         self.dense_pe = self.model.prompt_encoder.get_dense_pe()
