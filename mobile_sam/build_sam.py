@@ -47,6 +47,15 @@ EXPECTED_FILES: dict[str, str] = {
         '(a state dict under "state_dict", or flat)'
         for variant in EFFICIENTVIT_SAM_CONFIGS
     },
+    # MobileSAMv2 (`build_mobilesamv2`): its encoders' files and the two parts of its prompt-guided decoder.
+    "mobilesamv2 efficientvit_l2 encoder": "MobileSAMv2's weight/l2.pt "
+    '({"state_dict": {...}} or flat; the keys holding "image_encoder." are read)',
+    "mobilesamv2 tiny_vit encoder": 'MobileSAMv2\'s weight/mobile_sam.pt: {"model": TinyViT encoder state dict '
+    '(keys without "image_encoder.")}',
+    "mobilesamv2 sam_vit_h encoder": "MobileSAMv2's weight/sam_vit_h.pt: SAM ViT-H's image-encoder state dict alone "
+    '(keys without "image_encoder.")',
+    "mobilesamv2 prompt-guided decoder": 'Prompt_guided_Mask_Decoder.pt: {"PromtEncoder": prompt-encoder state dict, '
+    '"MaskDecoder": mask-decoder state dict} (the official spelling, "Promt")',
 }
 
 

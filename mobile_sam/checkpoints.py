@@ -338,18 +338,15 @@ def checkpoint_status(name: str | CheckpointInfo, cache_dir: str | Path | None =
     return CheckpointStatus(info=info, path=path, present=True, verified=verified)
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+def load_checkpoint_file(path: str | Path) -> object:
     """
-    Read a SAM / MobileSAM checkpoint as a state dict on the CPU, with
-    torch.load(weights_only=True), so no code in the file is ever executed.
-
-    A plain state dict is expected; a dict wrapping one under "model" or "state_dict" (common
-    for fine-tuned checkpoints) is unwrapped.
+    Read a checkpoint file on the CPU with torch.load(weights_only=True), so no code in the file is ever
+    executed, and return what it holds (a state dict, or a dict of them) unchanged.
 
     Raises:
       CheckpointNotFoundError: the file does not exist.
-      CheckpointError: the file is not a readable state dict (corrupt, truncated, a full
-        pickled model such as an ultralytics file, or not a mapping of names to tensors).
+      CheckpointError: the file is empty, corrupt, truncated, not a PyTorch file, or holds Python objects other
+        than tensors and containers (a full pickled model such as an ultralytics file).
     """
     file = Path(path).expanduser()
     if not file.is_file():
@@ -357,7 +354,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if file.stat().st_size == 0:
         raise CheckpointError(f"Cannot read checkpoint {file}:\n  it is empty (0 bytes).")
     try:
-        loaded = torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for unreadable files
         if "unsupported global" in str(error).lower():
             reason = (
@@ -369,6 +366,21 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             reason = f"it is corrupt, truncated or not a PyTorch file ({_root_cause(error)})"
         raise CheckpointError(f"Cannot read checkpoint {file}:\n  {reason}.") from error
 
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """
+    Read a SAM / MobileSAM checkpoint as a state dict on the CPU (`load_checkpoint_file`).
+
+    A plain state dict is expected; a dict wrapping one under "model" or "state_dict" (common
+    for fine-tuned checkpoints) is unwrapped.
+
+    Raises:
+      CheckpointNotFoundError: the file does not exist.
+      CheckpointError: the file is not a readable state dict (corrupt, truncated, a full
+        pickled model such as an ultralytics file, or not a mapping of names to tensors).
+    """
+    file = Path(path).expanduser()
+    loaded = load_checkpoint_file(file)
     if isinstance(loaded, Mapping) and not _is_tensor_mapping(loaded):
         for key in ("model", "state_dict"):
             inner = loaded.get(key)
