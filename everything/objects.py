@@ -59,9 +59,12 @@ class ObjectAwareMaskGenerator:
     """Generates one mask per detected box (MobileSAMv2's object-aware "segment everything").
 
     Arguments:
-      model: a `mobile_sam` `Sam` model (vit_t, vit_b, vit_l or vit_h).
+      model: a `mobile_sam` `Sam` model (vit_t, vit_b, vit_l or vit_h, or MobileSAMv2 from
+        `mobile_sam.build_mobilesamv2`: with `border_snap=0`, the masks of boxes inside the image and their order
+        are those of MobileSAMv2's Inference.py, whose equal areas may come in another order).
       box_source: a detector (`everything.load_box_source(...)`, or anything with `detect(image)`); may be
-        None when every `generate` call passes `boxes`.
+        None when every `generate` call passes `boxes`. `ObjectAwareBoxSource` snaps boxes itself, as
+        MobileSAMv2 does: use `border_snap=0` with it.
       max_boxes: at most this many boxes are decoded (the first ones: detectors give them by confidence).
       border_snap: box sides closer than this many pixels (original image) to the image border are moved
         onto it (0: off). MobileSAMv2 snaps 20 px in the detector's 1024-px frame; here it is 20 px of the

@@ -33,10 +33,12 @@ from .build_sam import (
     load_state_dict_checked,
     read_state_dict,
 )
-from .checkpoints import CheckpointError, load_checkpoint_file
+from .checkpoints import CheckpointError, CheckpointNotFoundError, load_checkpoint_file
 from .modeling import Sam, TinyViT, build_mobilesamv2_l2_encoder
 
 MOBILESAMV2_ENCODER_TYPES = ("efficientvit_l2", "tiny_vit", "sam_vit_h")
+# Where the official README sends users for every MobileSAMv2 file (weight/, PromptGuidedDecoder/).
+MOBILESAMV2_WEIGHTS_URL = "https://drive.google.com/file/d/1dE-YAG-1mFCBmao2rHDp0n-PP4eH7SjE/view?usp=sharing"
 # The two entries of Prompt_guided_Mask_Decoder.pt, spelled as the official file spells them.
 PROMPT_GUIDED_DECODER_PARTS = ("PromtEncoder", "MaskDecoder")
 IMAGE_ENCODER_PREFIX = "image_encoder."
@@ -72,6 +74,10 @@ def build_mobilesamv2(
 
     Its decoding is SAM's with `multimask_output=False` (the official `simple_type=True` gives the same values).
     """
+    if encoder_type not in MOBILESAMV2_ENCODER_TYPES:
+        raise ValueError(f"unknown MobileSAMv2 encoder_type {encoder_type!r}: give one of {MOBILESAMV2_ENCODER_TYPES}")
+    _require_file(encoder_checkpoint, EXPECTED_FILES[f"mobilesamv2 {encoder_type} encoder"])
+    _require_file(prompt_guided_decoder, EXPECTED_FILES[PROMPT_GUIDED_DECODER])
     encoder = build_mobilesamv2_encoder(encoder_type, encoder_checkpoint)
     sam = _build_sam(encoder, f"mobilesamv2 {encoder_type}", None)
     if prompt_guided_decoder is not None:
@@ -174,6 +180,15 @@ def load_prompt_guided_decoder(sam: Sam, checkpoint: str | Path) -> None:
     for part, module in zip(PROMPT_GUIDED_DECODER_PARTS, (sam.prompt_encoder, sam.mask_decoder)):
         state = _tensor_mapping(loaded[part], file, expected_format)
         load_state_dict_checked(module, state, PROMPT_GUIDED_DECODER, file)
+
+
+def _require_file(path: str | Path | None, expected: str) -> None:
+    """Raise `CheckpointNotFoundError` naming the file, what it is and where MobileSAMv2's files come from."""
+    if path is not None and not Path(path).expanduser().is_file():
+        raise CheckpointNotFoundError(
+            f"MobileSAMv2 file not found: {Path(path).expanduser()} (expected {expected}). MobileSAMv2's weights are "
+            f"linked from its README ({MOBILESAMV2_WEIGHTS_URL}); pass the path of the file you downloaded."
+        )
 
 
 def _tensor_mapping(value: object, file: Path, expected_format: str) -> dict[str, torch.Tensor]:

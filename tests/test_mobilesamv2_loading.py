@@ -149,15 +149,22 @@ def test_a_decoder_entry_that_is_not_a_state_dict_is_refused(tmp_path: Path) -> 
         build_mobilesamv2("tiny_vit", prompt_guided_decoder=path)
 
 
-@pytest.mark.parametrize("encoder_type", ["efficientvit_l2", "tiny_vit", "sam_vit_h"])
-def test_a_missing_encoder_file_is_named(tmp_path: Path, encoder_type: str) -> None:
-    with torch.device("meta"), pytest.raises(CheckpointNotFoundError, match="missing.pt"):
+@pytest.mark.parametrize(
+    ("encoder_type", "official_name"),
+    [("efficientvit_l2", "weight/l2.pt"), ("tiny_vit", "weight/mobile_sam.pt"), ("sam_vit_h", "weight/sam_vit_h.pt")],
+)
+def test_a_missing_encoder_file_is_named_with_where_to_get_it(
+    tmp_path: Path, encoder_type: str, official_name: str
+) -> None:
+    with pytest.raises(CheckpointNotFoundError) as raised:
         build_mobilesamv2(encoder_type, tmp_path / "missing.pt")
+    message = str(raised.value)
+    assert str(tmp_path / "missing.pt") in message and official_name in message and "drive.google.com" in message
 
 
-def test_a_missing_decoder_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointNotFoundError, match="Prompt_guided_Mask_Decoder.pt"):
-        build_mobilesamv2("tiny_vit", prompt_guided_decoder=tmp_path / "Prompt_guided_Mask_Decoder.pt")
+def test_a_missing_decoder_file_is_named_with_where_to_get_it(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointNotFoundError, match="Prompt_guided_Mask_Decoder.pt.*drive.google.com"):
+        build_mobilesamv2("tiny_vit", prompt_guided_decoder=tmp_path / "decoder.pt")
 
 
 def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path: Path) -> None:
