@@ -60,8 +60,8 @@ class ObjectAwareMaskGenerator:
 
     Arguments:
       model: a `mobile_sam` `Sam` model (vit_t, vit_b, vit_l or vit_h, or MobileSAMv2 from
-        `mobile_sam.build_mobilesamv2`: with `border_snap=0`, the masks of boxes inside the image and their order
-        are those of MobileSAMv2's Inference.py, whose equal areas may come in another order).
+        `mobile_sam.build_mobilesamv2`: with `border_snap=0`, boxes inside the image give the masks of MobileSAMv2's
+        Inference.py in its order, except that masks of equal area keep the boxes' order here).
       box_source: a detector (`everything.load_box_source(...)`, or anything with `detect(image)`); may be
         None when every `generate` call passes `boxes`. `ObjectAwareBoxSource` snaps boxes itself, as
         MobileSAMv2 does: use `border_snap=0` with it.

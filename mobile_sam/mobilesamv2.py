@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .predictor import SamPredictor
+from .predictor import POSTPROCESS_CHUNK_BYTES, SamPredictor
 
 OFFICIAL_BATCH_SIZE = 320
 
@@ -47,14 +47,16 @@ def segment_boxes(
         predictor: a `SamPredictor` of a MobileSAMv2 model (`mobile_sam.build_mobilesamv2`) or any SAM, its
             image set.
         boxes: (N, 4) XYXY in original-image pixels (as the detector gives them; not clipped or snapped here).
-        batch_size: boxes decoded at once (the official 320; each mask is independent of the others).
+        batch_size: boxes decoded at once (the official 320). Each mask is independent of the others, so a
+            smaller batch gives the same masks with less memory (the decoder holds activations for every box of a
+            batch).
     Returns:
         a `BoxMasks`, largest mask first.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     array = np.asarray(boxes.detach().cpu() if isinstance(boxes, torch.Tensor) else boxes)
-    if array.size == 0:
+    if array.shape == (0,):  # an empty list
         array = array.reshape(0, 4)
     if array.ndim != 2 or array.shape[1] != 4:
         raise ValueError(f"boxes must be an (N, 4) XYXY array, got shape {array.shape}")
@@ -62,13 +64,29 @@ def segment_boxes(
         raise ValueError("boxes must be finite numbers")
     if predictor.original_size is None:
         predictor.get_image_embedding()  # raises the predictor's error: no image is set
+    model = predictor.model
     in_boxes = torch.from_numpy(predictor.transform.apply_boxes(array, predictor.original_size))
     height, width = predictor.original_size
     masks = torch.empty((len(in_boxes), height, width), dtype=torch.bool, device=predictor.device)
+    dense_pe = model.prompt_encoder.get_dense_pe()
+    chunk = max(1, POSTPROCESS_CHUNK_BYTES // (4 * height * width))  # full-size float logits held at once
     for start in range(0, len(in_boxes), batch_size):
-        batch = in_boxes[start : start + batch_size].to(predictor.device)
-        batch_masks, _, _ = predictor.predict_torch(None, None, boxes=batch, multimask_output=False)
-        masks[start : start + len(batch)] = batch_masks[:, 0]
-    areas = masks.sum(dim=(1, 2)).to(torch.float32)
+        sparse, dense = model.prompt_encoder(
+            points=None, boxes=in_boxes[start : start + batch_size].to(predictor.device), masks=None
+        )
+        low_res, _ = model.mask_decoder(
+            image_embeddings=predictor.features,
+            image_pe=dense_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+            simple_type=True,
+        )
+        for first in range(0, len(low_res), chunk):
+            logits = model.postprocess_masks(low_res[first : first + chunk], predictor.input_size, (height, width))
+            done = start + first
+            torch.gt(logits[:, 0], model.mask_threshold, out=masks[done : done + len(logits)])
+    # Mask by mask: summing all the masks at once would convert them all to int64 first.
+    areas = torch.stack([mask.sum() for mask in masks]).to(torch.float32) if len(masks) else torch.zeros(0)
     order = torch.argsort(areas, descending=True)
     return BoxMasks(masks=masks[order], areas=areas[order], order=order)

@@ -89,12 +89,14 @@ def test_segment_boxes_decodes_batch_by_batch_to_the_same_masks(predictor: SamPr
     assert_official(result.masks.numpy(), expected)
 
 
-def test_segment_boxes_of_no_box_is_empty(predictor: SamPredictor) -> None:
-    result = segment_boxes(predictor, np.zeros((0, 4)))
-    assert result.masks.shape == (0, *predictor.original_size) and len(result.order) == 0
+@pytest.mark.parametrize("boxes", [np.zeros((0, 4)), []])
+def test_segment_boxes_of_no_box_is_empty(predictor: SamPredictor, boxes) -> None:
+    """The official script fails there (torch.cat of no mask)."""
+    result = segment_boxes(predictor, boxes)
+    assert result.masks.shape == (0, *predictor.original_size) and len(result.order) == len(result.areas) == 0
 
 
-@pytest.mark.parametrize("boxes", [np.zeros((3, 3)), np.array([[0.0, 0.0, np.nan, 5.0]])])
+@pytest.mark.parametrize("boxes", [np.zeros((3, 3)), np.zeros((2, 0)), np.array([[0.0, 0.0, np.nan, 5.0]])])
 def test_segment_boxes_rejects_bad_boxes(predictor: SamPredictor, boxes: np.ndarray) -> None:
     with pytest.raises(ValueError, match="boxes"):
         segment_boxes(predictor, boxes)
