@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
-from .modeling.efficientvit_sam import EFFICIENTVIT_SAM_CONFIGS, EfficientViTSamImageEncoder, set_norm_eps
+from .modeling.efficientvit_sam import (
+    EFFICIENTVIT_SAM_CONFIGS,
+    MOBILESAMV2_L2_ENCODER,
+    EfficientViTSamImageEncoder,
+    set_norm_eps,
+)
 
 PROMPT_EMBED_DIM = 256
 IMAGE_SIZE = 1024
@@ -47,6 +52,8 @@ EXPECTED_FILES: dict[str, str] = {
         '(a state dict under "state_dict", or flat)'
         for variant in EFFICIENTVIT_SAM_CONFIGS
     },
+    MOBILESAMV2_L2_ENCODER: "MobileSAMv2's l2.pt or EfficientViT-SAM's efficientvit_sam_l2.pt "
+    '(a state dict under "state_dict", or flat, whose keys hold "image_encoder.")',
 }
 
 
