@@ -29,6 +29,13 @@ HYPERNETWORK_SCALE = 20.0
 EMBEDDING_CHANNEL_STRIDE = 32
 LOGITS_STRIDE = 4
 
+# Agreement required with the official outputs (see the README beside the data).
+EMBEDDING_RTOL = 1e-4  # relative to the embedding's scale (its largest magnitude)
+LOGITS_ATOL = 1e-3
+SCORES_ATOL = 1e-4
+MIN_MASK_IOU = 0.999
+WIDTH = 1072  # dogs.jpg
+
 _TOKEN = re.compile(r"(embed|embeddings\.\d+|tokens?)\.weight$")
 _HYPERNETWORK_OUT = re.compile(r"^mask_decoder\.output_hypernetworks_mlps\.\d+\.layers\.2\.weight$")
 
@@ -101,3 +108,60 @@ def pack_masks(masks: np.ndarray) -> np.ndarray:
 
 def unpack_masks(packed: np.ndarray, width: int) -> np.ndarray:
     return np.unpackbits(packed, axis=-1)[..., :width].astype(bool)
+
+
+# -- reading the data back (tests) ---------------------------------------------------------------------------------
+@cache
+def official_cases() -> dict:
+    """cases.json: the inputs the official code was run on."""
+    return json.loads((DATA_DIR / "cases.json").read_text())
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def official_outputs(name: str) -> dict[str, np.ndarray]:
+    """The arrays of DATA_DIR/name.npz."""
+    with np.load(DATA_DIR / f"{name}.npz") as arrays:
+        return {k: arrays[k] for k in arrays.files}
+
+
+def assert_embedding_matches(embedding: torch.Tensor, official: dict[str, np.ndarray]) -> None:
+    """The stored channels in full and every channel's statistics, within EMBEDDING_RTOL of the scale."""
+    ours = embedding.detach().double().numpy()[0]
+    tol = EMBEDDING_RTOL * np.abs(official["embedding/subset"]).max()
+    assert ours.shape == (256, 64, 64)
+    np.testing.assert_allclose(ours[::EMBEDDING_CHANNEL_STRIDE], official["embedding/subset"], rtol=0, atol=tol)
+    flat = ours.reshape(256, -1)
+    for stat, value in (("mean", flat.mean(1)), ("std", flat.std(1)), ("min", flat.min(1)), ("max", flat.max(1))):
+        np.testing.assert_allclose(value, official[f"embedding/{stat}"], rtol=0, atol=tol)
+
+
+def assert_outputs_match(
+    name: str, masks: np.ndarray, scores: np.ndarray, low_res: np.ndarray, official: dict[str, np.ndarray]
+) -> None:
+    """Predictor outputs of case `name` against the official ones: scores, the stored low-res logits and each
+    mask's logit statistics, and every full-size mask (IoU)."""
+    expected = unpack_masks(official[f"{name}/masks"], WIDTH)
+    assert masks.shape == expected.shape and masks.dtype == bool
+    np.testing.assert_allclose(scores, official[f"{name}/scores"], rtol=0, atol=SCORES_ATOL)
+    low_res = np.asarray(low_res, dtype=np.float64)
+    subset = low_res[..., ::LOGITS_STRIDE, ::LOGITS_STRIDE]
+    np.testing.assert_allclose(subset, official[f"{name}/low_res_logits/subset"], rtol=0, atol=LOGITS_ATOL)
+    flat = low_res.reshape(*low_res.shape[:-2], -1)
+    np.testing.assert_allclose(flat.mean(-1), official[f"{name}/low_res_logits/mean"], rtol=0, atol=LOGITS_ATOL)
+    np.testing.assert_allclose(flat.std(-1), official[f"{name}/low_res_logits/std"], rtol=0, atol=LOGITS_ATOL)
+    for ours, theirs in zip(masks.reshape(-1, *masks.shape[-2:]), expected.reshape(-1, *masks.shape[-2:])):
+        assert mask_iou(ours, theirs) >= MIN_MASK_IOU
+
+
+def case_kwargs(name: str, official: dict[str, np.ndarray]) -> dict:
+    """`predict` arguments of case `name`, as the official predictor got them."""
+    case = next(c for c in official_cases()["cases"] if c["name"] == name)
+    kwargs = {k: np.asarray(v) for k, v in case["args"].items()}
+    if name == "refine_with_mask_input":
+        kwargs.update(mask_input=official[f"{name}/in/mask_input"], multimask_output=False)
+    kwargs["multimask_output"] = bool(kwargs["multimask_output"])
+    return kwargs

@@ -8,17 +8,20 @@ go through every prompt kind, L0 through the automatic mask generator.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 from efficientvit_support import (
-    DATA_DIR,
-    EMBEDDING_CHANNEL_STRIDE,
-    LOGITS_STRIDE,
+    SCORES_ATOL,
     VARIANTS,
+    WIDTH,
+    assert_embedding_matches,
+    assert_outputs_match,
+    case_kwargs,
     image_encoder_state_dict,
+    mask_iou,
+    official_cases,
+    official_outputs,
     random_state_dict,
     unpack_masks,
 )
@@ -28,25 +31,9 @@ from mobile_sam import SamAutomaticMaskGenerator, SamPredictor, sam_model_regist
 from mobile_sam.build_sam import StateDictMismatchError
 from mobile_sam.modeling import build_mobilesamv2_l2_encoder
 
-EMBEDDING_RTOL = 1e-4  # relative to the embedding's scale (its largest magnitude)
-LOGITS_ATOL = 1e-3
-SCORES_ATOL = 1e-4
-MIN_MASK_IOU = 0.999
 # The official file layout per variant: both layouts `create_efficientvit_sam_model` reads are covered.
 FILE_LAYOUT = {"l0": "state_dict", "l1": "flat", "l2": "state_dict", "xl0": "flat", "xl1": "state_dict"}
-CASES = json.loads((DATA_DIR / "cases.json").read_text())
-PREDICT_CASES = [case["name"] for case in CASES["cases"]]
-WIDTH = 1072  # dogs.jpg
-
-
-def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
-def _official(name: str) -> dict[str, np.ndarray]:
-    with np.load(DATA_DIR / f"{name}.npz") as arrays:
-        return {k: arrays[k] for k in arrays.files}
+PREDICT_CASES = [case["name"] for case in official_cases()["cases"]]
 
 
 def _save(state: dict[str, torch.Tensor], path, layout: str):
@@ -76,69 +63,37 @@ def predictors(dogs, tmp_path_factory):
     return get
 
 
-def _assert_embedding_matches(embedding: torch.Tensor, official: dict[str, np.ndarray]) -> None:
-    """The stored channels in full and every channel's statistics, within EMBEDDING_RTOL of the scale."""
-    ours = embedding.detach().double().numpy()[0]
-    tol = EMBEDDING_RTOL * np.abs(official["embedding/subset"]).max()
-    assert ours.shape == (256, 64, 64)
-    np.testing.assert_allclose(ours[::EMBEDDING_CHANNEL_STRIDE], official["embedding/subset"], rtol=0, atol=tol)
-    flat = ours.reshape(256, -1)
-    for stat, value in (("mean", flat.mean(1)), ("std", flat.std(1)), ("min", flat.min(1)), ("max", flat.max(1))):
-        np.testing.assert_allclose(value, official[f"embedding/{stat}"], rtol=0, atol=tol)
-
-
-def _assert_outputs_match(name, masks, scores, low_res, official) -> None:
-    expected = unpack_masks(official[f"{name}/masks"], WIDTH)
-    assert masks.shape == expected.shape and masks.dtype == bool
-    np.testing.assert_allclose(scores, official[f"{name}/scores"], rtol=0, atol=SCORES_ATOL)
-    low_res = np.asarray(low_res, dtype=np.float64)
-    subset = low_res[..., ::LOGITS_STRIDE, ::LOGITS_STRIDE]
-    np.testing.assert_allclose(subset, official[f"{name}/low_res_logits/subset"], rtol=0, atol=LOGITS_ATOL)
-    flat = low_res.reshape(*low_res.shape[:-2], -1)
-    np.testing.assert_allclose(flat.mean(-1), official[f"{name}/low_res_logits/mean"], rtol=0, atol=LOGITS_ATOL)
-    np.testing.assert_allclose(flat.std(-1), official[f"{name}/low_res_logits/std"], rtol=0, atol=LOGITS_ATOL)
-    for ours, theirs in zip(masks.reshape(-1, *masks.shape[-2:]), expected.reshape(-1, *masks.shape[-2:])):
-        assert _mask_iou(ours, theirs) >= MIN_MASK_IOU
-
-
-def _case_kwargs(name: str, official: dict[str, np.ndarray]) -> dict:
-    case = next(c for c in CASES["cases"] if c["name"] == name)
-    kwargs = {k: np.asarray(v) for k, v in case["args"].items()}
-    if name == "refine_with_mask_input":
-        kwargs.update(mask_input=official[f"{name}/in/mask_input"], multimask_output=False)
-    kwargs["multimask_output"] = bool(kwargs["multimask_output"])
-    return kwargs
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_each_variant_loads_its_official_file_and_matches_official_outputs(variant, predictors):
-    predictor, official = predictors(variant), _official(f"efficientvit_sam_{variant}")
+    predictor, official = predictors(variant), official_outputs(f"efficientvit_sam_{variant}")
     assert predictor.model.encoder_image_size == (512 if variant.startswith("l") else 1024)
     assert tuple(predictor.input_size) == tuple(official["input_size"])
-    _assert_embedding_matches(predictor.get_image_embedding(), official)
-    kwargs = _case_kwargs("one_point_multi", official)
-    _assert_outputs_match("one_point_multi", *predictor.predict(**kwargs), official)
+    assert_embedding_matches(predictor.get_image_embedding(), official)
+    kwargs = case_kwargs("one_point_multi", official)
+    assert_outputs_match("one_point_multi", *predictor.predict(**kwargs), official)
 
 
 @pytest.mark.parametrize("variant", ["l0", "xl0"])
 @pytest.mark.parametrize("name", PREDICT_CASES[1:])
-def test_every_prompt_kind_matches_official(variant, name, predictors):
-    predictor, official = predictors(variant), _official(f"efficientvit_sam_{variant}")
-    _assert_outputs_match(name, *predictor.predict(**_case_kwargs(name, official)), official)
+def test_every_prompt_kind_matchesofficial_outputs(variant, name, predictors):
+    predictor, official = predictors(variant), official_outputs(f"efficientvit_sam_{variant}")
+    assert_outputs_match(name, *predictor.predict(**case_kwargs(name, official)), official)
 
 
 @pytest.mark.parametrize("variant", ["l0", "xl0"])
-def test_batched_boxes_through_predict_torch_match_official(variant, predictors):
-    predictor, official = predictors(variant), _official(f"efficientvit_sam_{variant}")
-    boxes = predictor.transform.apply_boxes_torch(torch.tensor(CASES["batched_boxes"]), predictor.original_size)
+def test_batched_boxes_through_predict_torch_matchofficial_outputs(variant, predictors):
+    predictor, official = predictors(variant), official_outputs(f"efficientvit_sam_{variant}")
+    boxes = predictor.transform.apply_boxes_torch(
+        torch.tensor(official_cases()["batched_boxes"]), predictor.original_size
+    )
     masks, scores, low_res = predictor.predict_torch(None, None, boxes=boxes, multimask_output=False)
-    _assert_outputs_match("batched_boxes", masks.numpy(), scores.numpy(), low_res.numpy(), official)
+    assert_outputs_match("batched_boxes", masks.numpy(), scores.numpy(), low_res.numpy(), official)
 
 
-def test_automatic_mask_generator_matches_official(predictors, dogs):
-    official = _official("amg_l0")
-    stride = CASES["amg_mask_stride"]
-    generator = SamAutomaticMaskGenerator(predictors("l0").model, **CASES["amg_config"])
+def test_automatic_mask_generator_matchesofficial_outputs(predictors, dogs):
+    official = official_outputs("amg_l0")
+    stride = official_cases()["amg_mask_stride"]
+    generator = SamAutomaticMaskGenerator(predictors("l0").model, **official_cases()["amg_config"])
     records = generator.generate(dogs)
     assert len(records) == len(official["area"])
     expected_masks = unpack_masks(official["masks_subset"], len(range(0, WIDTH, stride)))
@@ -149,11 +104,11 @@ def test_automatic_mask_generator_matches_official(predictors, dogs):
         assert abs(record["area"] - official["area"][i]) <= 1e-3 * official["area"][i]
         assert abs(record["predicted_iou"] - official["predicted_iou"][i]) <= SCORES_ATOL
         assert abs(record["stability_score"] - official["stability_score"][i]) <= 1e-3
-        assert _mask_iou(record["segmentation"][::stride, ::stride], expected_masks[i]) >= 0.99
+        assert mask_iou(record["segmentation"][::stride, ::stride], expected_masks[i]) >= 0.99
 
 
 @pytest.mark.parametrize("contents", ["image_encoder_only", "full_l2_model"])
-def test_mobilesamv2_l2_encoder_matches_official(contents, dogs, tmp_path):
+def test_mobilesamv2_l2_encoder_matchesofficial_outputs(contents, dogs, tmp_path):
     """MobileSAMv2 swaps its SAM's image encoder for this one; SamPredictor then feeds it SAM's 1024 input."""
     state = random_state_dict("l2")
     if contents == "image_encoder_only":
@@ -164,9 +119,9 @@ def test_mobilesamv2_l2_encoder_matches_official(contents, dogs, tmp_path):
     sam.image_encoder = encoder
     predictor = SamPredictor(sam)
     predictor.set_image(dogs)
-    official = _official("mobilesamv2_l2_encoder")
+    official = official_outputs("mobilesamv2_l2_encoder")
     assert tuple(predictor.input_size) == tuple(official["input_size"])
-    _assert_embedding_matches(predictor.get_image_embedding(), official)
+    assert_embedding_matches(predictor.get_image_embedding(), official)
 
 
 def test_a_checkpoint_of_another_family_names_the_file_and_the_expected_format(tmp_path):
