@@ -22,11 +22,13 @@ from efficientvit_support import (
     mask_iou,
     official_cases,
     official_outputs,
+    official_shapes,
     random_state_dict,
     unpack_masks,
 )
 from PIL import Image
 
+from compare.params import build_without_weights, sam_parameter_counts
 from mobile_sam import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry
 from mobile_sam.build_sam import StateDictMismatchError
 from mobile_sam.modeling import build_mobilesamv2_l2_encoder
@@ -122,6 +124,22 @@ def test_mobilesamv2_l2_encoder_matchesofficial_outputs(contents, dogs, tmp_path
     official = official_outputs("mobilesamv2_l2_encoder")
     assert tuple(predictor.input_size) == tuple(official["input_size"])
     assert_embedding_matches(predictor.get_image_embedding(), official)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_parameter_counts_are_the_official_models(variant):
+    """Counted from the architecture alone; the official state dict's entries less its buffers (BatchNorm
+    statistics, the prompt encoder's Gaussian frequencies)."""
+    buffers = ("running_mean", "running_var", "num_batches_tracked", "positional_encoding_gaussian_matrix")
+    official = {}
+    for key, shape, _ in official_shapes()[variant]:
+        if not key.endswith(buffers):
+            part = key.split(".")[0]
+            official[part] = official.get(part, 0) + int(np.prod(shape))
+    counts = sam_parameter_counts(build_without_weights(sam_model_registry[f"efficientvit_sam_{variant}"]))
+    assert counts.encoder == official["image_encoder"]
+    assert counts.decoder == official["prompt_encoder"] + official["mask_decoder"]
+    assert counts.total == sum(official.values()) and counts.unused == 0
 
 
 def test_a_checkpoint_of_another_family_names_the_file_and_the_expected_format(tmp_path):
