@@ -38,7 +38,8 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def sam_parameter_counts(sam: nn.Module) -> ParameterCounts:
-    """Counts for a `mobile_sam.modeling.Sam` (SAM or MobileSAM)."""
+    """Counts for a `mobile_sam.modeling.Sam` (SAM, MobileSAM or EfficientViT-SAM, whose encoders use every
+    parameter)."""
     from mobile_sam.modeling import TinyViT
 
     encoder = sam.image_encoder
@@ -69,13 +70,18 @@ def build_without_weights(builder: Callable[[], nn.Module]) -> nn.Module:
         return builder()
 
 
-# Figures quoted by the MobileSAM paper / README, for comparison with the counts above
-# (README section "Parameters: our counts against the paper's figures").
+# Figures quoted by the MobileSAM paper / README and EfficientViT-SAM's README, for comparison with the counts
+# above (README section "Parameters: our counts against the paper's figures").
 PAPER_FIGURES: dict[str, str] = {
     "vit_h": "encoder 632M (ViT-H); 611M in the MobileSAM README; decoder 3.876M",
     "vit_l": "encoder 307M (ViT-L)",
     "vit_b": "encoder 86M (ViT-B)",
     "vit_t": "encoder 5.78M, decoder 3.876M, total 9.66M",
+    "efficientvit_sam_l0": "total 34.8M (EfficientViT-SAM README)",
+    "efficientvit_sam_l1": "total 47.7M (EfficientViT-SAM README)",
+    "efficientvit_sam_l2": "total 61.3M (EfficientViT-SAM README)",
+    "efficientvit_sam_xl0": "total 117.0M (EfficientViT-SAM README)",
+    "efficientvit_sam_xl1": "total 203.3M (EfficientViT-SAM README)",
     "fastsam-x": "total 68M",
     "fastsam-s": "—",
 }

@@ -35,6 +35,7 @@ from .build_sam import (
 )
 from .checkpoints import CheckpointError, CheckpointNotFoundError, load_checkpoint_file
 from .modeling import Sam, TinyViT, build_mobilesamv2_l2_encoder
+from .modeling.efficientvit_sam import MOBILESAMV2_L2_ENCODER
 
 MOBILESAMV2_ENCODER_TYPES = ("efficientvit_l2", "tiny_vit", "sam_vit_h")
 # Where the official README sends users for every MobileSAMv2 file (weight/, PromptGuidedDecoder/).
@@ -46,6 +47,11 @@ IMAGE_ENCODER_PREFIX = "image_encoder."
 TINY_VIT_ENCODER = "mobilesamv2 tiny_vit encoder"
 SAM_VIT_H_ENCODER = "mobilesamv2 sam_vit_h encoder"
 PROMPT_GUIDED_DECODER = "mobilesamv2 prompt-guided decoder"
+ENCODER_FILES = {
+    "efficientvit_l2": MOBILESAMV2_L2_ENCODER,
+    "tiny_vit": TINY_VIT_ENCODER,
+    "sam_vit_h": SAM_VIT_H_ENCODER,
+}
 
 
 class MobileSAMv2FormatError(CheckpointError, KeyError):
@@ -76,7 +82,7 @@ def build_mobilesamv2(
     """
     if encoder_type not in MOBILESAMV2_ENCODER_TYPES:
         raise ValueError(f"unknown MobileSAMv2 encoder_type {encoder_type!r}: give one of {MOBILESAMV2_ENCODER_TYPES}")
-    _require_file(encoder_checkpoint, EXPECTED_FILES[f"mobilesamv2 {encoder_type} encoder"])
+    _require_file(encoder_checkpoint, EXPECTED_FILES[ENCODER_FILES[encoder_type]])
     _require_file(prompt_guided_decoder, EXPECTED_FILES[PROMPT_GUIDED_DECODER])
     encoder = build_mobilesamv2_encoder(encoder_type, encoder_checkpoint)
     sam = _build_sam(encoder, f"mobilesamv2 {encoder_type}", None)

@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
-from .modeling.efficientvit_sam import EFFICIENTVIT_SAM_CONFIGS, EfficientViTSamImageEncoder, set_norm_eps
+from .modeling.efficientvit_sam import (
+    EFFICIENTVIT_SAM_CONFIGS,
+    MOBILESAMV2_L2_ENCODER,
+    EfficientViTSamImageEncoder,
+    set_norm_eps,
+)
 
 PROMPT_EMBED_DIM = 256
 IMAGE_SIZE = 1024
@@ -47,9 +52,9 @@ EXPECTED_FILES: dict[str, str] = {
         '(a state dict under "state_dict", or flat)'
         for variant in EFFICIENTVIT_SAM_CONFIGS
     },
-    # MobileSAMv2 (`build_mobilesamv2`): its encoders' files and the two parts of its prompt-guided decoder.
-    "mobilesamv2 efficientvit_l2 encoder": "MobileSAMv2's weight/l2.pt "
-    '({"state_dict": {...}} or flat; the keys holding "image_encoder." are read)',
+    MOBILESAMV2_L2_ENCODER: "MobileSAMv2's l2.pt or EfficientViT-SAM's efficientvit_sam_l2.pt "
+    '(a state dict under "state_dict", or flat, whose keys hold "image_encoder.")',
+    # MobileSAMv2's other encoders' files and its prompt-guided decoder (`build_mobilesamv2`).
     "mobilesamv2 tiny_vit encoder": 'MobileSAMv2\'s weight/mobile_sam.pt: {"model": TinyViT encoder state dict '
     '(keys without "image_encoder.")}',
     "mobilesamv2 sam_vit_h encoder": "MobileSAMv2's weight/sam_vit_h.pt: SAM ViT-H's image-encoder state dict alone "

@@ -13,9 +13,10 @@ Where a checkpoint comes from (`resolve_checkpoint`):
   3. a download from the official URL into a temporary file in the cache folder, checked,
      then renamed into place atomically. Failures of any kind delete the temporary file.
 
-Files without a published hash (FastSAM, MobileSAMv2's ObjectAwareModel) are trusted on first use:
-the hash of the first downloaded or found copy is recorded beside it and every later use is checked
-against it. Those files are ultralytics pickles, read only by `load_ultralytics_checkpoint`.
+Files without a published hash (EfficientViT-SAM, FastSAM, MobileSAMv2's ObjectAwareModel) are trusted on
+first use: the hash of the first downloaded or found copy is recorded beside it and every later use is checked
+against it. FastSAM's and ObjectAwareModel's files are ultralytics pickles, read only by
+`load_ultralytics_checkpoint`.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class ChecksumError(CheckpointError):
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """One official checkpoint file. `family` is "mobile_sam", "sam", "fastsam" or "objectaware"."""
+    """One official checkpoint file. `family` is "mobile_sam", "sam", "efficientvit_sam", "fastsam" or "objectaware"."""
 
     name: str
     filename: str
@@ -76,12 +77,15 @@ class CheckpointInfo:
 
     @property
     def is_state_dict(self) -> bool:
-        """True for files `load_state_dict_file` reads (SAM, MobileSAM); the others are ultralytics pickles."""
-        return self.family in ("mobile_sam", "sam")
+        """True for files `load_state_dict_file` reads (SAM, MobileSAM, EfficientViT-SAM); the others are
+        ultralytics pickles."""
+        return self.family in ("mobile_sam", "sam", "efficientvit_sam")
 
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _FASTSAM_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
+# The links of mit-han-lab/efficientvit's applications/efficientvit_sam/README.md (no hash is published).
+_EFFICIENTVIT_SAM_URL = "https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/"
 
 CHECKPOINTS: Mapping[str, CheckpointInfo] = MappingProxyType(
     {
@@ -122,6 +126,18 @@ CHECKPOINTS: Mapping[str, CheckpointInfo] = MappingProxyType(
                 sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
                 size=2_564_550_879,
                 description="SAM, ViT-H image encoder",
+            ),
+            *(
+                CheckpointInfo(
+                    name=f"efficientvit_sam_{variant}",
+                    filename=f"efficientvit_sam_{variant}.pt",
+                    url=f"{_EFFICIENTVIT_SAM_URL}efficientvit_sam_{variant}.pt",
+                    family="efficientvit_sam",
+                    sha256=None,
+                    size=None,
+                    description=f"EfficientViT-SAM-{variant.upper()}, EfficientViT image encoder at {pixels} px",
+                )
+                for variant, pixels in (("l0", 512), ("l1", 512), ("l2", 512), ("xl0", 1024), ("xl1", 1024))
             ),
             CheckpointInfo(
                 name="fastsam-s",
@@ -184,8 +200,9 @@ class CheckpointStatus:
 
 def get_checkpoint_info(name: str | CheckpointInfo) -> CheckpointInfo:
     """
-    Look up a registry entry by name ("vit_t", "vit_b", "vit_l", "vit_h", "default",
-    "fastsam-s", "fastsam-x", "objectaware") or by file name ("mobile_sam.pt", ...), case-insensitively.
+    Look up a registry entry by name ("vit_t", "vit_b", "vit_l", "vit_h", "default", "efficientvit_sam_l0" ...
+    "efficientvit_sam_xl1", "fastsam-s", "fastsam-x", "objectaware") or by file name ("mobile_sam.pt", ...),
+    case-insensitively.
     A CheckpointInfo is returned as is (custom or test entries).
     """
     if isinstance(name, CheckpointInfo):

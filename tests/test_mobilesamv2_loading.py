@@ -151,7 +151,7 @@ def test_a_decoder_entry_that_is_not_a_state_dict_is_refused(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("encoder_type", "official_name"),
-    [("efficientvit_l2", "weight/l2.pt"), ("tiny_vit", "weight/mobile_sam.pt"), ("sam_vit_h", "weight/sam_vit_h.pt")],
+    [("efficientvit_l2", "l2.pt"), ("tiny_vit", "weight/mobile_sam.pt"), ("sam_vit_h", "weight/sam_vit_h.pt")],
 )
 def test_a_missing_encoder_file_is_named_with_where_to_get_it(
     tmp_path: Path, encoder_type: str, official_name: str

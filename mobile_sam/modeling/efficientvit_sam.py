@@ -157,6 +157,7 @@ def set_norm_eps(module: nn.Module, eps: float = NORM_EPS) -> None:
 
 # MobileSAMv2 keeps the image-encoder weights of an EfficientViT-SAM-L2 file, found by this part of the key.
 IMAGE_ENCODER_KEY = "image_encoder."
+MOBILESAMV2_L2_ENCODER = "mobilesamv2_l2_encoder"
 
 
 def build_mobilesamv2_l2_encoder(checkpoint: str | Path | None = None) -> EfficientViTSamImageEncoder:
@@ -172,7 +173,13 @@ def build_mobilesamv2_l2_encoder(checkpoint: str | Path | None = None) -> Effici
     """
     encoder = EfficientViTSamImageEncoder(EFFICIENTVIT_SAM_CONFIGS["l2"], img_size=1024).eval()
     if checkpoint is not None:
-        from ..build_sam import load_state_dict_checked, read_state_dict
+        from ..build_sam import (
+            EXPECTED_FILES,
+            StateDictMismatchError,
+            checkpoint_family,
+            load_state_dict_checked,
+            read_state_dict,
+        )
 
         state_dict = read_state_dict(checkpoint)
         encoder_state = {
@@ -180,5 +187,12 @@ def build_mobilesamv2_l2_encoder(checkpoint: str | Path | None = None) -> Effici
             for key, value in state_dict.items()
             if IMAGE_ENCODER_KEY in key
         }
-        load_state_dict_checked(encoder, encoder_state, "mobilesamv2 efficientvit_l2 encoder", source=checkpoint)
+        if not encoder_state:
+            family = checkpoint_family(state_dict)
+            raise StateDictMismatchError(
+                f"checkpoint {checkpoint} holds no '{IMAGE_ENCODER_KEY}' weights"
+                + (f"; it looks like {family}" if family else "")
+                + f".\nMobileSAMv2's L2 encoder loads {EXPECTED_FILES[MOBILESAMV2_L2_ENCODER]}."
+            )
+        load_state_dict_checked(encoder, encoder_state, MOBILESAMV2_L2_ENCODER, source=checkpoint)
     return encoder
