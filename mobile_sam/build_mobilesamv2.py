@@ -100,7 +100,8 @@ def build_mobilesamv2_encoder(encoder_type: str, checkpoint: str | Path | None =
     - "tiny_vit": see `load_tiny_vit_encoder`.
     - "sam_vit_h": SAM's ViT-H image encoder; the file is its state dict alone (keys without "image_encoder."),
       loaded strictly. Official quirk: SAM's own sam_vit_h_4b8939.pth (the whole model, prefixed keys) does not
-      load there, nor here (the error says how to make the file).
+      load there, nor here (the error says what the file must hold); a state dict wrapped under "model" or
+      "state_dict" is read here too (the official loader fails on it).
     """
     if encoder_type == "efficientvit_l2":
         return build_mobilesamv2_l2_encoder(checkpoint)
