@@ -205,8 +205,9 @@ class _NoPrototypes(nn.Module):
 def _with_prototypes(network: nn.Module) -> nn.Module:
     """`network`, its Segment head given a `_NoPrototypes` if it has no mask prototypes (MobileSAMv2's bundled
     ultralytics removed them), in place."""
-    head = network.model[-1]
-    if hasattr(head, "nm") and not hasattr(head, "proto"):
+    layers = getattr(network, "model", None)
+    head = layers[-1] if isinstance(layers, nn.Sequential) and len(layers) > 0 else None
+    if head is not None and hasattr(head, "nm") and not hasattr(head, "proto"):
         head.proto = _NoPrototypes()
     return network
 
