@@ -110,6 +110,13 @@ def test_predictor_predict_with_each_box_gives_the_official_mask(predictor: SamP
         assert mask_iou(masks[0], expected[position]) >= MIN_IOU
 
 
+def test_predictor_predict_torch_with_all_boxes_gives_the_official_masks(predictor: SamPredictor, official) -> None:
+    case, expected = official
+    boxes = predictor.transform.apply_boxes_torch(torch.tensor(case["boxes"]), predictor.original_size)
+    masks, _, _ = predictor.predict_torch(None, None, boxes=boxes, multimask_output=False)
+    assert_official(masks[case["order"], 0].numpy(), expected)
+
+
 def test_the_official_call_sequence_with_simple_type_gives_the_official_masks(
     model: Sam, predictor: SamPredictor, official
 ) -> None:
