@@ -2,7 +2,7 @@
 
 import os
 
-# Nothing here needs ultralytics' network access (checkpoints come through mobile_sam.checkpoints); without this,
+# Nothing here needs ultralytics' network access (checkpoints come through samkit.checkpoints); without this,
 # importing ultralytics probes the network and its predictor sends anonymous usage events.
 os.environ.setdefault("YOLO_OFFLINE", "1")
 

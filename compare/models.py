@@ -10,13 +10,14 @@ import torch
 
 from mobile_sam import sam_model_registry
 from samkit.loading import ultralytics_architecture
-from samkit.models import FASTSAM_MODELS, MOBILE_SAM, MODELS, SAM_MODELS, canonical_name
+from samkit.models import FASTSAM_MODELS, MOBILE_SAM, MODELS, SAM_MODELS, canonical_name, names
 
 from .backends import Backend, FastSamBackend, MobileSamBackend, SamBackend
 from .params import ParameterCounts, build_without_weights, fastsam_parameter_counts, sam_parameter_counts
 
-# What the comparison runs, largest first (the reference SAM leads): every SAM-family model and FastSAM.
-MODEL_NAMES = (*reversed(SAM_MODELS), *reversed(FASTSAM_MODELS))
+# What the comparison runs: original SAM largest first (the paper's reference leads), MobileSAM, EfficientViT-SAM
+# and FastSAM.
+MODEL_NAMES = (*reversed(names("sam")), MOBILE_SAM, *names("efficientvit_sam"), *reversed(FASTSAM_MODELS))
 
 
 def canonical_model_name(name: str) -> str:

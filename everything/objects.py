@@ -49,9 +49,12 @@ class ObjectAwareMaskGenerator:
     """Generates one mask per detected box (MobileSAMv2's object-aware "segment everything").
 
     Arguments:
-      model: a `mobile_sam` `Sam` model (vit_t, vit_b, vit_l or vit_h).
+      model: a `mobile_sam` `Sam` model (vit_t, vit_b, vit_l or vit_h, or MobileSAMv2 from
+        `mobile_sam.build_mobilesamv2`: with `border_snap=0`, boxes inside the image give the masks of MobileSAMv2's
+        Inference.py in its order, except that masks of equal area keep the boxes' order here).
       box_source: a detector (`everything.load_box_source(...)`, or anything with `detect(image)`); may be
-        None when every `generate` call passes `boxes`.
+        None when every `generate` call passes `boxes`. `ObjectAwareBoxSource` snaps boxes itself, as
+        MobileSAMv2 does: use `border_snap=0` with it.
       max_boxes: at most this many boxes are decoded (the first ones: detectors give them by confidence).
       border_snap: box sides closer than this many pixels (original image) to the image border are moved
         onto it (0: off). MobileSAMv2 snaps 20 px in the detector's 1024-px frame; here it is 20 px of the
@@ -130,12 +133,12 @@ class ObjectAwareMaskGenerator:
         """Segment everything in `image` from box prompts.
 
         Args:
-            image: (H, W, 3) uint8 RGB (other layouts go through `mobile_sam.image.to_rgb_uint8`).
+            image: (H, W, 3) uint8 RGB (other layouts go through `mobile_sam.utils.rgb.to_rgb_uint8`).
             boxes: (N, 4) XYXY boxes in image pixels to use instead of the box source's. They are clipped
                 to the image; a non-finite box, an inverted one (x1 < x0 or y1 < y0) or one entirely
                 outside the image raises ValueError.
             progress: called with the fraction done (0 to 1): detection and encoding, then box batches.
-            cancel: checked between stages and batches; once `cancel.is_set()`, raises GenerationCancelled.
+            cancel: checked between stages and batches; raises `Cancelled` once `cancel.is_set()`.
             timings: if given, receives the seconds spent per stage (`STAGES`).
         Returns:
             one record per mask, largest area first: `segmentation` (per output_mode), `area`, `bbox` (XYWH),

@@ -8,6 +8,7 @@ from importlib.util import find_spec as _find_spec
 
 if _find_spec("torch") is not None:
     from .automatic_mask_generator import SamAutomaticMaskGenerator
+    from .build_mobilesamv2 import build_mobilesamv2
     from .build_sam import (
         build_sam,
         build_sam_vit_b,
@@ -16,6 +17,7 @@ if _find_spec("torch") is not None:
         build_sam_vit_t,
         sam_model_registry,
     )
+    from .mobilesamv2 import segment_boxes
     from .predictor import SamPredictor
 else:
 
@@ -31,10 +33,12 @@ else:
 __all__ = [
     "SamAutomaticMaskGenerator",
     "SamPredictor",
+    "build_mobilesamv2",
     "build_sam",
     "build_sam_vit_b",
     "build_sam_vit_h",
     "build_sam_vit_l",
     "build_sam_vit_t",
     "sam_model_registry",
+    "segment_boxes",
 ]

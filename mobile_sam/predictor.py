@@ -25,7 +25,7 @@ class SamPredictor:
     outside the image, label -1 marks a padding point, box corners may come in any order and lie outside
     the image. Only prompts that would crash the official code or make it return garbage (NaN or infinite
     values, wrong shapes, unknown labels, predicting before `set_image`) raise, with a clear message.
-    Checking and clipping user clicks is the job of `mobile_sam.prompts.Prompts`.
+    Checking and clipping user clicks is the job of `samkit.prompts.Prompts`.
     """
 
     def __init__(self, sam_model: Sam) -> None:
@@ -37,21 +37,25 @@ class SamPredictor:
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Encode an (H, W, 3) uint8 image in RGB or BGR order.
 
-        Convert other inputs (PIL images, grayscale, RGBA, 16-bit, float) with `mobile_sam.image.to_rgb_uint8`.
+        Convert other inputs (PIL images, grayscale, RGBA, 16-bit, float) with `mobile_sam.utils.rgb.to_rgb_uint8`.
         """
         _check_image(image)
         if image_format not in ("RGB", "BGR"):
             raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
         if image_format != self.model.image_format:
             image = image[..., ::-1]
-        input_image = self.transform.apply_image(np.ascontiguousarray(image))
+        # Prompts and masks live in the input frame (`transform`); the image is resized to the encoder's frame,
+        # the same one except for EfficientViT-SAM's L models (512).
+        encoder_transform = ResizeLongestSide(self.model.encoder_image_size)
+        input_image = encoder_transform.apply_image(np.ascontiguousarray(image))
         input_tensor = torch.as_tensor(input_image, device=self.device).permute(2, 0, 1).contiguous()[None]
         self.set_torch_image(input_tensor, image.shape[:2])
 
     @torch.no_grad()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
-        """Encode an image already resized to the input frame: (1, 3, h, w) with max(h, w) = 1024."""
-        size = self.model.image_size
+        """Encode an image already resized to the encoder's frame: (1, 3, h, w) with max(h, w) =
+        `model.encoder_image_size` (1024; 512 for EfficientViT-SAM's L models)."""
+        size = self.model.encoder_image_size
         if (
             transformed_image.ndim != 4
             or transformed_image.shape[:2] != (1, 3)
@@ -63,7 +67,7 @@ class SamPredictor:
             )
         self.reset_image()
         self.original_size = tuple(int(v) for v in original_image_size)
-        self.input_size = tuple(int(v) for v in transformed_image.shape[-2:])
+        self.input_size = self.model.input_frame_size(tuple(transformed_image.shape[-2:]), self.original_size)
         input_image = self.model.preprocess(transformed_image.to(self.device, torch.float32))
         self.features = self.model.image_encoder(input_image)
         self.dense_pe = self.model.prompt_encoder.get_dense_pe()
@@ -205,15 +209,15 @@ def _check_image(image: object) -> None:
     if not isinstance(image, np.ndarray):
         raise TypeError(
             f"image must be a numpy array (H, W, 3) uint8, got {type(image).__name__}; "
-            "convert it with mobile_sam.image.to_rgb_uint8"
+            "convert it with mobile_sam.utils.rgb.to_rgb_uint8"
         )
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(
             f"image must have shape (H, W, 3), got {image.shape}; "
-            "convert grayscale/RGBA images with mobile_sam.image.to_rgb_uint8"
+            "convert grayscale/RGBA images with mobile_sam.utils.rgb.to_rgb_uint8"
         )
     if image.dtype != np.uint8:
-        raise TypeError(f"image must be uint8, got {image.dtype}; convert it with mobile_sam.image.to_rgb_uint8")
+        raise TypeError(f"image must be uint8, got {image.dtype}; convert it with mobile_sam.utils.rgb.to_rgb_uint8")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image is empty: shape {image.shape}")
 

@@ -3,7 +3,8 @@ The model catalog: every model this project knows by name, once, with its label 
 
 `sam_model_registry` (the library) builds the SAM-family architectures; this catalog says what each name is
 called, where its official checkpoint comes from (URL, SHA-256) and which family it belongs to:
-  - "mobile_sam", "sam": plain state dicts for `mobile_sam.sam_model_registry` (prompted by SAM's decoder);
+  - "mobile_sam", "sam", "efficientvit_sam": state dicts for `mobile_sam.sam_model_registry` (prompted by SAM's
+    decoder architecture);
   - "fastsam": FastSAM (ultralytics YOLOv8-seg pickles), compared with SAM and used as a box detector;
   - "objectaware": MobileSAMv2's ObjectAwareModel (an ultralytics YOLOv8 pickle), a box detector.
 Names are looked up case-insensitively, also by alias and by file name (`model_info`).
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-SAM_FAMILIES = ("mobile_sam", "sam")
+SAM_FAMILIES = ("mobile_sam", "sam", "efficientvit_sam")
 ULTRALYTICS_FAMILIES = ("fastsam", "objectaware")
 
 
@@ -46,12 +47,23 @@ class ModelInfo:
 
     @property
     def is_large(self) -> bool:
-        """True for the SAM checkpoints (0.4 to 2.5 GB) that servers download only when allowed to."""
-        return self.family == "sam"
+        """True for the checkpoints of hundreds of MB and more (SAM's 0.4 to 2.5 GB, EfficientViT-SAM-XL's) that
+        servers download only when allowed to."""
+        return self.family == "sam" or self.name.startswith("efficientvit_sam_xl")
 
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _FASTSAM_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
+# The links of mit-han-lab/efficientvit's applications/efficientvit_sam/README.md (no hash is published).
+_EFFICIENTVIT_SAM_URL = "https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/"
+# EfficientViT-SAM variants: encoder input side and the total parameters its README quotes.
+_EFFICIENTVIT_SAM = {
+    "l0": (512, "34.8M"),
+    "l1": (512, "47.7M"),
+    "l2": (512, "61.3M"),
+    "xl0": (1024, "117.0M"),
+    "xl1": (1024, "203.3M"),
+}
 
 MODELS: Mapping[str, ModelInfo] = MappingProxyType(
     {
@@ -103,6 +115,20 @@ MODELS: Mapping[str, ModelInfo] = MappingProxyType(
                 aliases=("default", "sam"),
                 paper="encoder 632M (ViT-H); 611M in the MobileSAM README; decoder 3.876M",
             ),
+            *(
+                ModelInfo(
+                    name=f"efficientvit_sam_{variant}",
+                    label=f"EfficientViT-SAM-{variant.upper()}",
+                    family="efficientvit_sam",
+                    filename=f"efficientvit_sam_{variant}.pt",
+                    url=f"{_EFFICIENTVIT_SAM_URL}efficientvit_sam_{variant}.pt",
+                    sha256=None,
+                    size=None,
+                    description=f"EfficientViT-SAM-{variant.upper()}, EfficientViT image encoder at {side} px",
+                    paper=f"total {total} (EfficientViT-SAM README)",
+                )
+                for variant, (side, total) in _EFFICIENTVIT_SAM.items()
+            ),
             ModelInfo(
                 name="fastsam-s",
                 label="FastSAM-s",
@@ -142,15 +168,21 @@ MODELS: Mapping[str, ModelInfo] = MappingProxyType(
     }
 )
 
-# Names by role, in catalog order (SAM models from the smallest); MobileSAM is the default model everywhere.
+
+def names(*families: str) -> tuple[str, ...]:
+    """The catalog names of the given families, in catalog order."""
+    return tuple(name for name, info in MODELS.items() if info.family in families)
+
+
+# Names by role, in catalog order; MobileSAM is the default model everywhere.
 MOBILE_SAM = next(name for name, info in MODELS.items() if info.family == "mobile_sam")
 # The MobileSAM paper's teacher and the reference of its comparisons: original SAM with the ViT-H encoder.
 PAPER_REFERENCE = "vit_h"
 # The detector the app offers first: FastSAM-s needs no file beyond the downloadable FastSAM checkpoint.
 APP_DETECTOR = "fastsam-s"
-SAM_MODELS = tuple(name for name, info in MODELS.items() if info.family in SAM_FAMILIES)
-FASTSAM_MODELS = tuple(name for name, info in MODELS.items() if info.family == "fastsam")
-DETECTORS = tuple(name for name, info in MODELS.items() if info.family in ULTRALYTICS_FAMILIES)
+SAM_MODELS = names(*SAM_FAMILIES)
+FASTSAM_MODELS = names("fastsam")
+DETECTORS = names(*ULTRALYTICS_FAMILIES)
 LABELS: Mapping[str, str] = MappingProxyType({name: info.label for name, info in MODELS.items()})
 
 

@@ -1,5 +1,5 @@
 """The programmatic API (`/segment`, `/everything`, `/compare`): prompts in the uploaded file's own pixels,
-checked there (by `mobile_sam.prompts.Prompts`) before they are mapped onto the downscaled image."""
+checked there (by `samkit.prompts.Prompts`) before they are mapped onto the downscaled image."""
 
 from __future__ import annotations
 

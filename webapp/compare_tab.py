@@ -15,7 +15,7 @@ from compare.models import canonical_model_name
 from samkit.checkpoints import CheckpointError
 from samkit.drawing import draw_prompts, mask_colors, overlay_masks
 from samkit.images import limit_image_side
-from samkit.models import FASTSAM_MODELS, LABELS, MOBILE_SAM, SAM_MODELS
+from samkit.models import FASTSAM_MODELS, LABELS, MOBILE_SAM, names
 from samkit.prompts import Prompts
 from samkit.protocols import protocol_rng, random_point_cases
 
@@ -28,8 +28,8 @@ from .segment import THUMBNAIL_SIDE
 from .segment import resize_mask as _resize_mask
 from .sessions import Sessions
 
-REFERENCES = tuple(reversed(SAM_MODELS))  # largest first: the paper's reference leads
-COMPARED = (MOBILE_SAM, *FASTSAM_MODELS)
+REFERENCES = (*reversed(names("sam")), MOBILE_SAM)  # largest first: the paper's reference leads
+COMPARED = (MOBILE_SAM, *names("efficientvit_sam"), *FASTSAM_MODELS)
 
 
 def user_prompts(prompts: Prompts, image_size: tuple[int, int]) -> list[Prompts]:

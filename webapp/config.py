@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from samkit.models import names
+
 ENV_PREFIX = "MOBILE_SAM_APP_"
 
 
@@ -28,7 +30,7 @@ class AppConfig:
     device: str = "auto"
     checkpoint_dir: Path | None = None
     random_weights: bool = False
-    models: str = "vit_t,vit_b,vit_l,vit_h,fastsam-s,fastsam-x"
+    models: str = ",".join(names("mobile_sam", "sam", "efficientvit_sam", "fastsam"))
     download: bool = True
     download_large: bool = False
     max_image_side: int = 2048

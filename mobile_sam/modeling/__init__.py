@@ -1,5 +1,7 @@
-"""Model definitions: SAM's ViT and MobileSAM's TinyViT image encoders, prompt encoder, mask decoder."""
+"""Model definitions: SAM's ViT, MobileSAM's TinyViT and EfficientViT-SAM's image encoders, prompt encoder,
+mask decoder."""
 
+from .efficientvit_sam import EfficientViTSamImageEncoder
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
@@ -7,4 +9,12 @@ from .sam import Sam
 from .tiny_vit_sam import TinyViT
 from .transformer import TwoWayTransformer
 
-__all__ = ["ImageEncoderViT", "MaskDecoder", "PromptEncoder", "Sam", "TinyViT", "TwoWayTransformer"]
+__all__ = [
+    "EfficientViTSamImageEncoder",
+    "ImageEncoderViT",
+    "MaskDecoder",
+    "PromptEncoder",
+    "Sam",
+    "TinyViT",
+    "TwoWayTransformer",
+]

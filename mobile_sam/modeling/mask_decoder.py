@@ -61,15 +61,19 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
+        simple_type: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict masks for B prompts.
 
         Args:
-            image_embeddings: (1 or B, C, 64, 64) from the image encoder; batch 1 is shared by all prompts.
-            image_pe: (1, C, 64, 64) positional encoding of the embedding grid.
+            image_embeddings: (1 or B, C, 64, 64) from the image encoder; batch 1 is shared by all prompts,
+                batch B gives each prompt its own embedding.
+            image_pe: (1 or B, C, 64, 64) positional encoding of the embedding grid (the same for every prompt).
             sparse_prompt_embeddings: (B, N, C) point and box tokens.
             dense_prompt_embeddings: (1 or B, C, 64, 64) mask-prompt embedding.
             multimask_output: return the three multimask candidates instead of the single-mask output.
+            simple_type: MobileSAMv2's flag for `predict_masks_simple`, which its Inference.py sets. Both ways
+                give the same values here (see `predict_masks_simple`).
         Returns:
             low-res mask logits (B, 3 or 1, 256, 256) and predicted IoU (B, 3 or 1).
         """
@@ -97,6 +101,22 @@ class MaskDecoder(nn.Module):
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
         )
         return self.upscale_masks(hyper_in, image_tokens), iou_predictions
+
+    def predict_masks_simple(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """MobileSAMv2's variant of `predict_masks` (its `simple_type=True`): every output of B prompts.
+
+        The official variant takes the image embedding and positional encoding already repeated per prompt
+        ((B, C, 64, 64), MobileSAMv2's Inference.py passes them so) where `predict_masks` repeats a (1, C, 64, 64)
+        one itself; the values are the same. Here both accept batch 1 or B (`forward`), so this is
+        `predict_masks` under MobileSAMv2's name.
+        """
+        return self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
 
     def decode_tokens(
         self,

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.transforms import ResizeLongestSide
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
 
@@ -15,8 +16,10 @@ from .prompt_encoder import PromptEncoder
 class Sam(nn.Module):
     """SAM: predicts object masks from an image and prompts.
 
-    The image encoder is SAM's ViT (vit_b/l/h) or MobileSAM's TinyViT (vit_t); both map a (B, 3, 1024, 1024)
-    preprocessed image to a (B, 256, 64, 64) embedding that the prompt encoder and mask decoder consume.
+    The image encoder is SAM's ViT (vit_b/l/h), MobileSAM's TinyViT (vit_t) or EfficientViT-SAM's encoder; each
+    maps a preprocessed (B, 3, S, S) image to a (B, 256, 64, 64) embedding that the prompt encoder and mask decoder
+    consume. S (`encoder_image_size`, the encoder's `img_size`) is the 1024 input frame of prompts and masks
+    (`image_size`), except for EfficientViT-SAM's L models, which encode the image resized to 512.
     """
 
     mask_threshold: float = 0.0
@@ -43,17 +46,29 @@ class Sam(nn.Module):
 
     @property
     def image_size(self) -> int:
-        """Side of the square input the image encoder takes (1024)."""
+        """Side of the square input frame that prompts and masks refer to (1024)."""
         return self.prompt_encoder.input_image_size[0]
+
+    @property
+    def encoder_image_size(self) -> int:
+        """Side of the square image the image encoder takes: its `img_size` (`image_size` unless it says)."""
+        return int(getattr(self.image_encoder, "img_size", self.image_size))
+
+    def input_frame_size(self, encoded_size: tuple[int, ...], original_size: tuple[int, ...]) -> tuple[int, int]:
+        """(h, w) the image covers in the input frame: the encoded image's own size where the encoder takes
+        the input frame (as the official SAM), else `original_size` resized to `image_size` (EfficientViT-SAM)."""
+        if self.encoder_image_size == self.image_size:
+            return int(encoded_size[0]), int(encoded_size[1])
+        return ResizeLongestSide.get_preprocess_shape(int(original_size[0]), int(original_size[1]), self.image_size)
 
     @torch.no_grad()
     def forward(self, batched_input: list[dict[str, Any]], multimask_output: bool) -> list[dict[str, torch.Tensor]]:
         """Predict masks end to end for a batch of images (the official `Sam.forward` interface).
 
-        Each input dict holds `image` (3, H, W) already resized to the 1024 input frame, `original_size`
-        (H, W), and optionally `point_coords` (B, N, 2), `point_labels` (B, N), `boxes` (B, 4) and
-        `mask_inputs` (B, 1, 256, 256), all in the input frame. Each output dict holds `masks`
-        (B, C, H, W) bool, `iou_predictions` (B, C) and `low_res_logits` (B, C, 256, 256).
+        Each input dict holds `image` (3, H, W) already resized to the encoder's frame (longest side
+        `encoder_image_size`), `original_size` (H, W), and optionally `point_coords` (B, N, 2), `point_labels`
+        (B, N), `boxes` (B, 4) and `mask_inputs` (B, 1, 256, 256), all in the input frame. Each output dict holds
+        `masks` (B, C, H, W) bool, `iou_predictions` (B, C) and `low_res_logits` (B, C, 256, 256).
         """
         images = torch.stack([self.preprocess(record["image"]) for record in batched_input])
         embeddings = self.image_encoder(images)
@@ -70,7 +85,8 @@ class Sam(nn.Module):
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask_output,
             )
-            masks = self.postprocess_masks(low_res, tuple(record["image"].shape[-2:]), record["original_size"])
+            input_size = self.input_frame_size(tuple(record["image"].shape[-2:]), record["original_size"])
+            masks = self.postprocess_masks(low_res, input_size, record["original_size"])
             outputs.append({"masks": masks > self.mask_threshold, "iou_predictions": iou, "low_res_logits": low_res})
         return outputs
 
@@ -94,10 +110,11 @@ class Sam(nn.Module):
         return low_res_extent(input_size, self.image_size, low_res_size)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise pixel values and zero-pad bottom-right to the square input: (3, h, w) -> (3, 1024, 1024)."""
+        """Normalise pixel values and zero-pad bottom-right to the encoder's square input: (3, h, w) -> (3, S, S)."""
         x = (x - self.pixel_mean) / self.pixel_std
         height, width = x.shape[-2:]
-        return F.pad(x, (0, self.image_size - width, 0, self.image_size - height))
+        size = self.encoder_image_size
+        return F.pad(x, (0, size - width, 0, size - height))
 
 
 def low_res_extent(input_size: tuple[int, ...], image_size: int, low_res_size: int) -> tuple[int, int]:

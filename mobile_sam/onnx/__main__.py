@@ -16,7 +16,16 @@ from pathlib import Path
 from .export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 # vit_h is left out: its 2.5 GB of weights exceed the 2 GB limit of a single-file ONNX model.
-MODEL_TYPES = ("vit_t", "vit_b", "vit_l")
+MODEL_TYPES = (
+    "vit_t",
+    "vit_b",
+    "vit_l",
+    "efficientvit_sam_l0",
+    "efficientvit_sam_l1",
+    "efficientvit_sam_l2",
+    "efficientvit_sam_xl0",
+    "efficientvit_sam_xl1",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,18 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export",
         help="write encoder.onnx and decoder.onnx",
-        description="Write DIR/encoder.onnx (preprocessed (1, 3, 1024, 1024) image -> (1, 256, 64, 64) embedding) "
-        "and DIR/decoder.onnx (the official SamOnnxModel graph, all four mask outputs, any number of points).",
+        description="Write DIR/encoder.onnx (preprocessed (1, 3, S, S) image -> (1, 256, 64, 64) embedding; S = 1024, "
+        "512 for EfficientViT-SAM's L models) and DIR/decoder.onnx (the official SamOnnxModel graph, all four mask "
+        "outputs, any number of points).",
     )
     export.add_argument(
         "--model",
         choices=MODEL_TYPES,
         default="vit_t",
-        help="vit_t = MobileSAM (default); vit_b / vit_l = SAM (vit_h: over ONNX's 2 GB file limit)",
+        help="vit_t = MobileSAM (default); vit_b / vit_l = SAM (vit_h: over ONNX's 2 GB file limit); "
+        "efficientvit_sam_* = EfficientViT-SAM",
     )
     weights = export.add_mutually_exclusive_group(required=True)
     weights.add_argument(
-        "--checkpoint", type=Path, help="official checkpoint file (mobile_sam.pt, sam_vit_b_01ec64.pth, ...)"
+        "--checkpoint",
+        type=Path,
+        help="official checkpoint file (mobile_sam.pt, sam_vit_b_01ec64.pth, efficientvit_sam_l0.pt, ...)",
     )
     weights.add_argument(
         "--random-weights",

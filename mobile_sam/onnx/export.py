@@ -118,8 +118,9 @@ def export_sam(
         pixel_mean=tuple(sam.pixel_mean.flatten().tolist()),
         pixel_std=tuple(sam.pixel_std.flatten().tolist()),
         mask_threshold=float(sam.mask_threshold),
+        encoder_image_size=sam.encoder_image_size,
     )
-    encoder = export_encoder(sam.image_encoder, out / ENCODER_FILE, sam.image_size, opset, metadata)
+    encoder = export_encoder(sam.image_encoder, out / ENCODER_FILE, sam.encoder_image_size, opset, metadata)
     decoder = export_decoder(sam, out / DECODER_FILE, opset)
     return ExportedModel(encoder, decoder)
 

@@ -27,9 +27,11 @@ METADATA_KEY = "mobile_sam"
 class EncoderMetadata:
     """How to feed the encoder and read the decoder: stored as JSON in encoder.onnx's metadata.
 
-    image_size: side of the square input (1024); pixel_mean / pixel_std: per-channel normalisation of
-    RGB (or `image_format`) pixels in [0, 255]; mask_threshold: logit above which a pixel is in the mask;
-    weights: where the weights came from ("random (seed N)" for untrained weights).
+    image_size: side of the square input frame of prompts and masks (1024); encoder_image_size: side of the
+    square image the encoder takes (512 for EfficientViT-SAM's L models; None in older files: image_size);
+    pixel_mean / pixel_std: per-channel normalisation of RGB (or `image_format`) pixels in [0, 255];
+    mask_threshold: logit above which a pixel is in the mask; weights: where the weights came from
+    ("random (seed N)" for untrained weights).
     """
 
     model_type: str
@@ -39,6 +41,12 @@ class EncoderMetadata:
     pixel_mean: tuple[float, float, float]
     pixel_std: tuple[float, float, float]
     mask_threshold: float
+    encoder_image_size: int | None = None
+
+    @property
+    def encoder_size(self) -> int:
+        """Side of the square image the encoder takes."""
+        return self.image_size if self.encoder_image_size is None else self.encoder_image_size
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -61,6 +61,7 @@ class OnnxPredictor:
             )
         _check_decoder_outputs(self.decoder.get_outputs()[1].shape)
         self.transform = ResizeLongestSide(self.metadata.image_size)
+        self.encoder_transform = ResizeLongestSide(self.metadata.encoder_size)
         self._mean = np.asarray(self.metadata.pixel_mean, dtype=np.float32)
         self._std = np.asarray(self.metadata.pixel_std, dtype=np.float32)
         self.reset_image()
@@ -80,15 +81,15 @@ class OnnxPredictor:
         if image_format != self.metadata.image_format:
             image = image[..., ::-1]
         self.reset_image()
-        resized = self.transform.apply_image(np.ascontiguousarray(image))
+        resized = self.encoder_transform.apply_image(np.ascontiguousarray(image))
         self.features = self.encoder.run(None, {ENCODER_INPUT: self._preprocess(resized)})[0]
         self.original_size = (int(image.shape[0]), int(image.shape[1]))
-        self.input_size = (int(resized.shape[0]), int(resized.shape[1]))
+        self.input_size = self.transform.get_preprocess_shape(*self.original_size, self.metadata.image_size)
         self.is_image_set = True
 
     def _preprocess(self, resized: np.ndarray) -> np.ndarray:
-        """(h, w, 3) uint8 with max(h, w) = image_size -> normalised, zero-padded (1, 3, S, S) float32."""
-        size = self.metadata.image_size
+        """(h, w, 3) uint8 with max(h, w) = S, the encoder's size -> normalised, zero-padded (1, 3, S, S) float32."""
+        size = self.metadata.encoder_size
         padded = np.zeros((1, 3, size, size), dtype=np.float32)
         height, width = resized.shape[:2]
         padded[0, :, :height, :width] = ((resized.astype(np.float32) - self._mean) / self._std).transpose(2, 0, 1)
