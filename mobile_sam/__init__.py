@@ -1,4 +1,5 @@
-"""MobileSAM and SAM: models, predictor and official checkpoints (a drop-in `segment_anything` replacement).
+"""MobileSAM, SAM and EfficientViT-SAM: models, predictor and official checkpoints (a drop-in `segment_anything`
+replacement).
 
 Without PyTorch installed, only the ONNX Runtime predictor (`mobile_sam.onnx.OnnxPredictor`) and the
 torch-free helpers are usable; the names below then raise an ImportError that says so.
@@ -9,6 +10,11 @@ from importlib.util import find_spec as _find_spec
 if _find_spec("torch") is not None:
     from .automatic_mask_generator import SamAutomaticMaskGenerator
     from .build_sam import (
+        build_efficientvit_sam_l0,
+        build_efficientvit_sam_l1,
+        build_efficientvit_sam_l2,
+        build_efficientvit_sam_xl0,
+        build_efficientvit_sam_xl1,
         build_sam,
         build_sam_vit_b,
         build_sam_vit_h,
@@ -31,6 +37,11 @@ else:
 __all__ = [
     "SamAutomaticMaskGenerator",
     "SamPredictor",
+    "build_efficientvit_sam_l0",
+    "build_efficientvit_sam_l1",
+    "build_efficientvit_sam_l2",
+    "build_efficientvit_sam_xl0",
+    "build_efficientvit_sam_xl1",
     "build_sam",
     "build_sam_vit_b",
     "build_sam_vit_h",

@@ -397,7 +397,10 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not _is_tensor_mapping(loaded):
         bad = next((k for k, v in loaded.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None)
         detail = f"entry {bad!r} is not a tensor" if bad is not None else "it is empty"
-        raise CheckpointError(f"Checkpoint {file} is not a state dict of tensors: {detail}.")
+        raise CheckpointError(
+            f"Checkpoint {file} is not a state dict of tensors: {detail}. Expected a mapping of parameter names "
+            'to tensors, flat or under "model" or "state_dict".'
+        )
     return dict(loaded)
 
 
