@@ -202,10 +202,10 @@ def load_state_dict_checked(
         origin = f"checkpoint {source}" if source is not None else "checkpoint"
         family = checkpoint_family(state_dict)
         looks = f"\nIt looks like {family}." if family else ""
-        expected = EXPECTED_FILES.get(model_type)
+        expected_file = EXPECTED_FILES.get(model_type)
         hint = (
-            f"\nA '{model_type}' model loads {expected}."
-            if expected
+            f"\nA '{model_type}' model loads {expected_file}."
+            if expected_file
             else "\nIs it the right file for this model type (vit_t = mobile_sam.pt, vit_b/l/h = sam_vit_*.pth)?"
         )
         raise StateDictMismatchError(
