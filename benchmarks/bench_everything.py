@@ -50,11 +50,11 @@ def worker(args: argparse.Namespace) -> None:
     """One measured run; prints a JSON line and writes the records (COCO RLE) to --records."""
     sys.path.insert(0, str(REPO_ROOT))
     import torch
-    from support.reference_generator import ReferenceMaskGenerator
 
     from everything import SamAutomaticMaskGenerator
     from mobile_sam import sam_model_registry
     from samkit.images import load_image
+    from tests.support.reference_generator import ReferenceMaskGenerator
 
     if args.threads:
         torch.set_num_threads(args.threads)

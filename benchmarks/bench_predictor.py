@@ -5,7 +5,13 @@ Rows: image encoder on one preprocessed image; decoding one point (multimask), o
 the ratio peer/ours (> 1 means ours is faster), a check that outputs agree, and each side's peak RSS
 (measured in a child process per side).
 
+With --efficientvit-code (an extracted mit-han-lab/efficientvit) and --segment-anything-code (an extracted
+facebookresearch/segment-anything, which it imports), a second table puts each EfficientViT-SAM model against the
+official EfficientViT code (same random weights, `EfficientViTSamPredictor`) and against our TinyViT (vit_t):
+image encoder, set_image (resize + normalise + encode) and the same decoding rows.
+
     python -m benchmarks.bench_predictor [--image PATH] [--runs 7] [--threads 2]
+        [--efficientvit-code DIR --segment-anything-code DIR [--efficientvit-models l0,xl0]]
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mobile_sam.utils.transforms import ResizeLongestSide
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = [REPO.parent / "shared" / "images" / "truck.jpg", REPO / "assets" / "bench_photo.jpg"]
 
@@ -38,19 +46,42 @@ def _load_image(path: Path | None) -> np.ndarray:
 
 
 def _build(seed: int):
-    from support.ultralytics_peer import PeerPredictor, build_peer_model
+    from mobile_sam import SamPredictor
+    from tests.support.ultralytics_peer import PeerPredictor, build_peer_model
 
-    from mobile_sam import SamPredictor, sam_model_registry
-
-    torch.manual_seed(seed)
-    model = sam_model_registry["vit_t"]()
-    with torch.no_grad():  # non-empty masks, as in the conformance weights
-        for mlp in model.mask_decoder.output_hypernetworks_mlps:
-            mlp.layers[-1].weight.mul_(20)
+    model = _random_model("vit_t", seed)
     return SamPredictor(model), PeerPredictor(build_peer_model("vit_t", model.state_dict()))
 
 
+def _random_model(model_type: str, seed: int):
+    from mobile_sam import sam_model_registry
+
+    torch.manual_seed(seed)
+    model = sam_model_registry[model_type]()
+    with torch.no_grad():  # non-empty masks, as in the conformance weights
+        for mlp in model.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(20)
+    return model
+
+
 def _workloads(image: np.ndarray, ours, peer, rng: np.random.Generator) -> dict[str, tuple[Callable, Callable]]:
+    preprocessed = _preprocessed(image, ours.model)
+
+    def encoder(side):
+        return lambda: side.model.image_encoder(preprocessed)
+
+    return {"image encoder": (torch.no_grad()(encoder(ours)), torch.no_grad()(encoder(peer)))} | _decode_workloads(
+        image, ours, peer, rng
+    )
+
+
+def _preprocessed(image: np.ndarray, model) -> torch.Tensor:
+    """The encoder's input for `image`: resized to the encoder's frame, normalised, padded: (1, 3, S, S)."""
+    resized = ResizeLongestSide(model.encoder_image_size).apply_image(image)
+    return model.preprocess(torch.as_tensor(resized).permute(2, 0, 1)[None].float())
+
+
+def _decode_workloads(image: np.ndarray, ours, peer, rng: np.random.Generator) -> dict[str, tuple[Callable, Callable]]:
     height, width = image.shape[:2]
     point = np.array([[width * 0.45, height * 0.55]])
     label = np.array([1])
@@ -58,15 +89,7 @@ def _workloads(image: np.ndarray, ours, peer, rng: np.random.Generator) -> dict[
     corners = rng.uniform(0, 1, (64, 2, 2)) * np.array([width, height])
     boxes = torch.as_tensor(np.concatenate([corners.min(1), corners.max(1)], axis=1), dtype=torch.float)
     boxes = ours.transform.apply_boxes_torch(boxes, image.shape[:2])
-    preprocessed = ours.model.preprocess(
-        torch.as_tensor(ours.transform.apply_image(image)).permute(2, 0, 1)[None].float()
-    )
-
-    def encoder(side):
-        return lambda: side.model.image_encoder(preprocessed)
-
     return {
-        "image encoder": (torch.no_grad()(encoder(ours)), torch.no_grad()(encoder(peer))),
         "decode 1 point (multimask)": (
             lambda: ours.predict(point_coords=point, point_labels=label, multimask_output=True),
             lambda: peer.predict(point_coords=point, point_labels=label, multimask_output=True),
@@ -89,6 +112,79 @@ def _agreement(name: str, a, b) -> str:
         return f"max|diff| {float((a0 - b0).abs().max()):.1e}"
     a0, b0 = np.asarray(a0), np.asarray(b0)
     return f"mask pixels differing {float((a0 != b0).mean()):.1e}"
+
+
+def _efficientvit_workloads(image, ours, official, tiny, rng) -> dict[str, tuple[Callable, ...]]:
+    """Rows for one EfficientViT-SAM model: (ours, official[, TinyViT]) callables per row."""
+    x, x_tiny = _preprocessed(image, ours.model), _preprocessed(image, tiny.model)
+    return {
+        "image encoder": (
+            torch.no_grad()(lambda: ours.model.image_encoder(x)),
+            torch.no_grad()(lambda: official.model.image_encoder(x)),
+            torch.no_grad()(lambda: tiny.model.image_encoder(x_tiny)),
+        ),
+        "set_image (resize + encode)": (
+            lambda: ours.set_image(image),
+            lambda: official.set_image(image),
+            lambda: tiny.set_image(image),
+        ),
+    } | _decode_workloads(image, ours, official, rng)
+
+
+def run_efficientvit_timing(
+    image: np.ndarray, runs: int, seed: int, variants: list[str], efficientvit_code: Path, segment_anything_code: Path
+) -> list[dict]:
+    """Ours against the official EfficientViT code and against TinyViT, per variant, alternating runs."""
+    from mobile_sam import SamPredictor
+    from tests.support.efficientvit_peer import official_efficientvit
+
+    sam_module, zoo = official_efficientvit(efficientvit_code, segment_anything_code)
+    tiny = SamPredictor(_random_model("vit_t", seed))
+    rows = []
+    for variant in variants:
+        model = _random_model(f"efficientvit_sam_{variant}", seed)
+        official_model = zoo.create_efficientvit_sam_model(f"efficientvit-sam-{variant}", pretrained=False)
+        official_model.load_state_dict(model.state_dict(), strict=True)
+        ours, official = SamPredictor(model), sam_module.EfficientViTSamPredictor(official_model.eval())
+        ours.set_image(image)
+        official.set_image(image)
+        official.features = ours.features.clone()  # decoders see the same embedding
+        workloads = _efficientvit_workloads(image, ours, official, tiny, np.random.default_rng(seed))
+        for name, fns in workloads.items():
+            first = [fn() for fn in fns[:2]]  # also the warm-up
+            if name == "set_image (resize + encode)":
+                agreement = _agreement("image encoder", ours.features, official.features)
+            else:
+                agreement = _agreement(name, *first)
+            times = [[] for _ in fns]
+            for _ in range(runs):
+                for fn, measured in zip(fns, times):
+                    measured.append(_time(fn))
+            medians = [statistics.median(t) for t in times]
+            rows.append(
+                {
+                    "model": f"efficientvit_sam_{variant}",
+                    "row": name,
+                    "ours_s": medians[0],
+                    "official_s": medians[1],
+                    "ratio": medians[1] / medians[0],
+                    "tinyvit_s": medians[2] if len(medians) > 2 else None,
+                    "agreement": agreement,
+                }
+            )
+    return rows
+
+
+def _print_efficientvit(rows: list[dict]) -> None:
+    print("| model | row | ours (ms) | official (ms) | official / ours | TinyViT (ms) | ours / TinyViT | outputs |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for row in rows:
+        tiny = row["tinyvit_s"]
+        tiny_cells = f"{tiny * 1e3:.1f} | {row['ours_s'] / tiny:.2f}x" if tiny else "— | —"
+        print(
+            f"| {row['model']} | {row['row']} | {row['ours_s'] * 1e3:.1f} | {row['official_s'] * 1e3:.1f} | "
+            f"{row['ratio']:.2f}x | {tiny_cells} | {row['agreement']} |"
+        )
 
 
 def _time(fn: Callable) -> float:
@@ -159,7 +255,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rss-side", choices=["ours", "peer"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--efficientvit-code", type=Path, help="extracted mit-han-lab/efficientvit: adds the EfficientViT-SAM table"
+    )
+    parser.add_argument(
+        "--segment-anything-code", type=Path, help="extracted facebookresearch/segment-anything (efficientvit uses it)"
+    )
+    parser.add_argument(
+        "--efficientvit-models",
+        type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
+        default=["l0", "l1", "l2", "xl0", "xl1"],
+        help="comma-separated EfficientViT-SAM variants (default: l0,l1,l2,xl0,xl1)",
+    )
     args = parser.parse_args()
+    if (args.efficientvit_code is None) != (args.segment_anything_code is None):
+        parser.error("--efficientvit-code and --segment-anything-code go together")
     torch.set_num_threads(args.threads)
     if args.rss_side:
         run_side_for_rss(args.rss_side, str(args.image) if args.image else None, args.seed)
@@ -181,6 +291,17 @@ def main() -> None:
         )
     ours_rss, peer_rss = _peak_rss("ours", args), _peak_rss("peer", args)
     print(f"peak RSS (all rows once, separate processes): ours {ours_rss:.0f} MB, ultralytics {peer_rss:.0f} MB")
+    if args.efficientvit_code is not None:
+        rows = run_efficientvit_timing(
+            image, args.runs, args.seed, args.efficientvit_models, args.efficientvit_code, args.segment_anything_code
+        )
+        torch.set_num_threads(args.threads)
+        print()
+        print(
+            "EfficientViT-SAM, random weights: ours vs the official code (EfficientViTSamPredictor) and our TinyViT "
+            "(vit_t), same run"
+        )
+        _print_efficientvit(rows)
 
 
 if __name__ == "__main__":

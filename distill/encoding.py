@@ -13,9 +13,10 @@ from samkit.images import ImageLoadError, load_image
 
 
 def model_input(model: Sam, image: np.ndarray) -> torch.Tensor:
-    """The predictor's preprocessing of an (H, W, 3) uint8 RGB image: longest side to the input size,
-    normalise, zero-pad bottom-right -> (3, S, S) float32 (S = 1024 for the real models)."""
-    resized = ResizeLongestSide(model.image_size).apply_image(image)
+    """The predictor's preprocessing of an (H, W, 3) uint8 RGB image: longest side to the encoder's input size,
+    normalise, zero-pad bottom-right -> (3, S, S) float32 (S = 1024 for the real models, 512 for EfficientViT-SAM's
+    L models)."""
+    resized = ResizeLongestSide(model.encoder_image_size).apply_image(image)
     tensor = torch.as_tensor(resized, device=model.device).permute(2, 0, 1).float()
     return model.preprocess(tensor)
 

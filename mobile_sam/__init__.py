@@ -1,4 +1,5 @@
-"""MobileSAM and SAM: models, predictor and official checkpoints (a drop-in `segment_anything` replacement).
+"""MobileSAM, SAM and EfficientViT-SAM: models, predictor and official checkpoints (a drop-in `segment_anything`
+replacement).
 
 Without PyTorch installed, only the ONNX Runtime predictor (`mobile_sam.onnx.OnnxPredictor`) and the
 torch-free helpers are usable; the names below then raise an ImportError that says so.
@@ -10,6 +11,11 @@ if _find_spec("torch") is not None:
     from .automatic_mask_generator import SamAutomaticMaskGenerator
     from .build_mobilesamv2 import build_mobilesamv2
     from .build_sam import (
+        build_efficientvit_sam_l0,
+        build_efficientvit_sam_l1,
+        build_efficientvit_sam_l2,
+        build_efficientvit_sam_xl0,
+        build_efficientvit_sam_xl1,
         build_sam,
         build_sam_vit_b,
         build_sam_vit_h,
@@ -33,6 +39,11 @@ else:
 __all__ = [
     "SamAutomaticMaskGenerator",
     "SamPredictor",
+    "build_efficientvit_sam_l0",
+    "build_efficientvit_sam_l1",
+    "build_efficientvit_sam_l2",
+    "build_efficientvit_sam_xl0",
+    "build_efficientvit_sam_xl1",
     "build_mobilesamv2",
     "build_sam",
     "build_sam_vit_b",

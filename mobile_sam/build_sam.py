@@ -242,7 +242,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not _is_tensor_mapping(loaded):
         bad = next((k for k, v in loaded.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None)
         detail = f"entry {bad!r} is not a tensor" if bad is not None else "it is empty"
-        raise CheckpointError(f"Checkpoint {file} is not a state dict of tensors: {detail}.")
+        raise CheckpointError(
+            f"Checkpoint {file} is not a state dict of tensors: {detail}. Expected a mapping of parameter names "
+            'to tensors, flat or under "model" or "state_dict".'
+        )
     return dict(loaded)
 
 
@@ -268,10 +271,10 @@ def load_state_dict_checked(
         origin = f"checkpoint {source}" if source is not None else "checkpoint"
         family = checkpoint_family(state_dict)
         looks = f"\nIt looks like {family}." if family else ""
-        expected = EXPECTED_FILES.get(model_type)
+        expected_file = EXPECTED_FILES.get(model_type)
         hint = (
-            f"\nA '{model_type}' model loads {expected}."
-            if expected
+            f"\nA '{model_type}' model loads {expected_file}."
+            if expected_file
             else "\nIs it the right file for this model type (vit_t = mobile_sam.pt, vit_b/l/h = sam_vit_*.pth)?"
         )
         raise StateDictMismatchError(

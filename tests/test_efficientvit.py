@@ -31,7 +31,9 @@ from PIL import Image
 from compare.params import build_without_weights, sam_parameter_counts
 from mobile_sam import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry
 from mobile_sam.build_mobilesamv2 import build_mobilesamv2_l2_encoder
-from mobile_sam.build_sam import StateDictMismatchError
+from mobile_sam.build_sam import CheckpointError, StateDictMismatchError
+from mobile_sam.utils.transforms import ResizeLongestSide
+from samkit.models import model_info
 
 # The official file layout per variant: both layouts `create_efficientvit_sam_model` reads are covered.
 FILE_LAYOUT = {"l0": "state_dict", "l1": "flat", "l2": "state_dict", "xl0": "flat", "xl1": "state_dict"}
@@ -109,6 +111,31 @@ def test_automatic_mask_generator_matchesofficial_outputs(predictors, dogs):
         assert mask_iou(record["segmentation"][::stride, ::stride], expected_masks[i]) >= 0.99
 
 
+def test_sam_forward_takes_the_image_at_the_encoder_size_and_answers_in_the_original_frame(predictors, dogs):
+    """The official `Sam.forward` interface with an L model: `image` resized to 512, prompts in the 1024 frame."""
+    sam, official = predictors("l0").model, official_outputs("efficientvit_sam_l0")
+    image = torch.as_tensor(ResizeLongestSide(sam.encoder_image_size).apply_image(dogs)).permute(2, 0, 1).float()
+    box = case_kwargs("box_single", official)["box"]
+    boxes = ResizeLongestSide(sam.image_size).apply_boxes_torch(torch.as_tensor(box[None]).float(), dogs.shape[:2])
+    (output,) = sam([{"image": image, "original_size": dogs.shape[:2], "boxes": boxes}], multimask_output=False)
+    assert_outputs_match(
+        "box_single",
+        output["masks"][0].numpy(),
+        output["iou_predictions"][0].numpy(),
+        output["low_res_logits"][0].numpy(),
+        official,
+    )
+
+
+def test_distill_embeds_an_l_model_teacher_at_its_encoder_size(predictors, dogs):
+    """Every registry model can be a distillation teacher; its stored embedding is the predictor's."""
+    from distill.encoding import encode_images
+
+    predictor = predictors("l0")
+    embedding = encode_images(predictor.model, [dogs])
+    np.testing.assert_allclose(embedding, predictor.get_image_embedding().numpy(), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("contents", ["image_encoder_only", "full_l2_model"])
 def test_mobilesamv2_l2_encoder_matchesofficial_outputs(contents, dogs, tmp_path):
     """MobileSAMv2 swaps its SAM's image encoder for this one; SamPredictor then feeds it SAM's 1024 input."""
@@ -140,6 +167,23 @@ def test_parameter_counts_are_the_official_models(variant):
     assert counts.encoder == official["image_encoder"]
     assert counts.decoder == official["prompt_encoder"] + official["mask_decoder"]
     assert counts.total == sum(official.values()) and counts.unused == 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_checkpoint_registry_has_the_official_download_links(variant):
+    """The links of the official applications/efficientvit_sam/README.md; the files are plain state dicts."""
+    info = model_info(f"efficientvit_sam_{variant}")
+    assert info.url == f"https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_{variant}.pt"
+    assert info.filename == f"efficientvit_sam_{variant}.pt" and info.is_state_dict and info.downloadable
+
+
+def test_a_file_that_is_not_a_state_dict_names_the_file_and_the_expected_format(tmp_path):
+    path = tmp_path / "Prompt_guided_Mask_Decoder.pt"
+    torch.save({"PromtEncoder": {"a": torch.zeros(1)}, "MaskDecoder": {"b": torch.zeros(1)}}, path)
+    with pytest.raises(CheckpointError) as caught:
+        sam_model_registry["efficientvit_sam_l0"](checkpoint=path)
+    message = str(caught.value)
+    assert str(path) in message and "not a state dict" in message and 'flat or under "model" or "state_dict"' in message
 
 
 def test_a_checkpoint_of_another_family_names_the_file_and_the_expected_format(tmp_path):

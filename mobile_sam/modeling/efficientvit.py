@@ -26,6 +26,19 @@ def gelu() -> nn.Module:
     return nn.GELU(approximate="tanh")
 
 
+def _in_place_ok() -> bool:
+    """Whether activations may be overwritten: gradients are off and no trace records the step. In-place steps
+    keep large activations out of the allocator (on a CPU, fresh large tensors page-fault their memory in)."""
+    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+
+def _batch_norm_(x: torch.Tensor, norm: nn.BatchNorm2d) -> torch.Tensor:
+    """Eval-mode BatchNorm in place: x * (weight / sqrt(var + eps)) + (bias - mean * that scale)."""
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    shift = norm.bias - norm.running_mean * scale
+    return x.mul_(scale[:, None, None]).add_(shift[:, None, None])
+
+
 class ConvLayer(nn.Module):
     """Conv2d ("same" padding), then optionally BatchNorm and GELU."""
 
@@ -50,9 +63,9 @@ class ConvLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
         if self.norm is not None:
-            x = self.norm(x)
+            x = _batch_norm_(x, self.norm) if _in_place_ok() and not self.norm.training else self.norm(x)
         if self.act is not None:
-            x = self.act(x)
+            x = torch.ops.aten.gelu_(x, approximate="tanh") if _in_place_ok() else self.act(x)
         return x
 
 
@@ -109,7 +122,10 @@ class Residual(nn.Module):
         self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x) + x if self.shortcut else self.main(x)
+        out = self.main(x)
+        if not self.shortcut:
+            return out
+        return out.add_(x) if _in_place_ok() else out + x
 
 
 class OpSequential(nn.Module):
@@ -234,6 +250,7 @@ class EfficientViTLargeBackbone(nn.Module):
         return Residual(main, shortcut=stride == 1)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = x.contiguous(memory_format=torch.channels_last)
         outputs = []
         for stage in self.stages:
             x = stage(x)

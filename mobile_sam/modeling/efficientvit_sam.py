@@ -141,7 +141,7 @@ class EfficientViTSamImageEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.img_size != self.encode_size:
             x = F.interpolate(x, (self.encode_size, self.encode_size), mode="bilinear", align_corners=False)
-        return self.norm(self.neck(self.backbone(x)))
+        return self.norm(self.neck(self.backbone(x))).contiguous()
 
 
 def set_norm_eps(module: nn.Module, eps: float = NORM_EPS) -> None:

@@ -7,18 +7,16 @@
 Each path is an extracted snapshot: mit-han-lab/efficientvit's root (holding efficientvit/), facebookresearch/
 segment-anything's root (holding segment_anything/, which efficientvit imports), ChaoningZhang/MobileSAM's
 MobileSAMv2 folder (holding efficientvit/ and mobilesamv2/). Only the modules the models need are imported
-(package __init__ files that pull in training code, timm or triton are bypassed); nothing of ours is used
-except tests/efficientvit_support.py (the random weights and the summaries).
+(tests/support/efficientvit_peer.py bypasses the package __init__ files that pull in training code, timm or triton);
+nothing else of ours is used except tests/efficientvit_support.py (the random weights and the summaries).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +25,11 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # tests/, for efficientvit_support
+sys.path.insert(0, str(HERE.parents[2]))  # the repository, for tests.support.efficientvit_peer
 
 import efficientvit_support as support  # noqa: E402
+
+from tests.support.efficientvit_peer import official_efficientvit, official_mobilesamv2  # noqa: E402
 
 IMAGE = HERE.parents[2].parent / "shared" / "conformance" / "dogs.jpg"
 
@@ -60,66 +61,6 @@ FULL_CASE_VARIANTS = ("l0", "xl0")
 AMG_CONFIG = {"points_per_side": 3, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0}
 # Every AMG_MASK_STRIDE-th row and column of each automatic mask is stored.
 AMG_MASK_STRIDE = 4
-
-
-def _package(name: str, path: Path) -> types.ModuleType:
-    """An empty package at `path` (its __init__ is not run)."""
-    module = types.ModuleType(name)
-    module.__path__ = [str(path)]
-    sys.modules[name] = module
-    return module
-
-
-def _forget(prefix: str) -> None:
-    for name in [n for n in sys.modules if n == prefix or n.startswith(prefix + ".")]:
-        del sys.modules[name]
-
-
-def _load_efficientvit(root: Path) -> None:
-    """Import efficientvit.models.{nn,efficientvit} from `root`, bypassing the heavy package __init__ files."""
-    _forget("efficientvit")
-    base = root / "efficientvit"
-    _package("efficientvit", base)
-    _package("efficientvit.models", base / "models")
-    nn_package = _package("efficientvit.models.nn", base / "models" / "nn")
-    triton_stub = types.ModuleType("efficientvit.models.nn.triton_rms_norm")
-    triton_stub.TritonRMSNorm2dFunc = None  # only its "trms2d" norm needs triton, and no SAM model uses it
-    sys.modules[triton_stub.__name__] = triton_stub
-    for name in ("act", "norm", "ops"):
-        module = importlib.import_module(f"efficientvit.models.nn.{name}")
-        for attr in module.__all__:
-            setattr(nn_package, attr, getattr(module, attr))
-    _package("efficientvit.models.efficientvit", base / "models" / "efficientvit")
-
-
-def official_efficientvit(efficientvit_root: Path, segment_anything_root: Path):
-    """The official EfficientViT-SAM modules: (efficientvit.models.efficientvit.sam, efficientvit.sam_model_zoo)."""
-    sys.path.insert(0, str(segment_anything_root))
-    sys.path.insert(0, str(efficientvit_root))
-    _load_efficientvit(efficientvit_root)
-    package = sys.modules["efficientvit.models.efficientvit"]
-    for name in ("backbone", "sam"):
-        module = importlib.import_module(f"efficientvit.models.efficientvit.{name}")
-        for attr in module.__all__:
-            setattr(package, attr, getattr(module, attr))
-    return sys.modules["efficientvit.models.efficientvit.sam"], importlib.import_module("efficientvit.sam_model_zoo")
-
-
-def official_mobilesamv2(mobilesamv2_root: Path):
-    """MobileSAMv2's modules: (mobilesamv2.build_sam, mobilesamv2.modeling, mobilesamv2.utils.transforms)."""
-    sys.path.insert(0, str(mobilesamv2_root))
-    _load_efficientvit(mobilesamv2_root)
-    _forget("mobilesamv2")
-    _package("mobilesamv2", mobilesamv2_root / "mobilesamv2")
-    tinyvit = types.ModuleType("tinyvit.tiny_vit")
-    tinyvit.TinyViT = None  # the tiny_vit encoder needs timm; the efficientvit_l2 one does not use it
-    sys.modules["tinyvit"] = types.ModuleType("tinyvit")
-    sys.modules["tinyvit.tiny_vit"] = tinyvit
-    return (
-        importlib.import_module("mobilesamv2.build_sam"),
-        importlib.import_module("mobilesamv2.modeling"),
-        importlib.import_module("mobilesamv2.utils.transforms"),
-    )
 
 
 def write_shapes(zoo) -> None:
