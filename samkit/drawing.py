@@ -41,6 +41,7 @@ def overlay_masks(
     colors: np.ndarray | None = None,
     alpha: float = 0.5,
     contour_thickness: int | None = None,
+    antialiased: bool = True,
 ) -> np.ndarray:
     """
     Blend coloured masks over an image and outline each mask.
@@ -53,6 +54,7 @@ def overlay_masks(
       alpha (float): mask opacity in [0, 1].
       contour_thickness (int or None): outline width in pixels; None scales with the image,
         0 draws no outline.
+      antialiased (bool): antialiased outlines; False draws crisp ones, much faster for ragged masks.
 
     Returns:
       (np.ndarray): a new HxWx3 uint8 image.
@@ -63,7 +65,7 @@ def overlay_masks(
     if colors.shape != (len(masks), 3):
         raise ValueError(f"Expected colors of shape ({len(masks)}, 3), got {colors.shape}.")
     order = np.argsort([-int(mask.sum()) for mask in masks], kind="stable")
-    return paint_masks(image, (masks[index] for index in order), colors[order], alpha, contour_thickness)
+    return paint_masks(image, (masks[index] for index in order), colors[order], alpha, contour_thickness, antialiased)
 
 
 def paint_masks(
