@@ -55,6 +55,7 @@ class SegmentPage {
     this.pending = []; // actions announced but not yet applied by the server: {id, click | box, mode, scale}
     this.drag = null; // {start: image pixel [x, y], client: [x, y], moving} while the mouse is down on the canvas
     this.cursor = null; // the last image pixel under the mouse
+    this.lastHover = null; // the image pixel of the hover mask drawn last
     this.enabled = true;
     this.notice = '';
     this.localSource = null; // the canvas image's src when the local mask was drawn
@@ -283,6 +284,7 @@ class SegmentPage {
       return;
     }
     this.paint(canvas, masks, HOVER_ALPHA, null);
+    this.lastHover = {x: move.x, y: move.y};
     requestAnimationFrame(() => this.stats.hover.push(performance.now() - move.time));
   }
 
