@@ -28,6 +28,7 @@ from samkit.writers import ImageMasks, mask_records, save_cutout_png, save_mask_
 
 from .browser_decoding import LOADING, BrowserDecoding, PageDecoder, ServerOnly
 from .clicks import BACKGROUND, BOX, FOREGROUND, ClickPrompts
+from .embedding_cache import image_key
 from .image_session import ImageEmbedding, segment
 from .messages import safe_stem, weights_message, with_banner
 from .model_store import ModelStore
@@ -47,6 +48,7 @@ class SegmentState:
     """One visitor's segment tab; replaced (never mutated) by every event."""
 
     image: np.ndarray | None = None  # HxWx3 uint8: what the model sees
+    image_key: str = ""  # webapp.embedding_cache.image_key(image), computed once
     display: np.ndarray | None = None  # the image at display size
     name: str = ""
     notice: str = ""
@@ -116,7 +118,11 @@ class SegmentTab:
         except (ImageLoadError, ValueError) as error:
             return SegmentState(message=str(error))
         state = SegmentState(
-            image=upload.image, display=display_image(upload.image), name=upload.name, notice=upload.notice
+            image=upload.image,
+            image_key=image_key(upload.image),
+            display=display_image(upload.image),
+            name=upload.name,
+            notice=upload.notice,
         )
         try:
             return replace(state, encoder_text=_encoder_text(*self._embedding(state, random_weights)))
@@ -301,7 +307,7 @@ class SegmentTab:
     # ---- model calls ------------------------------------------------------------------------------
 
     def _embedding(self, state: SegmentState, random_weights: bool) -> tuple[ImageEmbedding, bool]:
-        return self.store.embedding(MOBILE_SAM, random_weights, state.image)
+        return self.store.embedding(MOBILE_SAM, random_weights, state.image, state.image_key or None)
 
     def _prompts_changed(
         self, state: SegmentState, clicks: ClickPrompts, message: str, random_weights: bool
