@@ -12,7 +12,7 @@
 
 import {DECODER_EVENT, DecoderController} from './controller.js';
 import {HoverPreview} from './hover.js';
-import {displayMask, maskImage} from './masks.js';
+import {paintMasks} from './masks.js';
 import {REASONS} from './runtime.js';
 
 const ACTION_EVENT = 'mobile-sam-action'; // webapp/drag_box.js
@@ -293,13 +293,12 @@ class SegmentPage {
     if (!canvas) return;
     const {width, height} = canvas;
     const header = this.controller.embedding.header;
-    const shown = new Uint8Array(width * height);
-    for (const {plane} of masks) {
-      const mask = displayMask(plane, header, width, height);
-      for (let i = 0; i < shown.length; i++) shown[i] |= mask[i];
+    if (!canvas.pixels || canvas.pixels.width !== width || canvas.pixels.height !== height) {
+      canvas.pixels = new ImageData(width, height);
     }
     const context = canvas.getContext('2d');
-    context.putImageData(maskImage(shown, width, height, [...MASK_RGB, alpha]), 0, 0);
+    const planes = masks.map(({plane}) => plane);
+    context.putImageData(paintMasks(planes, header, canvas.pixels, [...MASK_RGB, alpha]), 0, 0);
     if (prompt) this.markers(context, prompt, width / header.original_size[1]);
   }
 
