@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from mobile_sam import sam_model_registry
 from webapp import decoder_cache
-from webapp.browser_decoding import LOADING, BrowserDecoding, PageDecoder, ServerOnly
+from webapp.browser_decoding import LOADING, BrowserDecoding, PageDecoder
 from webapp.embedding_links import SESSION_HEADER
 from webapp.ort_files import ORT_FILES, OrtRelease
 
@@ -85,7 +85,8 @@ def test_without_onnxruntime_web_the_page_gets_nothing_and_the_reason_is_kept(sa
     decoding.start(repo=tmp_path, timeout_s=5, progress=lambda *_: None).join()
     assert not decoding.ready and "uses the server for every mask" in decoding.error
     answer = decoding.publish("alice", tmp_path / "a", sam, "vit_t", Image(torch.zeros(1, 256, 64, 64)))
-    assert answer == ServerOnly("load-failed", decoding.error)
+    assert answer.reason == "load-failed" and "not available" in answer.message
+    assert str(tmp_path) not in answer.message  # the page is told why, not where
     assert not (tmp_path / "a").exists()
 
 

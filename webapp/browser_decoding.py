@@ -140,7 +140,7 @@ class BrowserDecoding:
             return found
         with self._lock:
             if key in self._export_errors:
-                return ServerOnly("unsupported-model", f"its decoder could not be exported: {self._export_errors[key]}")
+                return ServerOnly("unsupported-model", "its decoder could not be exported for the page")
             if key not in self._exports or not self._exports[key].is_alive():
                 thread = threading.Thread(target=self._export, args=(sam, key), name="decoder export", daemon=True)
                 self._exports[key] = thread
@@ -154,8 +154,8 @@ class BrowserDecoding:
         deleted with the session, counted in its disk cap) and return what the page needs, or say why the page
         must use the server for this image."""
         self.links.revoke(session_id)
-        if self.error is not None:
-            return ServerOnly("load-failed", self.error)
+        if self.error is not None:  # the details (paths, npm's answer) are in the server's log, not for visitors
+            return ServerOnly("load-failed", "onnxruntime-web's files are not available on this server")
         if not self.ready:
             return ServerOnly(LOADING, "onnxruntime-web is being fetched")
         decoder = self.prepare(sam)
@@ -183,6 +183,7 @@ class BrowserDecoding:
         try:
             self.assets.decoders.decoder(sam, key)
         except Exception as error:  # the exporter's errors vary; the page then uses the server for this model
+            print(f"In-browser decoder: the decoder could not be exported ({error})", file=sys.stderr, flush=True)
             with self._lock:
                 self._export_errors[key] = str(error)
 
