@@ -92,7 +92,7 @@ class BrowserDecoding:
         self._ready = threading.Event()
         self._model_keys: weakref.WeakKeyDictionary[Sam, str] = weakref.WeakKeyDictionary()
         self._exports: dict[str, threading.Thread] = {}
-        self._export_errors: dict[str, str] = {}
+        self._failed_exports: set[str] = set()
         self._lock = threading.Lock()
 
     def start(self, warm: Callable[[], object] | None = None, **ensure_options) -> threading.Thread:
@@ -139,7 +139,7 @@ class BrowserDecoding:
         if found is not None:
             return found
         with self._lock:
-            if key in self._export_errors:
+            if key in self._failed_exports:
                 return ServerOnly("unsupported-model", "its decoder could not be exported for the page")
             if key not in self._exports or not self._exports[key].is_alive():
                 thread = threading.Thread(target=self._export, args=(sam, key), name="decoder export", daemon=True)
@@ -185,7 +185,7 @@ class BrowserDecoding:
         except Exception as error:  # the exporter's errors vary; the page then uses the server for this model
             print(f"In-browser decoder: the decoder could not be exported ({error})", file=sys.stderr, flush=True)
             with self._lock:
-                self._export_errors[key] = str(error)
+                self._failed_exports.add(key)
 
     def _weights_key(self, sam: Sam) -> str:
         with self._lock:
