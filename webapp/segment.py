@@ -89,7 +89,8 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """An HxW bool mask resized to size (H, W), nearest neighbour."""
     if mask.shape == size:
         return mask
-    return cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+    pixels = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)  # bool as 0/1 bytes, without a copy
+    return cv2.resize(pixels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST).view(bool)
 
 
 class SegmentTab:
