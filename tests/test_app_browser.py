@@ -125,6 +125,7 @@ def test_click_segments_and_box_and_everything_work_in_a_real_browser(page):
     assert changed[mask].mean() > 0.9  # the overlay covers the mask
     expected = overlay_masks(before, [mask], colors=np.array([[30, 144, 255]], np.uint8), antialiased=False)
     assert (after != expected).any(axis=-1).mean() < 0.01  # the rest is exactly the overlay, but for the marker
+    page.mouse.move(0, 0)  # off the canvas: the page's hover preview is cleared
     _shot(page, "segment_anything", readme=True)
 
     # A box dragged with the mouse in box mode.
