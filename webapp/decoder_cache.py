@@ -121,26 +121,30 @@ class DecoderCache:
         return None
 
     def _prune(self) -> None:
-        """Delete the least recently used entries (record, file and gzip copy) beyond max_entries."""
+        """Delete the least recently used entries (record, file and gzip copy) beyond max_entries; a file that no
+        record names yet (another process is writing its entry) is left alone."""
         if self.max_entries is None:
             return
         records = sorted(self.folder.glob("*.json"), key=_mtime, reverse=True)
-        kept = set()
-        for record in records[: self.max_entries]:
-            try:
-                kept.add(json.loads(record.read_text())["file"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
+        kept = {_record_file(record) for record in records[: self.max_entries]}
         for record in records[self.max_entries :]:
+            name = _record_file(record)
             record.unlink(missing_ok=True)
-        for path in self.folder.glob("decoder-*.onnx"):
-            if path.name not in kept:
-                path.unlink(missing_ok=True)
-                path.with_name(f"{path.name}.gz").unlink(missing_ok=True)
+            if name is not None and name not in kept and self.file(name) is not None:  # another entry may share it
+                (self.folder / name).unlink(missing_ok=True)
+                (self.folder / f"{name}.gz").unlink(missing_ok=True)
 
     def _lock(self, key: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
+
+
+def _record_file(record: Path) -> str | None:
+    """The decoder file an entry's record names, or None for an unreadable record."""
+    try:
+        return json.loads(record.read_text())["file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _mtime(path: Path) -> float:
