@@ -20,10 +20,10 @@ import socket  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 
-from webapp.blocks import build_app, new_store  # noqa: E402
+from webapp.blocks import build_app, new_store, serve  # noqa: E402
 from webapp.model_store import ModelStore  # noqa: E402
 
-__all__ = ["AppConfig", "ModelStore", "build_app", "main", "new_store", "parse_args"]
+__all__ = ["AppConfig", "ModelStore", "build_app", "main", "new_store", "parse_args", "serve"]
 
 
 def main(config: AppConfig) -> None:
@@ -45,7 +45,8 @@ def main(config: AppConfig) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    demo.launch(
+    serve(
+        demo,
         server_name=config.host,
         server_port=config.port,
         share=config.share,

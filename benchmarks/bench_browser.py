@@ -1,44 +1,57 @@
-"""The mask decoder in the page (headless Debian chromium, onnxruntime-web's WebAssembly build), one run.
+"""Masks in the visitor's browser, in the real app (headless Debian chromium, onnxruntime-web's WebAssembly build).
 
-Serves the decoder harness (tests/support/browser_harness, not the app) from a local server, plain (one thread) and
-cross-origin isolated (COOP/COEP: ISOLATED_THREADS threads), with onnxruntime-web in its worker (the page's
-default: decoding never blocks the page) and on the main thread, each mode in a fresh browser. Prints, per mode:
-the decode time in the page p50/p95 (one point, after warm-up; with the worker it includes sending the embedding
-to it), the harness's mouse move -> mask drawn p50/p95 (playwright moves over the canvas every 40 ms), the
-first-visit bytes on the wire (onnxruntime-web, the decoder, our modules, the first embedding), the bytes per new
-image (one embedding file), and the machine's load.
+Serves the app (as `python app.py --random-weights` does, with the conformance weights as its random MobileSAM
+where they exist, so that masks are not empty) once per mode: plain (one decoder thread) and cross-origin isolated
+(`--cross-origin-isolation`, the page's decoder on ISOLATED_THREADS threads). In a fresh browser per mode it uploads
+a photo (default: ../shared/images/truck.jpg enlarged to 2048x1366) and prints:
+- the decode time in the page p50/p95 (one point on the uploaded image, after warm-up; onnxruntime-web in its
+  worker, as the page runs it),
+- mouse move -> mask on screen p50/p95 (playwright moves over the canvas every 40 ms; until the next frame after
+  the mask is drawn),
+- the first visit's bytes on the wire for the page's decoder (onnxruntime-web, the decoder, our modules, the first
+  embedding) and for Gradio's page, and the bytes per new image (a second upload's embedding file),
+- the server's click round trip p50/p95: a click (preview off: the server path alone) until the new canvas image
+  has loaded in the page, each from the same prompts (the prompts are cleared between clicks),
+and the machine's load before and after.
 
-    python -m benchmarks.bench_browser [--weights FILE] [--image PATH] [--runs 30] [--weights-dtype float16]
-        [--modes plain,plain-main,isolated,isolated-main]
+    python -m benchmarks.bench_browser [--image PATH] [--weights FILE] [--runs 30] [--modes plain,isolated]
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from tests.support.browser_harness.server import harness_url, serve_harness
-
 REPO = Path(__file__).resolve().parents[1]
-CONFORMANCE = REPO.parent / "shared" / "conformance"
+SHARED = REPO.parent / "shared"
 CHROMIUM = "/usr/bin/chromium"
-DISPLAY_SIDE = 1024
+PHOTO_SIZE = (2048, 1366)
 WARMUP = 5
 ISOLATED_THREADS = 2  # the page's default is half the logical cores (webapp/browser/runtime.js threadCount)
-MODES = {  # name: (cross-origin isolated, onnxruntime-web in its worker)
-    "plain": (False, True),
-    "plain-main": (False, False),
-    "isolated": (True, True),
-    "isolated-main": (True, False),
+MODES = {"plain": False, "isolated": True}  # name: cross-origin isolated
+TIMEOUT_MS = 180_000
+KINDS = {
+    "onnxruntime-web": "/mobile-sam/ort/",
+    "decoder": "/mobile-sam/decoders/",
+    "modules": "/mobile-sam/js/",
+    "embedding": "/mobile-sam/embeddings/",
 }
+# Times of mouse presses and of the canvas image's loads, in the page (performance.now()).
+TIMING_SCRIPT = """
+window.benchTimes = {presses: [], canvases: []};
+document.addEventListener('mousedown', () => window.benchTimes.presses.push(performance.now()), true);
+document.addEventListener('load', (event) => {
+  const canvas = event.target.matches && event.target.matches('#segment-canvas img');
+  if (canvas) window.benchTimes.canvases.push(performance.now());
+}, true);
+"""
 
 
 def _percentiles(values: list[float]) -> str:
@@ -49,104 +62,129 @@ def _percentiles(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):6.1f} ms  p95 {p95:6.1f} ms  (n={len(ordered)})"
 
 
-def _prepare(args: argparse.Namespace, folder: Path):
-    from mobile_sam import SamPredictor, sam_model_registry
-    from webapp.decoder_cache import DecoderCache, DecoderSettings, weights_sha256
-    from webapp.embedding_file import EmbeddingHeader, write_embedding
-    from webapp.ort_files import OrtRelease, ensure_ort_files
-    from webapp.web_assets import WebAssets
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg()) + " (1/5/15 min)"
 
-    if args.weights is not None and args.weights.is_file():
-        sam = sam_model_registry["vit_t"](args.weights).eval()
-        sha256 = hashlib.sha256(args.weights.read_bytes()).hexdigest()
+
+def _photos(image: Path | None, folder: Path) -> tuple[Path, Path]:
+    """The photo to upload and a second one (mirrored) for the bytes per new image."""
+    if image is None:
+        source = Image.open(SHARED / "images" / "truck.jpg").convert("RGB").resize(PHOTO_SIZE, Image.LANCZOS)
     else:
-        torch.manual_seed(0)
-        sam = sam_model_registry["vit_t"](None).eval()
-        sha256 = weights_sha256(sam)
-    decoders = DecoderCache(folder / "decoders", DecoderSettings(weights_dtype=args.weights_dtype))
-    decoder = decoders.decoder(sam, sha256)
-    image = np.array(Image.open(args.image).convert("RGB"))
-    predictor = SamPredictor(sam)
-    predictor.set_image(image)
-    header = EmbeddingHeader(
-        predictor.original_size, predictor.input_size, sam.image_size, sam.mask_threshold, "vit_t", decoder.name
-    )
-    embedding = write_embedding(folder / "image.bin", predictor.features.numpy(), header)
-    release = OrtRelease.from_lockfile()
-    assets = WebAssets(ensure_ort_files(), release.version, decoders)
-    scale = min(1.0, DISPLAY_SIDE / max(image.shape[:2]))
-    display = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-    files = {"first.bin": embedding, "second.bin": embedding}
-    return assets, files, display, (predictor.original_size[1] / 2, predictor.original_size[0] / 3)
+        source = Image.open(image).convert("RGB")
+    first, second = folder / "photo.png", folder / "photo_mirrored.png"
+    source.save(first)
+    Image.fromarray(np.ascontiguousarray(np.array(source)[:, ::-1])).save(second)
+    return first, second
 
 
 def _wire_bytes(requests: list) -> dict[str, int]:
-    """Bytes on the wire (headers + encoded body) per kind of file."""
-    kinds = {"onnxruntime-web": "/mobile-sam/ort/", "decoder": "/mobile-sam/decoders/", "modules": "/mobile-sam/js/"}
-    totals = dict.fromkeys([*kinds, "embedding", "harness page"], 0)
+    """Bytes on the wire (headers + encoded body) per kind of file; the rest is Gradio's page."""
+    totals = dict.fromkeys([*KINDS, "Gradio's page"], 0)
     for request in requests:
         sizes = request.sizes()
-        size = sizes["responseBodySize"] + sizes["responseHeadersSize"]
-        kind = next((k for k, prefix in kinds.items() if prefix in request.url), None)
-        kind = kind or ("embedding" if "/files/" in request.url else "harness page")
-        totals[kind] += size
+        kind = next((k for k, prefix in KINDS.items() if prefix in request.url), "Gradio's page")
+        totals[kind] += sizes["responseBodySize"] + sizes["responseHeadersSize"]
     return totals
 
 
-def _run_mode(playwright, assets, files, display, point, mode: str, runs: int) -> None:
-    isolate, worker = MODES[mode]
+def _wait_ready(page) -> None:
+    page.wait_for_function("() => window.mobileSamSegment && window.mobileSamSegment.ready")
+
+
+def _upload(page, path: Path) -> None:
+    old = page.evaluate("window.mobileSamSegment.embeddingUrl")
+    if old is not None:
+        page.locator("#segment-upload button[aria-label='Clear']").click()
+        page.wait_for_function("() => window.mobileSamSegment.embeddingUrl === null")
+    page.set_input_files("#segment-upload input[type=file]", str(path))
+    page.wait_for_function(
+        "(old) => window.mobileSamSegment.embeddingUrl && window.mobileSamSegment.embeddingUrl !== old", arg=old
+    )
+    _wait_ready(page)
+
+
+def _run_mode(playwright, url: str, photos: tuple[Path, Path], mode: str, runs: int) -> None:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
     try:
-        context = browser.new_context(viewport={"width": display[0] + 40, "height": display[1] + 80})
-        page = context.new_page()
-        page.set_default_timeout(180_000)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        if MODES[mode]:  # threadCount() gives half the logical cores: ask for ISOLATED_THREADS
+            page.add_init_script(
+                f"Object.defineProperty(navigator, 'hardwareConcurrency', {{get: () => {2 * ISOLATED_THREADS}}})"
+            )
+        page.add_init_script(TIMING_SCRIPT)
         finished = []
         page.on("requestfinished", lambda request: finished.append(request))
-        with serve_harness(assets, files, isolate=isolate) as base:
-            threads = {"threads": str(ISOLATED_THREADS)} if isolate else {}
-            page.goto(harness_url(base, assets, "/files/first.bin", display, proxy="1" if worker else "0", **threads))
-            page.wait_for_function("window.harnessReady === true")
-            state = page.evaluate("harness.load('/files/first.bin')")
-            if state != "ready":
-                raise SystemExit(f"the page could not decode: {page.evaluate('harness.events')}")
-            first_visit = _wire_bytes(finished)
-            finished.clear()
-            page.evaluate("harness.load('/files/second.bin')")
-            per_image = sum(_wire_bytes(finished).values())
-            prompt = {"points": [list(point)], "labels": [1], "boxes": []}
-            page.evaluate(f"(p) => harness.time(p, {WARMUP})", prompt)
-            times = page.evaluate(f"(p) => harness.time(p, {runs})", prompt)
-            box = page.locator("#mask").bounding_box()
-            page.mouse.move(box["x"] + 10, box["y"] + 10)
-            for step in range(runs):
-                fraction = 0.1 + 0.8 * step / runs
-                page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + box["height"] * (1 - fraction))
-                page.wait_for_timeout(40)
-            page.evaluate("harness.preview.idle()")
-            latencies = page.evaluate("harness.latencies")
-            stats = page.evaluate("({...harness.preview.stats})")
-            threads = page.evaluate("harness.threads")
-            isolated = page.evaluate("crossOriginIsolated")
+        page.goto(url)
+        page.wait_for_selector("#segment-upload")
+        page.wait_for_function("() => window.mobileSamSegment !== undefined")
+        _upload(page, photos[0])
+        page.wait_for_timeout(500)  # the canvas image and the warm-up decode
+        first_visit = _wire_bytes(finished)
+        finished.clear()
+        _upload(page, photos[1])
+        per_image = _wire_bytes(finished)["embedding"]
+        threads = page.evaluate("window.mobileSamSegment.controller.decoder.threads")
+        isolated = page.evaluate("crossOriginIsolated")
+
+        height, width = page.evaluate("window.mobileSamSegment.server.image")
+        prompt = {"points": [[width / 2, height / 3]], "labels": [1], "boxes": []}
+        timing = """async ([prompt, n]) => {
+          const controller = window.mobileSamSegment.controller, times = [];
+          for (let i = 0; i < n; i++) {
+            const start = performance.now();
+            await controller.decode(prompt);
+            times.push(performance.now() - start);
+          }
+          return times;
+        }"""
+        page.evaluate(timing, [prompt, WARMUP])
+        decodes = page.evaluate(timing, [prompt, runs])
+
+        box = page.locator("#segment-canvas img").bounding_box()
+        page.evaluate("window.mobileSamSegment.stats.hover.length = 0")
+        page.mouse.move(box["x"] + 10, box["y"] + 10)
+        for step in range(runs):
+            fraction = 0.1 + 0.8 * step / runs
+            page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + box["height"] * (1 - fraction))
+            page.wait_for_timeout(40)
+        page.evaluate("window.mobileSamSegment.preview.idle()")
+        page.wait_for_timeout(100)
+        hover = page.evaluate("window.mobileSamSegment.stats.hover")
+        stats = page.evaluate("({...window.mobileSamSegment.preview.stats})")
+
+        page.locator("#segment-preview input").uncheck()
+        clicks = []
+        for index in range(min(runs, 15) + 1):
+            before = page.evaluate("window.benchTimes.canvases.length")
+            page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.4)
+            page.wait_for_function("(n) => window.benchTimes.canvases.length > n", arg=before)
+            times = page.evaluate("window.benchTimes")
+            if index:  # the first click is a warm-up
+                clicks.append(times["canvases"][-1] - times["presses"][-1])
+            before = page.evaluate("window.benchTimes.canvases.length")
+            page.get_by_role("button", name="Clear prompts").click()
+            page.wait_for_function("(n) => window.benchTimes.canvases.length > n", arg=before)
     finally:
         browser.close()
-    where = "onnxruntime-web's worker" if worker else "the main thread"
-    print(f"{mode}: crossOriginIsolated={isolated}, {threads} thread(s), in {where}")
-    print(f"  decode in the page        {_percentiles(times)}")
+    print(f"{mode}: crossOriginIsolated={isolated}, {threads} decoder thread(s), onnxruntime-web in its worker")
+    print(f"  decode in the page            {_percentiles(decodes)}")
     print(
-        f"  mouse move -> mask drawn  {_percentiles(latencies)}  ({stats['moves']} moves, {stats['decodes']} decodes)"
+        f"  mouse move -> mask on screen  {_percentiles(hover)}  ({stats['moves']} moves, {stats['decodes']} decodes)"
     )
-    total = sum(first_visit.values())
+    decoder_bytes = sum(size for kind, size in first_visit.items() if kind in KINDS)
     parts = ", ".join(f"{kind} {size / 1e6:.2f}" for kind, size in first_visit.items())
-    print(f"  first visit: {total / 1e6:.2f} MB on the wire ({parts})")
+    print(f"  first visit: {decoder_bytes / 1e6:.2f} MB for the page's decoder on the wire ({parts} MB)")
     print(f"  per new image: {per_image / 1e6:.3f} MB (the embedding file)")
+    print(f"  server click round trip       {_percentiles(clicks)}  (click -> new canvas loaded, preview off)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", type=Path, default=CONFORMANCE / "mobile_sam_vit_t_seed0.pt")
-    parser.add_argument("--image", type=Path, default=CONFORMANCE / "dogs.jpg")
+    parser.add_argument("--image", type=Path, default=None, help="photo to upload (default: truck.jpg at 2048x1366)")
+    parser.add_argument("--weights", type=Path, default=SHARED / "conformance" / "mobile_sam_vit_t_seed0.pt")
     parser.add_argument("--runs", type=int, default=30, help="timed decodes and mouse moves per mode")
-    parser.add_argument("--weights-dtype", choices=("float16", "float32"), default="float16")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     args = parser.parse_args()
     unknown = set(args.modes.split(",")) - set(MODES)
@@ -154,16 +192,31 @@ def main() -> None:
         parser.error(f"unknown modes {sorted(unknown)}; choose among {', '.join(MODES)}")
     if not Path(CHROMIUM).is_file():
         raise SystemExit(f"no chromium at {CHROMIUM}")
+    sys.path.insert(0, str(REPO / "tests"))
     from playwright.sync_api import sync_playwright
+    from support.app_models import ConformanceStore
+    from support.app_server import served_app
 
-    print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
+    import app
+    from webapp.model_store import ModelStore
+
+    print(f"load before: {_load()}")
     with tempfile.TemporaryDirectory() as folder:
-        assets, files, display, point = _prepare(args, Path(folder))
-        print(f"image {args.image.name}, display {display[0]}x{display[1]}, decoder weights {args.weights_dtype}")
+        photos = _photos(args.image, Path(folder))
+        weights = args.weights.name if args.weights.is_file() else "random"
+        with Image.open(photos[0]) as photo:
+            print(f"image {photo.width}x{photo.height}; weights: {weights}")
         with sync_playwright() as playwright:
             for mode in args.modes.split(","):
-                _run_mode(playwright, assets, files, display, point, mode, args.runs)
-    print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
+                config = app.AppConfig(random_weights=True, download=False, cross_origin_isolation=MODES[mode])
+                options = {"checkpoint_dir": Path(folder) / "cache"}
+                if args.weights.is_file():
+                    store = ConformanceStore(args.weights, **options)
+                else:
+                    store = ModelStore("cpu", download=False, **options)
+                with served_app(config, store) as url:
+                    _run_mode(playwright, url, photos, mode, args.runs)
+    print(f"load after: {_load()}")
 
 
 if __name__ == "__main__":

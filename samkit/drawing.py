@@ -8,6 +8,7 @@ masks HxW bool, points XY in pixels, boxes XYXY in pixels.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ def overlay_masks(
     colors: np.ndarray | None = None,
     alpha: float = 0.5,
     contour_thickness: int | None = None,
+    antialiased: bool = True,
 ) -> np.ndarray:
     """
     Blend coloured masks over an image and outline each mask.
@@ -53,6 +55,7 @@ def overlay_masks(
       alpha (float): mask opacity in [0, 1].
       contour_thickness (int or None): outline width in pixels; None scales with the image,
         0 draws no outline.
+      antialiased (bool): antialiased outlines; False draws crisp ones, much faster for ragged masks.
 
     Returns:
       (np.ndarray): a new HxWx3 uint8 image.
@@ -63,7 +66,7 @@ def overlay_masks(
     if colors.shape != (len(masks), 3):
         raise ValueError(f"Expected colors of shape ({len(masks)}, 3), got {colors.shape}.")
     order = np.argsort([-int(mask.sum()) for mask in masks], kind="stable")
-    return paint_masks(image, (masks[index] for index in order), colors[order], alpha, contour_thickness)
+    return paint_masks(image, (masks[index] for index in order), colors[order], alpha, contour_thickness, antialiased)
 
 
 def paint_masks(
@@ -92,18 +95,34 @@ def paint_masks(
         raise ValueError(f"Expected colors of shape (N, 3), got {colors.shape}.")
     if contour_thickness is None:
         contour_thickness = _line_width(image.shape[:2])
-    out = image.astype(np.float32)
+    pairs = iter(zip(masks, colors, strict=True))
+    first = next(pairs, None)
+    second = None if first is None else next(pairs, None)
     outlines = []
-    for mask, color in zip(masks, colors, strict=True):
-        mask = _check_mask(mask, image.shape[:2])
-        out[mask] = out[mask] * (1.0 - alpha) + color.astype(np.float32) * alpha
+    if first is not None and second is None:  # one mask: the same float32 blend, as a table of the 256 values
+        mask = _check_mask(first[0], image.shape[:2])
+        table = np.rint(_blend(np.arange(256, dtype=np.float32)[:, None], first[1], alpha)).astype(np.uint8)
+        out = image.copy()
+        np.copyto(out, cv2.LUT(image, table[None]), where=mask[..., None])
         if contour_thickness > 0:
             outlines.append(mask_contours(mask))
-    out = np.rint(out).astype(np.uint8)
+    else:
+        out = image.astype(np.float32)
+        for mask, color in itertools.chain([pair for pair in (first, second) if pair is not None], pairs):
+            mask = _check_mask(mask, image.shape[:2])
+            out[mask] = _blend(out[mask], color, alpha)
+            if contour_thickness > 0:
+                outlines.append(mask_contours(mask))
+        out = np.rint(out).astype(np.uint8)
     line_type = cv2.LINE_AA if antialiased else cv2.LINE_8
     for contours in outlines:
         cv2.drawContours(out, contours, -1, CONTOUR_COLOR, contour_thickness, line_type)
     return out
+
+
+def _blend(values: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
+    """float32 values (..., 3) blended towards an RGB colour with opacity alpha."""
+    return values * (1.0 - alpha) + color.astype(np.float32) * alpha
 
 
 def overlay_records(

@@ -110,3 +110,26 @@ def test_weights_sha256_follows_the_decoder_weights(sam):
 def test_a_malformed_weights_sha256_is_refused(sam, tmp_path):
     with pytest.raises(ValueError, match="64 lowercase hex"):
         DecoderCache(tmp_path).decoder(sam, "ABC")
+
+
+def test_lookup_finds_exported_entries_and_never_exports(sam, tmp_path, exports):
+    cache = DecoderCache(tmp_path)
+    assert cache.lookup(SHA) is None and exports == []
+    exported = cache.decoder(sam, SHA)
+    assert cache.lookup(SHA) == exported and len(exports) == 1
+    with pytest.raises(ValueError, match="64 lowercase hex"):
+        cache.lookup("not a digest")
+
+
+def test_entries_beyond_max_entries_are_deleted_least_recently_used_first(sam, tmp_path):
+    float16 = DecoderCache(tmp_path, max_entries=1)
+    in_flight = tmp_path / "decoder-0123456789abcdef.onnx"  # another process's entry, its record not written yet
+    in_flight.write_bytes(b"onnx")
+    old = float16.decoder(sam, SHA)
+    new = DecoderCache(tmp_path, DecoderSettings(weights_dtype="float32"), max_entries=1).decoder(sam, SHA)
+    assert float16.lookup(SHA) is None
+    assert not old.path.exists() and not old.path.with_name(f"{old.name}.gz").exists()
+    assert new.path.is_file() and len(list(tmp_path.glob("*.json"))) == 1
+    assert in_flight.is_file()
+    with pytest.raises(ValueError, match="at least 1"):
+        DecoderCache(tmp_path, max_entries=0)

@@ -32,6 +32,18 @@ def test_overlay_changes_only_pixels_inside_the_mask_when_contours_are_off():
     np.testing.assert_array_equal(out[20, 30], [178, 50, 50])  # 100 * 0.5 + (255, 0, 0) * 0.5, rounded
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
+def test_one_mask_is_blended_as_float32_then_rounded(alpha):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)  # every value of every channel occurs
+    mask = rng.random((60, 80)) > 0.4
+    color = np.array([30, 144, 255], np.uint8)
+    out = paint_masks(image, [mask], color[None], alpha, contour_thickness=0)
+    blended = image.astype(np.float32) * np.float32(1.0 - alpha) + color.astype(np.float32) * np.float32(alpha)
+    expected = np.where(mask[..., None], np.rint(blended).astype(np.uint8), image)
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_overlay_draws_the_contour_on_the_mask_boundary():
     image, mask = _image(), _square_mask()
     out = overlay_masks(image, [mask], alpha=0.0, contour_thickness=1)

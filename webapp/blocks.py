@@ -1,10 +1,13 @@
-"""The Gradio Blocks of the app: the banner, the three tabs, the models panel and the API, wired to the parts."""
+"""The Gradio Blocks of the app: the banner, the three tabs, the models panel and the API, wired to the parts;
+`serve` launches them with what the page's decoder needs."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from samkit.devices import resolve_device
 from samkit.models import MOBILE_SAM
@@ -18,9 +21,11 @@ from .model_store import ModelStore
 from .parts import Parts
 from .segment_layout import add_segment_tab
 from .status import status_markdown
+from .web_assets import CrossOriginIsolation
 from .wiring import Wiring, example_paths
 
 DRAG_BOX_JS = Path(__file__).with_name("drag_box.js")
+PAGE_MODULE = "segment_page.js"  # webapp/browser/: the segment tab's masks in the page
 RANDOM_BANNER = (
     '<div id="random-weights-banner" style="background:#b91c1c;color:white;padding:10px 14px;'
     'border-radius:8px;font-weight:600">Random weights: the models are randomly initialised, so every '
@@ -73,6 +78,26 @@ def build_app(config: AppConfig, store: ModelStore | None = None, parts: Parts |
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.encode_concurrency)
     demo.mobile_sam_parts = parts  # for the entry point's shutdown and the tests
     return demo
+
+
+def serve(demo: gr.Blocks, **launch_options: Any) -> Any:
+    """`demo.launch(**launch_options)` with the page's decoder (unless the config turned it off): its routes, the page
+    module in the head, the cross-origin isolation headers when the config asks for them; onnxruntime-web's files
+    and the served model's decoder are prepared in the background (a visitor never waits for them: until they are
+    ready, the server answers alone)."""
+    parts: Parts = demo.mobile_sam_parts
+    if parts.browser is not None:
+        parts.browser.start(warm=parts.warm_model)
+        app_kwargs = {"routes": parts.browser.routes()}
+        if parts.config.cross_origin_isolation:
+            app_kwargs["middleware"] = [Middleware(CrossOriginIsolation)]
+        module = parts.browser.assets.module_url(PAGE_MODULE)
+        launch_options = {
+            **launch_options,
+            "app_kwargs": {**launch_options.get("app_kwargs", {}), **app_kwargs},
+            "head": f'<script type="module">import("{module}");</script>',
+        }
+    return demo.launch(**launch_options)
 
 
 def _add_models_panel(w: Wiring, store: ModelStore) -> None:

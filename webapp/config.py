@@ -48,6 +48,9 @@ class AppConfig:
     session_disk_mb: int = 200
     session_ttl_s: int = 3600
     upload_max_age_s: int = 3600
+    browser_decoder: bool = True
+    cross_origin_isolation: bool = False
+    decoder_cache_items: int = 4
 
     def model_list(self) -> list[str]:
         return [name.strip() for name in self.models.split(",") if name.strip()]
@@ -78,6 +81,13 @@ HELP = {
     "session_disk_mb": "most disk all visitors' download files may use together",
     "session_ttl_s": "a session's files and state are deleted after this many idle seconds",
     "upload_max_age_s": "Gradio's copies of uploads are deleted after this many seconds",
+    "browser_decoder": "also decode masks in the visitor's browser (masks under the cursor, instant clicks; "
+    "onnxruntime-web's files are fetched at start: npm ci, else the npm registry); --no-browser-decoder: the server "
+    "answers every click alone",
+    "cross_origin_isolation": "send the COOP/COEP headers that let the page's decoder use several threads (the page "
+    "can then load nothing from other sites, and cannot be embedded in other sites' pages without those headers)",
+    "decoder_cache_items": "decoder files for the page kept on disk in the checkpoint folder (one per model's weights, "
+    "about 8 MB each)",
 }
 
 

@@ -4,7 +4,8 @@ An entry is keyed by the weights' SHA-256 (the checkpoint file's; `weights_sha25
 file, such as random ones) and the export settings. The file's name holds the SHA-256 of its content
 (decoder-<16 hex>.onnx), so the page may cache its URL forever and a new export never reuses an old URL; a gzip
 copy (name + ".gz") sits beside it for clients that accept gzip. Every file is written atomically; concurrent
-requests for one entry export it once.
+requests for one entry export it once. With `max_entries`, the least recently used entries beyond it are deleted
+after each export (old weights, old settings, old graph versions).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import re
 import tempfile
 import threading
@@ -52,18 +54,21 @@ class DecoderFile:
 
 
 class DecoderCache:
-    """Decoder files under `folder`, one per (weights, settings)."""
+    """Decoder files under `folder`, one per (weights, settings); at most max_entries of them (None: no bound)."""
 
-    def __init__(self, folder: str | Path, settings: DecoderSettings | None = None) -> None:
+    def __init__(
+        self, folder: str | Path, settings: DecoderSettings | None = None, max_entries: int | None = None
+    ) -> None:
+        if max_entries is not None and max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self.folder = Path(folder)
         self.settings = settings or DecoderSettings()
+        self.max_entries = max_entries
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
     def decoder(self, sam: Sam, weights_sha256: str) -> DecoderFile:
         """The decoder file of `sam`, whose weights have this SHA-256; exported on the first call (about a second)."""
-        if not re.fullmatch(r"[0-9a-f]{64}", weights_sha256):
-            raise ValueError(f"weights_sha256 must be 64 lowercase hex digits, got {weights_sha256!r}")
         key = self._key(weights_sha256)
         with self._lock(key):
             found = self._lookup(key)
@@ -80,7 +85,12 @@ class DecoderCache:
             atomic_write_bytes(path.with_name(f"{path.name}.gz"), gzip.compress(data, compresslevel=9, mtime=0))
             record = {"file": path.name, "sha256": sha256, "size": len(data)}
             atomic_write_bytes(self._record(key), json.dumps(record).encode())
+            self._prune()
             return DecoderFile(path, sha256, len(data))
+
+    def lookup(self, weights_sha256: str) -> DecoderFile | None:
+        """The decoder file of these weights when it is exported already (never exports), else None."""
+        return self._lookup(self._key(weights_sha256))
 
     def file(self, name: str) -> Path | None:
         """The path of a decoder file by its name (as in its URL), or None for anything else."""
@@ -90,6 +100,8 @@ class DecoderCache:
         return path if path.is_file() else None
 
     def _key(self, weights_sha256: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", weights_sha256):
+            raise ValueError(f"weights_sha256 must be 64 lowercase hex digits, got {weights_sha256!r}")
         fields = {"graph": GRAPH_VERSION, "weights_sha256": weights_sha256, **asdict(self.settings)}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -102,14 +114,44 @@ class DecoderCache:
             record = json.loads(self._record(key).read_text())
             path = self.file(record["file"])
             if path is not None and path.stat().st_size == record["size"]:
+                os.utime(self._record(key))  # recently used
                 return DecoderFile(path, record["sha256"], record["size"])
         except (OSError, ValueError, KeyError, TypeError):
             pass
         return None
 
+    def _prune(self) -> None:
+        """Delete the least recently used entries (record, file and gzip copy) beyond max_entries; a file that no
+        record names yet (another process is writing its entry) is left alone."""
+        if self.max_entries is None:
+            return
+        records = sorted(self.folder.glob("*.json"), key=_mtime, reverse=True)
+        kept = {_record_file(record) for record in records[: self.max_entries]}
+        for record in records[self.max_entries :]:
+            name = _record_file(record)
+            record.unlink(missing_ok=True)
+            if name is not None and name not in kept and self.file(name) is not None:  # another entry may share it
+                (self.folder / name).unlink(missing_ok=True)
+                (self.folder / f"{name}.gz").unlink(missing_ok=True)
+
     def _lock(self, key: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
+
+
+def _record_file(record: Path) -> str | None:
+    """The decoder file an entry's record names, or None for an unreadable record."""
+    try:
+        return json.loads(record.read_text())["file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def weights_sha256(sam: Sam) -> str:

@@ -1,15 +1,18 @@
 () => {
   // Clicks and dragged boxes on the segment-anything canvas, queued in the page and sent in order as JSON
-  // [{"click": [x, y]} | {"box": [x0, y0, x1, y1]}, ...] in displayed-image pixels: none is lost while
-  // the canvas is redrawn.
+  // [{"click": [x, y], "id": n} | {"box": [x0, y0, x1, y1], "id": n}, ...] in displayed-image pixels: none is lost
+  // while the canvas is redrawn. Each action is also announced on the document as
+  // CustomEvent('mobile-sam-action', {detail: {id, click | box, mode}}) for the page's own decoder
+  // (webapp/browser/segment_page.js), which shows its mask before the server's arrives; ids grow by one per action.
   const root = () => document.querySelector('#segment-canvas');
-  let start = null, suppressClick = false, queue = [], sending = false;
+  let start = null, suppressClick = false, queue = [], sending = false, nextId = 1;
   const toImage = (img, ev) => {
     const r = img.getBoundingClientRect();
     const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight, 1);
     const dx = (r.width - img.naturalWidth * scale) / 2, dy = (r.height - img.naturalHeight * scale) / 2;
     return [Math.round((ev.clientX - r.left - dx) / scale), Math.round((ev.clientY - r.top - dy) / scale)];
   };
+  const mode = () => document.querySelector('#segment-mode input[type=radio]:checked')?.value || '';
   const send = () => {
     const box = document.querySelector('#segment-drag textarea, #segment-drag input');
     if (sending || !queue.length || !box) return;
@@ -19,8 +22,14 @@
     box.dispatchEvent(new Event('input', {bubbles: true}));
     setTimeout(() => {
       document.querySelector('#segment-drag-apply')?.click();
-      setTimeout(() => { sending = false; send(); }, 50);
-    }, 50);
+      setTimeout(() => { sending = false; send(); }, 20);
+    }, 0);
+  };
+  const enqueue = (action) => {
+    action.id = nextId++;
+    queue.push(action);
+    document.dispatchEvent(new CustomEvent('mobile-sam-action', {detail: {...action, mode: mode()}}));
+    send();
   };
   const canvasImage = (ev) => {
     const img = root() && root().querySelector('img');
@@ -35,12 +44,10 @@
   document.addEventListener('mouseup', (ev) => {
     if (!start) return;
     const moved = Math.hypot(ev.clientX - start.x, ev.clientY - start.y);
-    const mode = document.querySelector('input[type=radio][value^="Box"]');
     const img = root() && root().querySelector('img');
-    if (moved > 6 && mode && mode.checked && img) {
+    if (moved > 6 && mode().startsWith('Box') && img) {
       const p = toImage(img, ev);
-      queue.push({box: [start.p[0], start.p[1], p[0], p[1]]});
-      send();
+      enqueue({box: [start.p[0], start.p[1], p[0], p[1]]});
       suppressClick = true;
     }
     start = null;
@@ -51,7 +58,6 @@
     if (!img) return;
     ev.stopPropagation();
     ev.preventDefault();
-    queue.push({click: toImage(img, ev)});
-    send();
+    enqueue({click: toImage(img, ev)});
   }, true);
 }

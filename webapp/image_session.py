@@ -90,9 +90,9 @@ def segment(embedding: ImageEmbedding, prompts: Prompts, multimask_output: bool 
     ]
     seconds = time.perf_counter() - start
     return Segmentation(
-        masks=np.concatenate([masks for masks, _, _ in results]).astype(bool),
-        scores=np.concatenate([scores for _, scores, _ in results]).astype(np.float32),
-        low_res_logits=np.concatenate([logits for _, _, logits in results]).astype(np.float32),
+        masks=np.concatenate([masks for masks, _, _ in results]).astype(bool, copy=False),
+        scores=np.concatenate([scores for _, scores, _ in results]).astype(np.float32, copy=False),
+        low_res_logits=np.concatenate([logits for _, _, logits in results]).astype(np.float32, copy=False),
         candidates=single and multimask_output,
         unused_points=unused,
         decode_seconds=seconds,

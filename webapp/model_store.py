@@ -119,17 +119,20 @@ class ModelStore:
         """Whether a missing checkpoint may be downloaded (SAM ViT-B/L/H only with download_large)."""
         return self.download and (self.download_large or not model_info(name).is_large)
 
-    def embedding(self, model_type: str, random_weights: bool, image: np.ndarray) -> tuple[ImageEmbedding, bool]:
+    def embedding(
+        self, model_type: str, random_weights: bool, image: np.ndarray, key: str | None = None
+    ) -> tuple[ImageEmbedding, bool]:
         """
-        The image embedding of an HxWx3 uint8 image, from the cache or computed once.
+        The image embedding of an HxWx3 uint8 image, from the cache or computed once; key is the image's
+        `image_key` where the caller keeps it (hashing a large image takes milliseconds on every click).
 
         Returns:
           (ImageEmbedding): shared, read-only.
           (bool): True if it came from the cache.
         """
         model = self.model(model_type, random_weights)
-        key = (image_key(image), model_type, bool(random_weights))
-        return self.embeddings.get_or_compute(key, lambda: embed_image(model, image))
+        cache_key = (key or image_key(image), model_type, bool(random_weights))
+        return self.embeddings.get_or_compute(cache_key, lambda: embed_image(model, image))
 
     def is_loaded(self, model_type: str, random_weights: bool = False) -> bool:
         with self._lock:

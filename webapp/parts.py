@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
 
+from samkit.checkpoints import default_cache_dir
+
 from .api import Api
+from .browser_decoding import BrowserDecoding
 from .compare_tab import CompareTab
 from .config import AppConfig
 from .everything_jobs import EverythingBudget, ResultCache
 from .everything_tab import EverythingTab
 from .model_store import ModelStore
+from .ort_files import OrtFilesError
 from .scheduling import HeavyLane, Priority
 from .segment import SegmentTab
-from .sessions import Sessions
+from .sessions import Sessions, session_id_of
 
 SWEEP_PERIOD_S = 30.0
+DECODER_FOLDER = "decoders"  # in the checkpoint folder: the page's decoder files (webapp.decoder_cache)
 
 
 @dataclass
@@ -32,6 +38,7 @@ class Parts:
     everything: EverythingTab
     compare: CompareTab
     api: Api
+    browser: BrowserDecoding | None  # the page's decoder (None with --no-browser-decoder)
 
     @classmethod
     def create(cls, config: AppConfig, store: ModelStore) -> Parts:
@@ -44,8 +51,13 @@ class Parts:
         )
         compare = CompareTab(store, sessions, lane, config.model_list(), config.max_compare_prompts)
         api = Api(store, everything, compare, priority, config.random_weights, config.max_image_side)
-        segment = SegmentTab(store, sessions, priority, config.max_image_side)
-        parts = cls(config, store, priority, sessions, lane, segment, everything, compare, api)
+        browser = None
+        if config.browser_decoder:
+            decoder_dir = (store.checkpoint_dir or default_cache_dir()) / DECODER_FOLDER
+            browser = BrowserDecoding(decoder_dir, max_decoders=config.decoder_cache_items, session_key=session_id_of)
+            sessions.on_end(browser.forget)
+        segment = SegmentTab(store, sessions, priority, config.max_image_side, browser)
+        parts = cls(config, store, priority, sessions, lane, segment, everything, compare, api, browser)
         threading.Thread(target=parts._sweep_forever, name="session-sweeper", daemon=True).start()
         return parts
 
@@ -57,7 +69,26 @@ class Parts:
             time.sleep(0.05)
         self.sessions.end_all()
 
+    def warm_model(self) -> object | None:
+        """The segment tab's model for the configured weights when it loads without a download (else None): the
+        model whose page decoder is prepared at start."""
+        return self.segment.loadable_model(self.config.random_weights)
+
     def _sweep_forever(self) -> None:
         while True:
             time.sleep(SWEEP_PERIOD_S)
             self.sessions.sweep()
+
+
+def _browser_decoding(config: AppConfig, store: ModelStore) -> BrowserDecoding | None:
+    """The page decoder's server side, its decoder files in the checkpoint folder; None (with a line on stderr)
+    where the pinned onnxruntime-web release is unknown (no package-lock.json)."""
+    try:
+        return BrowserDecoding(
+            (store.checkpoint_dir or default_cache_dir()) / DECODER_FOLDER,
+            max_decoders=config.decoder_cache_items,
+            session_key=session_id_of,
+        )
+    except OrtFilesError as error:
+        print(f"In-browser decoder off: {error}", file=sys.stderr, flush=True)
+        return None

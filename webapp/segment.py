@@ -4,29 +4,36 @@ The segment-anything tab: an image encoded once, then clicks decoded on its cach
 The canvas is drawn at display size (at most DISPLAY_SIDE, tiny images enlarged to MIN_DISPLAY_SIDE),
 so a click costs one decode and one small drawing; click coordinates arrive in display pixels and
 are mapped back to the image. Download files are written only when asked for.
+
+With a `BrowserDecoding`, each encoded image is also offered to the page (`publish`): its embedding file
+and decoder, so that the page shows masks under the cursor and answers clicks at once; the page learns
+the prompts the server holds from `page_json`. The server's masks stay the source of the canvas, the
+candidates, the downloads and the API.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
-from samkit.checkpoints import CheckpointError
+from samkit.checkpoints import CheckpointError, checkpoint_status
 from samkit.drawing import draw_prompts, mask_colors, overlay_masks
 from samkit.images import ImageLoadError, limit_image_side
 from samkit.models import MOBILE_SAM
 from samkit.writers import ImageMasks, mask_records, save_cutout_png, save_mask_png, write_coco_json
 
+from .browser_decoding import LOADING, BrowserDecoding, PageDecoder, ServerOnly
 from .clicks import BACKGROUND, BOX, FOREGROUND, ClickPrompts
+from .embedding_cache import image_key
 from .image_session import ImageEmbedding, segment
 from .messages import safe_stem, weights_message, with_banner
 from .model_store import ModelStore
 from .scheduling import Priority
-from .sessions import Sessions
+from .sessions import Sessions, session_key
 from .uploads import NO_IMAGE, read_upload
 
 MODES = {"Foreground point": FOREGROUND, "Background point": BACKGROUND, "Box (drag, or click two corners)": BOX}
@@ -41,6 +48,7 @@ class SegmentState:
     """One visitor's segment tab; replaced (never mutated) by every event."""
 
     image: np.ndarray | None = None  # HxWx3 uint8: what the model sees
+    image_key: str = ""  # webapp.embedding_cache.image_key(image), computed once
     display: np.ndarray | None = None  # the image at display size
     name: str = ""
     notice: str = ""
@@ -52,6 +60,8 @@ class SegmentState:
     encoder_text: str = ""
     decoder_ms: float | None = None
     message: str = ""
+    page: PageDecoder | ServerOnly | None = None  # the page's decoder for this image (None: not offered)
+    applied: int = 0  # the id of the last page action applied (canvas_actions)
 
     @property
     def display_scale(self) -> float:
@@ -79,15 +89,24 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """An HxW bool mask resized to size (H, W), nearest neighbour."""
     if mask.shape == size:
         return mask
-    return cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+    pixels = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)  # bool as 0/1 bytes, without a copy
+    return cv2.resize(pixels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST).view(bool)
 
 
 class SegmentTab:
     """The tab's events. Pure steps (`load_image`, `click`, ...) take and return a SegmentState;
     the `on_*` methods run them on the caller's session state under its lock and render."""
 
-    def __init__(self, store: ModelStore, sessions: Sessions, priority: Priority, max_image_side: int) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        sessions: Sessions,
+        priority: Priority,
+        max_image_side: int,
+        browser: BrowserDecoding | None = None,
+    ) -> None:
         self.store, self.sessions, self.priority, self.max_image_side = store, sessions, priority, max_image_side
+        self.browser = browser
 
     # ---- pure steps -------------------------------------------------------------------------------
 
@@ -100,7 +119,11 @@ class SegmentTab:
         except (ImageLoadError, ValueError) as error:
             return SegmentState(message=str(error))
         state = SegmentState(
-            image=upload.image, display=display_image(upload.image), name=upload.name, notice=upload.notice
+            image=upload.image,
+            image_key=image_key(upload.image),
+            display=display_image(upload.image),
+            name=upload.name,
+            notice=upload.notice,
         )
         try:
             return replace(state, encoder_text=_encoder_text(*self._embedding(state, random_weights)))
@@ -124,7 +147,8 @@ class SegmentTab:
 
     def canvas_actions(self, state: SegmentState, mode: str, actions_json: str, random_weights: bool) -> SegmentState:
         """Clicks and dragged boxes queued by the page (webapp/drag_box.js), in display pixels, applied in order:
-        JSON [{"click": [x, y]} | {"box": [x0, y0, x1, y1]}, ...]; anything else is ignored."""
+        JSON [{"click": [x, y], "id": n} | {"box": [x0, y0, x1, y1], "id": n}, ...] (the optional id, a positive
+        integer, is remembered as `applied` for the page); anything else is ignored."""
         try:
             actions = json.loads(actions_json)
         except (TypeError, ValueError):
@@ -132,6 +156,9 @@ class SegmentTab:
         for action in actions if isinstance(actions, list) else []:
             click = action.get("click") if isinstance(action, dict) else None
             box = action.get("box") if isinstance(action, dict) else None
+            action_id = action.get("id") if isinstance(action, dict) else None
+            if isinstance(action_id, int) and not isinstance(action_id, bool) and action_id > state.applied:
+                state = replace(state, applied=action_id)
             try:
                 if isinstance(click, list) and len(click) == 2:
                     x, y = (float(v) / state.display_scale for v in click)
@@ -165,6 +192,55 @@ class SegmentTab:
             return replace(state, masks=None, scores=None, decoder_ms=None, message=weights_message(error))
         return self._decode(state, random_weights)
 
+    # ---- the page's decoder -------------------------------------------------------------------------
+
+    def publish(self, state: SegmentState, request: Any, random_weights: bool, again: bool = True) -> SegmentState:
+        """Offer the page the current image (its embedding file in the session's folder, and its decoder); the
+        session's previous image's link expires. With again=False, only an offer still being prepared is retried."""
+        if self.browser is None:
+            return state
+        if not again and not (isinstance(state.page, ServerOnly) and state.page.reason == LOADING):
+            return state
+        session = session_key(request)
+        if state.image is None:
+            self.browser.forget(session)
+            return replace(state, page=None)
+        try:
+            embedding, _ = self._embedding(state, random_weights)
+            model = self.store.model(MOBILE_SAM, random_weights)
+        except CheckpointError:
+            self.browser.forget(session)
+            return replace(state, page=None)
+        folder = self.sessions.named_folder(request, "embedding")
+        page = self.browser.publish(session, folder, model, MOBILE_SAM, embedding)
+        self.sessions.enforce_cap()
+        return replace(state, page=page)
+
+    def page_json(self, state: SegmentState) -> str:
+        """What the page's decoder needs (webapp/browser/segment_page.js), as JSON: the decoder's files or why the
+        page must use the server ({"decoder": PageDecoder fields | null, "reason", "message"}), the image's (H, W),
+        the prompts the server holds in its pixels ({"points", "labels", "boxes"} and the pending box "corner"),
+        and the last page action applied."""
+        clicks = state.clicks
+        page = state.page
+        return json.dumps(
+            {
+                "decoder": asdict(page) if isinstance(page, PageDecoder) else None,
+                "reason": page.reason if isinstance(page, ServerOnly) else None,
+                "message": page.message if isinstance(page, ServerOnly) else "",
+                "image": None if state.image is None else list(state.image.shape[:2]),
+                "prompts": {"points": clicks.points, "labels": clicks.labels, "boxes": clicks.boxes},
+                "corner": clicks.pending_corner,
+                "applied": state.applied,
+            }
+        )
+
+    def loadable_model(self, random_weights: bool) -> object | None:
+        """The tab's model with these weights, loaded (or already loaded) when that needs no download; else None."""
+        if not random_weights and not checkpoint_status(MOBILE_SAM, self.store.checkpoint_dir).present:
+            return None
+        return self.store.model(MOBILE_SAM, random_weights)
+
     # ---- display ----------------------------------------------------------------------------------
 
     def render(self, state: SegmentState, random_weights: bool) -> tuple[Any, list, str, int | None]:
@@ -175,7 +251,7 @@ class SegmentTab:
         size = state.display.shape[:2]
         shown = [resize_mask(mask, size) for mask in state.shown_masks()]
         colors = CANDIDATE_COLOR if state.candidates else mask_colors(len(shown), seed=0)
-        canvas = overlay_masks(state.display, shown, colors=colors) if shown else state.display
+        canvas = overlay_masks(state.display, shown, colors=colors, antialiased=False) if shown else state.display
         clicks, scale = state.clicks, state.display_scale
         corner = None if clicks.pending_corner is None else tuple(v * scale for v in clicks.pending_corner)
         canvas = draw_prompts(
@@ -204,7 +280,9 @@ class SegmentTab:
                 caption = f"#{index + 1} IoU {score:.3f}" + (" ✓" if index == state.selected else "")
             else:
                 caption = f"box {index + 1} IoU {score:.3f}"
-            items.append((overlay_masks(thumbnail, [small], colors=colors[index : index + 1]), caption))
+            items.append(
+                (overlay_masks(thumbnail, [small], colors=colors[index : index + 1], antialiased=False), caption)
+            )
         return items
 
     def write_downloads(self, state: SegmentState, request: Any) -> tuple[str, str, str]:
@@ -230,7 +308,7 @@ class SegmentTab:
     # ---- model calls ------------------------------------------------------------------------------
 
     def _embedding(self, state: SegmentState, random_weights: bool) -> tuple[ImageEmbedding, bool]:
-        return self.store.embedding(MOBILE_SAM, random_weights, state.image)
+        return self.store.embedding(MOBILE_SAM, random_weights, state.image, state.image_key or None)
 
     def _prompts_changed(
         self, state: SegmentState, clicks: ClickPrompts, message: str, random_weights: bool

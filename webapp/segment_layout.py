@@ -3,35 +3,51 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import gradio as gr
 
+from .image_files import png_file
 from .segment import MODES, SegmentState
 from .wiring import Wiring
+
+PAGE_UPDATE_JS = "(text) => { window.mobileSamSegment?.update(text); }"  # webapp/browser/segment_page.js
 
 
 def add_segment_tab(w: Wiring) -> None:
     """The tab: the canvas with click modes, undo and clear, the upload and examples, the candidates and
-    downloads. Every event runs one step on the caller's session state under its lock."""
+    downloads, the page decoder's toggle. Every event runs one step on the caller's session state under its
+    lock; a new image (upload, other weights) is offered to the page's decoder, whose hidden JSON
+    (`SegmentTab.page_json`) goes with every answer."""
     seg, sessions, rw = w.parts.segment, w.parts.sessions, w.random_weights
 
-    def update(request: gr.Request | None, random: bool, step: Callable[[SegmentState], SegmentState]) -> tuple:
+    def update(
+        request: gr.Request | None,
+        random: bool,
+        step: Callable[[SegmentState], SegmentState],
+        new_image: bool = False,
+    ) -> tuple:
         session = sessions.session(request)
         with session.lock:  # one event at a time per session: quick clicks all count
-            state = step(session.state.get("segment", SegmentState()))
+            before = session.state.get("segment", SegmentState())
+            state = seg.publish(step(before), request, random, new_image)
+            state = replace(state, applied=max(state.applied, before.applied))  # a new image keeps the page's count
             session.state["segment"] = state
         canvas, gallery, info, selected = seg.render(state, random)
-        return canvas, gr.Gallery(value=gallery, selected_index=selected), info
+        folder = sessions.named_folder(request, "canvas")  # fast PNG files (webapp.image_files)
+        canvas = None if canvas is None else png_file(canvas, folder)
+        gallery = [(png_file(thumbnail, folder), caption) for thumbnail, caption in gallery]
+        return canvas, gr.Gallery(value=gallery, selected_index=selected), info, seg.page_json(state)
 
     def on_upload(path: Any, random: bool, request: gr.Request) -> tuple:
-        return update(request, random, lambda s: seg.load_image(path, random))
+        return update(request, random, lambda s: seg.load_image(path, random), new_image=True)
 
     def on_canvas(mode: str, actions_json: str, random: bool, request: gr.Request) -> tuple:
         return update(request, random, lambda s: seg.canvas_actions(s, mode, actions_json, random))
 
     def on_weights(random: bool, request: gr.Request) -> tuple:
-        return update(request, random, lambda s: seg.change_weights(s, random))
+        return update(request, random, lambda s: seg.change_weights(s, random), new_image=True)
 
     def on_undo(random: bool, request: gr.Request) -> tuple:
         return update(request, random, lambda s: seg.undo(s, random))
@@ -61,9 +77,20 @@ def add_segment_tab(w: Wiring) -> None:
                     buttons=["fullscreen"],
                 )
                 with gr.Row():
-                    mode = gr.Radio(list(MODES), value=next(iter(MODES)), label="Click mode", scale=3)
+                    mode = gr.Radio(
+                        list(MODES), value=next(iter(MODES)), label="Click mode", scale=3, elem_id="segment-mode"
+                    )
                     undo = gr.Button("Undo", scale=1)
                     clear = gr.Button("Clear prompts", scale=1)
+                with gr.Row(visible=w.parts.browser is not None):
+                    gr.Checkbox(
+                        True,
+                        label="Preview masks under the cursor",
+                        interactive=True,
+                        elem_id="segment-preview",
+                        scale=1,
+                    )
+                    gr.HTML("", elem_id="segment-decoder-notice", padding=False, scale=3)
                 info = gr.Markdown(seg.render(SegmentState(), w.config.random_weights)[2], elem_id="segment-info")
             with gr.Column(scale=2):
                 upload = gr.File(label="Image (JPEG, PNG, WebP, TIFF ...)", type="filepath", elem_id="segment-upload")
@@ -83,8 +110,10 @@ def add_segment_tab(w: Wiring) -> None:
                     ]
         drag = gr.Textbox(visible="hidden", elem_id="segment-drag")
         drag_apply = gr.Button(visible="hidden", elem_id="segment-drag-apply")
-        shown = [canvas, candidates, info]
+        page = gr.Textbox(visible="hidden", elem_id="segment-decoder")
+        shown = [canvas, candidates, info, page]
         private, interactive = w.private, w.interactive
+        page.change(None, [page], None, js=PAGE_UPDATE_JS, queue=False, **private)
         upload.change(on_upload, [upload, rw], shown, **private, **w.encode)
         rw.change(on_weights, [rw], shown, **private, **w.encode)
         drag_apply.click(on_canvas, [mode, drag, rw], shown, trigger_mode="multiple", **private, **interactive)

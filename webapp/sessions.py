@@ -4,8 +4,10 @@ its download files, by Gradio session id.
 
 Every event of one session reads and writes its state under the session's lock, so quick clicks
 never overwrite each other. A session ends when its browser tab closes (Gradio's unload event),
-after `ttl_s` idle seconds, or when the server stops: its jobs are cancelled and its files deleted.
-All sessions' files together stay under `max_bytes` (the oldest files go first).
+after `ttl_s` idle seconds, or when the server stops: its jobs are cancelled, its files deleted and
+the `on_end` callbacks told. All sessions' files together stay under `max_bytes` (the oldest files go
+first). A session's files are result folders (`new_folder`: the last few kept) and named folders
+(`named_folder`: one per name, e.g. the current image's embedding for the page), counted alike.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 from .scheduling import JobControl, Priority
 
 DIRECT = "direct"  # the session of calls without a Gradio request (tests, scripts)
+NAMED_PREFIX = "named-"  # named folders; new_folder's rotation leaves them alone
 
 
 @dataclass
@@ -46,10 +49,15 @@ class Sessions:
         self.priority = priority
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        self._on_end: list[Callable[[str], None]] = []
+
+    def on_end(self, callback: Callable[[str], None]) -> None:
+        """Call callback(session id) whenever a session ends (after its files are deleted)."""
+        self._on_end.append(callback)
 
     def session(self, request: Any) -> Session:
         """The session of a gr.Request (or DIRECT without one), created on first use."""
-        session_id = _session_id(request)
+        session_id = session_key(request)
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None:
@@ -83,9 +91,21 @@ class Sessions:
         session = self.session(request)
         session.folder.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(dir=session.folder))
-        older = sorted((p for p in session.folder.iterdir() if p != folder), key=lambda p: p.stat().st_mtime)
+        older = sorted(
+            (p for p in session.folder.iterdir() if p != folder and not p.name.startswith(NAMED_PREFIX)),
+            key=lambda p: p.stat().st_mtime,
+        )
         for stale in older[: max(0, len(older) - keep + 1)]:
             shutil.rmtree(stale, ignore_errors=True)
+        return folder
+
+    def named_folder(self, request: Any, name: str) -> Path:
+        """The session's folder called name (created when missing): kept by new_folder, counted in the cap,
+        deleted with the session."""
+        if not name.isidentifier():
+            raise ValueError(f"a folder name must be an identifier, got {name!r}")
+        folder = self.session(request).folder / f"{NAMED_PREFIX}{name}"
+        folder.mkdir(parents=True, exist_ok=True)
         return folder
 
     def enforce_cap(self) -> None:
@@ -103,7 +123,7 @@ class Sessions:
 
     def end(self, request: Any) -> None:
         """End the request's session: cancel its jobs, delete its files and state."""
-        self._end(_session_id(request))
+        self._end(session_key(request))
 
     def sweep(self) -> None:
         """End sessions idle for longer than ttl_s and apply the disk cap."""
@@ -136,10 +156,18 @@ class Sessions:
                 control.cancel()
             session.state.clear()
         shutil.rmtree(session.folder, ignore_errors=True)
+        for callback in self._on_end:
+            callback(session_id)
 
 
-def _session_id(request: Any) -> str:
-    raw = getattr(request, "session_hash", None) or DIRECT
+def session_key(request: Any) -> str:
+    """The session id of a gr.Request (its session hash, as a safe folder name), DIRECT without one."""
+    return session_id_of(getattr(request, "session_hash", None))
+
+
+def session_id_of(session_hash: str | None) -> str:
+    """A Gradio session hash as the session id (a safe folder name); DIRECT for none."""
+    raw = session_hash or DIRECT
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in raw)[:64] or DIRECT
 
 

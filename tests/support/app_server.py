@@ -30,10 +30,12 @@ def free_port() -> int:
 
 @contextmanager
 def served_demo(config: app.AppConfig, store: ModelStore) -> Iterator[tuple[str, object]]:
-    """Launch the app in this process without blocking; yield its URL and Blocks; close it afterwards."""
+    """Launch the app in this process without blocking, as app.py does (`app.serve`); yield its URL and Blocks;
+    close it afterwards."""
     demo = app.build_app(config, store)
     port = free_port()
-    demo.launch(
+    app.serve(
+        demo,
         server_name="127.0.0.1",
         server_port=port,
         prevent_thread_lock=True,

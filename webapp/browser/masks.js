@@ -31,18 +31,32 @@ export function axisTaps(size, original, crop, lowRes, upscale) {
   return {index, weight};
 }
 
+let lastTaps = {key: null, cols: null, rows: null, wide: null};
+
+/** Both axes' taps and the horizontal pass's buffer for a header and display size (the last ones kept). */
+function displayTaps(header, width, height, lowRes) {
+  const key = JSON.stringify([header.original_size, header.input_size, header.image_size, width, height, lowRes]);
+  if (lastTaps.key !== key) {
+    const upscale = header.image_size / lowRes;
+    const [inputH, inputW] = header.input_size, [originalH, originalW] = header.original_size;
+    lastTaps = {
+      key,
+      cols: axisTaps(width, originalW, inputW, lowRes, upscale),
+      rows: axisTaps(height, originalH, inputH, lowRes, upscale),
+      wide: new Float32Array(lowRes * width),
+    };
+  }
+  return lastTaps;
+}
+
 /**
  * Mask logits at display size: Float32Array (height * width) from one low-res plane (Float32Array lowRes^2,
- * row-major) of an embedding with header {original_size, input_size, image_size}.
+ * row-major) of an embedding with header {original_size, input_size, image_size}; written into out if given.
  */
-export function displayLogits(plane, header, width, height) {
+export function displayLogits(plane, header, width, height, out = new Float32Array(width * height)) {
   const lowRes = Math.round(Math.sqrt(plane.length));
-  const upscale = header.image_size / lowRes;
-  const [inputH, inputW] = header.input_size, [originalH, originalW] = header.original_size;
-  const cols = axisTaps(width, originalW, inputW, lowRes, upscale);
-  const rows = axisTaps(height, originalH, inputH, lowRes, upscale);
+  const {cols, rows, wide} = displayTaps(header, width, height, lowRes);
   // Horizontal pass on every low-res row, then the vertical pass per display pixel.
-  const wide = new Float32Array(lowRes * width);
   for (let r = 0; r < lowRes; r++) {
     const row = r * lowRes;
     for (let x = 0; x < width; x++) {
@@ -51,7 +65,6 @@ export function displayLogits(plane, header, width, height) {
         + cols.weight[k + 2] * plane[row + cols.index[k + 2]] + cols.weight[k + 3] * plane[row + cols.index[k + 3]];
     }
   }
-  const out = new Float32Array(width * height);
   for (let y = 0; y < height; y++) {
     const k = y * 4;
     const r0 = rows.index[k] * width, r1 = rows.index[k + 1] * width, r2 = rows.index[k + 2] * width, r3 = rows.index[k + 3] * width;
@@ -71,6 +84,26 @@ export function displayMask(plane, header, width, height) {
   for (let i = 0; i < logits.length; i++) mask[i] = logits[i] > threshold ? 1 : 0;
   return mask;
 }
+
+/**
+ * The union of several masks (low-res planes of one embedding) drawn into image (an ImageData at display size) in
+ * one RGBA colour, transparent outside: displayMask's pixels, without a buffer per mask.
+ */
+export function paintMasks(planes, header, image, [r, g, b, a] = [30, 144, 255, 128]) {
+  const {width, height} = image;
+  const pixels = new Uint32Array(image.data.buffer);
+  const colour = new Uint32Array(new Uint8ClampedArray([r, g, b, a]).buffer)[0];
+  if (logitBuffer.length !== width * height) logitBuffer = new Float32Array(width * height);
+  pixels.fill(0);
+  const threshold = header.mask_threshold;
+  for (const plane of planes) {
+    const logits = displayLogits(plane, header, width, height, logitBuffer);
+    for (let i = 0; i < logits.length; i++) if (logits[i] > threshold) pixels[i] = colour;
+  }
+  return image;
+}
+
+let logitBuffer = new Float32Array(0);
 
 /** ImageData of the mask in one RGBA colour (transparent outside), for a canvas over the image. */
 export function maskImage(mask, width, height, [r, g, b, a] = [30, 144, 255, 128]) {
