@@ -32,13 +32,6 @@ def _in_place_ok() -> bool:
     return not torch.is_grad_enabled() and not torch.jit.is_tracing()
 
 
-def _batch_norm_(x: torch.Tensor, norm: nn.BatchNorm2d) -> torch.Tensor:
-    """Eval-mode BatchNorm in place: x * (weight / sqrt(var + eps)) + (bias - mean * that scale)."""
-    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-    shift = norm.bias - norm.running_mean * scale
-    return x.mul_(scale[:, None, None]).add_(shift[:, None, None])
-
-
 class ConvLayer(nn.Module):
     """Conv2d ("same" padding), then optionally BatchNorm and GELU."""
 
@@ -63,7 +56,7 @@ class ConvLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
         if self.norm is not None:
-            x = _batch_norm_(x, self.norm) if _in_place_ok() and not self.norm.training else self.norm(x)
+            x = self.norm(x)
         if self.act is not None:
             x = torch.ops.aten.gelu_(x, approximate="tanh") if _in_place_ok() else self.act(x)
         return x
@@ -250,7 +243,6 @@ class EfficientViTLargeBackbone(nn.Module):
         return Residual(main, shortcut=stride == 1)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = x.contiguous(memory_format=torch.channels_last)
         outputs = []
         for stage in self.stages:
             x = stage(x)
