@@ -13,8 +13,9 @@ from tqdm import tqdm
 
 from samkit.checkpoints import CheckpointError
 from samkit.devices import resolve_device
+from samkit.extras import ULTRALYTICS_USE, MissingExtraError, require
 from samkit.images import load_image
-from samkit.models import MOBILE_SAM, MODELS, PAPER_REFERENCE
+from samkit.models import FASTSAM_MODELS, MOBILE_SAM, MODELS, PAPER_REFERENCE
 from samkit.protocols import PAPER_DISTANCES, PROTOCOLS, load_user_prompts
 
 from .models import (
@@ -193,6 +194,12 @@ def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) ->
     names = [p.name for p in args.images]
     if len(set(names)) != len(names):
         parser.error("image file names must be unique (results are keyed by file name)")
+    if any(name in FASTSAM_MODELS for name in (args.reference, *args.models)):
+        try:
+            require("ultralytics", ULTRALYTICS_USE)
+        except MissingExtraError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from samkit.checkpoints import CheckpointError
+from samkit.extras import MissingExtraError
 from samkit.images import ImageLoadError
 from samkit.models import MOBILE_SAM, PAPER_REFERENCE
 from samkit.protocols import PAPER_DISTANCES
@@ -354,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()
     try:
         return _run(args)
-    except (StoreError, CheckpointError, ImageLoadError, ValueError, FileNotFoundError) as err:
+    except (StoreError, CheckpointError, ImageLoadError, ValueError, FileNotFoundError, MissingExtraError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -89,6 +89,10 @@ def embed_folder(
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {engine!r}; choose 'local' or 'ray'")
+    if engine == "ray":
+        from samkit.ray_map import import_ray
+
+        import_ray()  # a missing Ray is named before any work
     device = resolve_device(device)
     checkpoint = teacher_checkpoint(teacher, checkpoint)
     root = Path(images)

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from mobile_sam.build_sam import CheckpointError, CheckpointNotFoundError
 from mobile_sam.utils.atomic import atomic_path, atomic_write_bytes
 
+from .extras import ULTRALYTICS_USE, require
 from .models import ModelInfo, model_info
 
 __all__ = [
@@ -240,6 +241,7 @@ def load_ultralytics_checkpoint(path: str | Path) -> torch.nn.Module:
       CheckpointNotFoundError: the file does not exist.
       CheckpointError: the restricted loader cannot read it, or it holds no network.
     """
+    require("ultralytics", ULTRALYTICS_USE)
     from ultralytics.nn.tasks import torch_safe_load
 
     file = Path(path).expanduser()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from samkit.extras import MissingExtraError, require
 from samkit.models import names
 
 ENV_PREFIX = "MOBILE_SAM_APP_"
@@ -147,3 +148,11 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     if args.max_image_side < 16:
         parser.error("--max-image-side must be at least 16")
     return AppConfig(**{item.name: getattr(args, item.name) for item in fields(AppConfig)})
+
+
+def check_app_packages() -> None:
+    """Exit with the command that installs the app's extra when gradio is missing (before anything imports it)."""
+    try:
+        require("gradio", "the app")
+    except MissingExtraError as missing:
+        raise SystemExit(f"error: {missing}") from None

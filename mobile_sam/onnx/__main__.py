@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .files import DEFAULT_OPSET, INSTALL_ONNX, MAX_OPSET, MIN_OPSET
 
 # vit_h is left out: its 2.5 GB of weights exceed the 2 GB limit of a single-file ONNX model.
 MODEL_TYPES = (
@@ -72,7 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from ..build_sam import CheckpointError, sam_model_registry
-    from .export import export_sam
+
+    try:
+        from .export import export_sam
+    except ImportError as error:
+        print(f"error: the ONNX export needs onnx ({error}): {INSTALL_ONNX}", file=sys.stderr)
+        return 2
 
     if args.random_weights:
         print(

@@ -25,17 +25,15 @@ from .files import (
     DECODER_FILE,
     DECODER_INPUTS,
     DECODER_OUTPUTS,
+    DEFAULT_OPSET,
     ENCODER_FILE,
     ENCODER_INPUT,
     ENCODER_OUTPUT,
+    MAX_OPSET,
     METADATA_KEY,
+    MIN_OPSET,
     EncoderMetadata,
 )
-
-DEFAULT_OPSET = 17
-# 14: the first opset the TorchScript exporter maps scaled_dot_product_attention to; 20: its last.
-# 17 is the first with a LayerNormalization operator.
-MIN_OPSET, MAX_OPSET = 14, 20
 
 
 @dataclass(frozen=True)
