@@ -212,7 +212,8 @@ def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) ->
         models = [factory(name, options) for name in args.models]
     except CheckpointError as err:
         print(
-            f"error: {err}\nOr run with --random-weights to try the pipeline without checkpoints "
+            f"error: {err}\nHere: --checkpoint NAME=FILE for one model's file, --checkpoint-dir DIR for a folder of "
+            "official files, --download to fetch them, or --random-weights to try the pipeline without checkpoints "
             "(masks are then meaningless).",
             file=sys.stderr,
         )

@@ -93,10 +93,10 @@ def embed_folder(
         from samkit.ray_map import import_ray
 
         import_ray()  # a missing Ray is named before any work
-    device = resolve_device(device)
-    checkpoint = teacher_checkpoint(teacher, checkpoint)
     root = Path(images)
     paths = list_images(root, limit)
+    device = resolve_device(device)
+    checkpoint = teacher_checkpoint(teacher, checkpoint)
     if engine == "local":
         model = freeze(build_model(teacher, checkpoint).to(device))
     else:  # the actors load the weights; the driver only needs the shapes

@@ -350,7 +350,7 @@ class _Trainer:
             changed["processes"] = (state["world_size"], self.place.world_size)
         if changed:
             described = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-            raise ValueError(f"{path} was written with other training options ({described}); use another --output")
+            raise ValueError(f"{path} was written with other training options ({described}); use another --out")
         self.student.load_state_dict(state["student"])
         for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
             optimizer.load_state_dict(saved)
@@ -450,7 +450,7 @@ def train(config: TrainConfig, should_stop: Callable[[int], bool] | None = None)
     trainer = _Trainer(config, place, device)
     if (output / CHECKPOINT_FILE).exists():
         trainer.load(output / CHECKPOINT_FILE)
-    started = time.perf_counter()
+    started = time.perf_counter() - (trainer.rows[-1]["seconds"] if trainer.rows else 0.0)  # resumed: continue
     with tqdm(
         total=trainer.total_steps,
         initial=trainer.step,

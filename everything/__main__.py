@@ -29,6 +29,10 @@ GRID_D, OBJECTS_D = DEFAULTS[GRID], DEFAULTS[OBJECTS]
 FORMATS = ("coco", "png", "both")
 # The detector of --prompts objects when neither --detector nor --boxes is given: MobileSAMv2's own.
 DEFAULT_DETECTOR = "objectaware"
+CHECKPOINT_OPTIONS = (
+    "Here: --checkpoint FILE (the SAM weights), --detector FILE (a detector), --checkpoint-dir DIR (a folder of "
+    "official files), or --random-weights to try the pipeline without weights."
+)
 
 
 def knob(group: argparse._ArgumentGroup, name: str, help: str) -> None:
@@ -327,7 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return run(args)
-    except (KnobError, InputError, ResumeError, CheckpointError, MissingExtraError) as error:
+    except CheckpointError as error:
+        print(f"error: {error}\n{CHECKPOINT_OPTIONS}", file=sys.stderr)
+        return 2
+    except (KnobError, InputError, ResumeError, MissingExtraError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -153,7 +153,7 @@ def resolve_checkpoint(
             return explicit
         hint = (
             f"\nIt is a folder: pass the file itself (for example {explicit / info.filename}), "
-            "or pass the folder as the checkpoint folder (--checkpoint-dir / cache_dir)."
+            "or use the folder as the checkpoint cache folder (cache_dir)."
             if explicit.is_dir()
             else ""
         )
@@ -320,11 +320,17 @@ def _download_failed_message(info: ModelInfo, folder: Path, reason: str) -> str:
 
 def _manual_install_hint(info: ModelInfo, folder: Path) -> str:
     expected = info.sha256 or "not published (recorded on first use)"
+    target = folder / info.filename
+    if info.downloadable:
+        where = f"To install it by hand, download\n  {info.url}\nand save it as\n  {target}\n"
+    else:  # the URL is the web page that links the file: saving the page itself as the file would not load
+        where = (
+            f"{info.filename} has no direct download link; it is linked from\n  {info.url}\n"
+            f"Download it through that link and save it as\n  {target}\n"
+        )
     return (
-        f"To install it by hand, download\n  {info.url}\n"
-        f"and save it as\n  {folder / info.filename}\n"
-        f"(expected SHA-256: {expected}).\n"
-        f"Another folder can be used with --checkpoint-dir or the {CACHE_DIR_ENV} environment variable."
+        f"{where}(expected SHA-256: {expected}).\n"
+        f"Another cache folder can be set with the {CACHE_DIR_ENV} environment variable."
     )
 
 

@@ -149,3 +149,33 @@ def test_torchrun_two_processes_train_with_gloo(setup, tmp_path):
     assert {k: tuple(v.shape) for k, v in written.items()} == {k: tuple(v.shape) for k, v in expected.items()}
     losses = [float(line.split(",")[3]) for line in (tmp_path / "ddp" / "train_log.csv").read_text().splitlines()[1:]]
     assert len(losses) == 6 and np.mean(losses[-2:]) < np.mean(losses[:2])
+
+
+def test_embed_of_a_file_says_it_is_not_a_folder(setup, tmp_path, capsys):
+    images, teacher, _ = setup
+    image = next(images.iterdir())
+    code = main(["embed", str(image), "--out", str(tmp_path / "s"), "--teacher", TEST_TEACHER])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a file, not a folder" in err and "does not exist" not in err
+
+
+def test_a_teacher_checkpoint_folder_is_named_as_a_folder(setup, tmp_path, capsys):
+    images, _, _ = setup
+    code = main(["embed", str(images), "--out", str(tmp_path / "s"), "--teacher-checkpoint", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a folder" in err and "does not exist" not in err
+
+
+def test_a_missing_teacher_names_distills_own_options(setup, tmp_path, monkeypatch, capsys):
+    import urllib.error
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network here")
+
+    monkeypatch.setenv("MOBILE_SAM_CACHE_DIR", str(tmp_path / "empty_cache"))
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    images, _, _ = setup
+    code = main(["embed", str(images), "--out", str(tmp_path / "s"), "--teacher", "vit_b", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sam_vit_b_01ec64.pth" in err
+    assert "--teacher-checkpoint" in err and "--checkpoint-dir" not in err
