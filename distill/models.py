@@ -159,3 +159,24 @@ def teacher_checkpoint(name: str, path: str | Path | None) -> Path:
         return resolve_checkpoint(name)
     except CheckpointError as error:
         raise type(error)(f"{error}\nOr pass the teacher's file with --teacher-checkpoint FILE.") from error
+
+
+def write_random_teacher(name: str, path: str | Path, seed: int = 0) -> Path:
+    """Write a teacher with random weights drawn with `seed` (a full Sam state dict) to `path`, which must not
+    exist: a teacher file for trying the whole method offline (its embeddings and masks are meaningless)."""
+    import io
+
+    import torch
+
+    from mobile_sam.utils.atomic import atomic_write_bytes
+
+    if name not in TEACHER_NAMES:
+        raise ValueError(f"unknown teacher {name!r}; choose one of {', '.join(TEACHER_NAMES)}")
+    if Path(path).exists():
+        raise ValueError(f"{path} exists; give a new file name")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(name)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -242,8 +242,11 @@ def test_bad_options_and_mismatched_inputs_give_clear_errors(setup, tmp_path):
         train(_config(setup, "vit_t", student="vit_t"))
     with pytest.raises(ValueError, match="unknown optimizer"):
         train(_config(setup, "sgd", optimizer="sgd"))
-    with pytest.raises(ValueError, match="output-lr-scale"):
+    with pytest.raises(ValueError, match="output_lr_scale must be a number > 0, got 0.0"):
         train(_config(setup, "scale", output_lr_scale=0.0))
+    for name, value in (("lr", math.inf), ("weight_decay", math.nan), ("min_lr_ratio", 2.0), ("steps", 0)):
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            train(_config(setup, "bad", **{name: value}))
     train(_config(setup, "changed", steps=1))
     with pytest.raises(ValueError, match="lr"):
         train(_config(setup, "changed", steps=1, lr=1e-2))
