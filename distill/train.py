@@ -455,8 +455,8 @@ def train(config: TrainConfig, should_stop: Callable[[int], bool] | None = None)
     place, device = _init_distributed(config.device)
     _seed_everything(config.seed, place.rank)
     output = Path(config.output)
+    trainer = _Trainer(config, place, device)  # checks the store and the teacher before anything is written
     output.mkdir(parents=True, exist_ok=True)
-    trainer = _Trainer(config, place, device)
     if (output / CHECKPOINT_FILE).exists():
         trainer.load(output / CHECKPOINT_FILE)
     started = time.perf_counter() - (trainer.rows[-1]["seconds"] if trainer.rows else 0.0)  # resumed: continue

@@ -151,13 +151,12 @@ def resolve_checkpoint(
         explicit = Path(path).expanduser()
         if explicit.is_file():
             return explicit
-        hint = (
-            f"\nIt is a folder: pass the file itself (for example {explicit / info.filename}), "
-            "or use the folder as the checkpoint cache folder (cache_dir)."
-            if explicit.is_dir()
-            else ""
-        )
-        raise CheckpointNotFoundError(f"Checkpoint file {explicit} does not exist.{hint}")
+        if explicit.is_dir():
+            raise CheckpointNotFoundError(
+                f"Checkpoint file {explicit} is a folder: pass the file itself (for example "
+                f"{explicit / info.filename}), or use the folder as the checkpoint cache folder (cache_dir)."
+            )
+        raise CheckpointNotFoundError(f"Checkpoint file {explicit} does not exist.")
     folder = _cache_folder(cache_dir)
     cached = folder / info.filename
     if cached.is_file():

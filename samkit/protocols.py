@@ -163,7 +163,7 @@ def load_user_prompts(path: str | Path) -> dict[str, list[Prompts]]:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read prompts file {path}: {err}") from err
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise ValueError(f"{path}: expected a JSON object mapping image file names to lists of prompts")

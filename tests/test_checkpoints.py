@@ -415,8 +415,9 @@ def test_missing_explicit_path_raises_not_found(tmp_path: Path) -> None:
 
 
 def test_explicit_folder_error_suggests_the_file(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointNotFoundError, match="mobile_sam.pt"):
+    with pytest.raises(CheckpointNotFoundError, match="mobile_sam.pt") as caught:
         resolve_checkpoint("vit_t", path=tmp_path)
+    assert "is a folder" in str(caught.value) and "does not exist" not in str(caught.value)
 
 
 # ---------------------------------------------------------------- status

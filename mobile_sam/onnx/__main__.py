@@ -28,6 +28,22 @@ MODEL_TYPES = (
 )
 
 
+def _integer_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high] (high None: unbounded), refused with the range otherwise."""
+    described = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {described}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {described}, got {text!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mobile_sam.onnx", description="ONNX export of SAM / MobileSAM.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="export randomly initialised weights (for testing only: the masks are MEANINGLESS)",
     )
-    export.add_argument("--seed", type=int, default=0, help="seed of --random-weights (default 0)")
+    export.add_argument("--seed", type=_integer_in(0), default=0, help="seed of --random-weights (default 0)")
     export.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     export.add_argument(
         "--opset",
-        type=int,
+        type=_integer_in(MIN_OPSET, MAX_OPSET),
         default=DEFAULT_OPSET,
         help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})",
     )
