@@ -15,6 +15,7 @@ status is 1 at the end if any image failed, 2 when the run was refused.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,9 @@ from samkit.models import DETECTORS, MODELS, SAM_MODELS
 
 from .settings import DEFAULTS, GRID, KNOBS, OBJECTS, PROMPT_MODES, SETTINGS
 
+# The detectors' checkpoints come through samkit.checkpoints: ultralytics must never reach the network (nor
+# pip-install anything) for a run over a dataset.
+os.environ.setdefault("YOLO_OFFLINE", "1")
 GRID_D, OBJECTS_D = DEFAULTS[GRID], DEFAULTS[OBJECTS]
 FORMATS = ("coco", "png", "both")
 # The detector of --prompts objects when neither --detector nor --boxes is given: MobileSAMv2's own.
