@@ -9,10 +9,11 @@ SIGTERM, then stop every job and delete every visitor's files. Everything else l
 
 from __future__ import annotations
 
-from webapp.config import AppConfig, parse_args
+from webapp.config import AppConfig, check_app_packages, parse_args
 
 if __name__ == "__main__":
     CONFIG = parse_args()  # --help and bad options answer before the slow imports below
+    check_app_packages()
 
 import os  # noqa: E402
 import signal  # noqa: E402

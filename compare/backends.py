@@ -19,6 +19,7 @@ from torch import nn
 from mobile_sam import SamPredictor
 from mobile_sam.modeling import Sam
 from samkit.devices import resolve_device
+from samkit.extras import ULTRALYTICS_USE, require
 from samkit.images import to_rgb_uint8
 from samkit.loading import load_model
 from samkit.models import MOBILE_SAM, MODELS, PAPER_REFERENCE
@@ -211,6 +212,7 @@ class FastSamBackend:
         self._confidences: np.ndarray | None = None
 
     def _make_predictor(self, image_size: int, confidence: float, iou: float):
+        require("ultralytics", ULTRALYTICS_USE)
         from ultralytics.models.fastsam import FastSAMPredictor
 
         overrides = {

@@ -13,8 +13,10 @@ from tqdm import tqdm
 
 from samkit.checkpoints import CheckpointError
 from samkit.devices import resolve_device
+from samkit.extras import ULTRALYTICS_USE, MissingExtraError, require
 from samkit.images import load_image
-from samkit.models import MOBILE_SAM, MODELS, PAPER_REFERENCE
+from samkit.knobs import Rule
+from samkit.models import FASTSAM_MODELS, MOBILE_SAM, MODELS, PAPER_REFERENCE
 from samkit.protocols import PAPER_DISTANCES, PROTOCOLS, load_user_prompts
 
 from .models import (
@@ -26,8 +28,8 @@ from .models import (
     canonical_model_name,
 )
 from .outputs import write_outputs
-from .report import latency_markdown, miou_markdown, parameters_markdown
-from .runner import ProtocolSpec, run_comparison
+from .report import latency_markdown, miou_markdown, parameters_markdown, skipped_distances_note
+from .runner import ProtocolSpec, check_distances_fit, run_comparison
 
 _DESCRIPTION = """\
 Compare original SAM, MobileSAM and FastSAM on the same images and prompts: mIoU of each model's masks
@@ -41,13 +43,14 @@ $MOBILE_SAM_CACHE_DIR, else ~/.cache/mobile_sam); --download fetches missing off
 """
 
 
+DISTANCE = Rule(low=0.0, low_open=True)
+COUNT, NON_NEGATIVE = Rule(integer=True, low=1), Rule(integer=True, low=0)
+
+
 def _csv_floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive distances, got {text!r}")
+    values = tuple(DISTANCE.parse(v) for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated distances, got {text!r}")
     return values
 
 
@@ -70,20 +73,6 @@ def _checkpoint_pair(text: str) -> tuple[str, Path]:
     if not sep or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=FILE (e.g. vit_h=sam_vit_h_4b8939.pth), got {text!r}")
     return _model_name(name), Path(path)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
-    return value
 
 
 def comparison_parser() -> argparse.ArgumentParser:
@@ -120,7 +109,7 @@ def comparison_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--prompts-per-image",
-        type=_positive_int,
+        type=COUNT.parse,
         default=20,
         help="prompts per image, per distance for points2 (default: 20)",
     )
@@ -129,7 +118,7 @@ def comparison_parser() -> argparse.ArgumentParser:
         type=Path,
         help='user prompts, JSON: {"image.jpg": [{"points": [[x, y]], "labels": [1]}, {"box": [x0, y0, x1, y1]}]}',
     )
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the prompt sampling (default: 0)")
+    p.add_argument("--seed", type=NON_NEGATIVE.parse, default=0, help="seed of the prompt sampling (default: 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder (CSV, JSON, markdown report, figures)")
     p.add_argument("--checkpoint-dir", type=Path, help="folder holding the official checkpoint files")
     p.add_argument(
@@ -148,13 +137,11 @@ def comparison_parser() -> argparse.ArgumentParser:
         "are meaningless, timings and parameter counts are real)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--threads", type=_positive_int, help="torch CPU threads for every model (default: torch's)")
+    p.add_argument("--threads", type=COUNT.parse, help="torch CPU threads for every model (default: torch's)")
     p.add_argument(
-        "--warmup", type=_non_negative_int, default=1, help="untimed runs per model on the first image (default: 1)"
+        "--warmup", type=NON_NEGATIVE.parse, default=1, help="untimed runs per model on the first image (default: 1)"
     )
-    p.add_argument(
-        "--repeats", type=_positive_int, default=1, help="timed encoder runs per image and model (default: 1)"
-    )
+    p.add_argument("--repeats", type=COUNT.parse, default=1, help="timed encoder runs per image and model (default: 1)")
     return p
 
 
@@ -193,6 +180,12 @@ def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) ->
     names = [p.name for p in args.images]
     if len(set(names)) != len(names):
         parser.error("image file names must be unique (results are keyed by file name)")
+    if any(name in FASTSAM_MODELS for name in (args.reference, *args.models)):
+        try:
+            require("ultralytics", ULTRALYTICS_USE)
+        except MissingExtraError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
@@ -200,6 +193,7 @@ def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) ->
         user_prompts = load_user_prompts(args.prompts) if args.prompts is not None else {}
         spec = ProtocolSpec(args.protocol, args.distances, args.prompts_per_image, user_prompts)
         images = [(path.name, load_image(path)) for path in args.images]
+        check_distances_fit(images, spec)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -218,7 +212,8 @@ def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) ->
         models = [factory(name, options) for name in args.models]
     except CheckpointError as err:
         print(
-            f"error: {err}\nOr run with --random-weights to try the pipeline without checkpoints "
+            f"error: {err}\nHere: --checkpoint NAME=FILE for one model's file, --checkpoint-dir DIR for a folder of "
+            "official files, --download to fetch them, or --random-weights to try the pipeline without checkpoints "
             "(masks are then meaningless).",
             file=sys.stderr,
         )
@@ -229,16 +224,20 @@ def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) ->
             bar.set_postfix_str(description)
             bar.update()
 
-        run = run_comparison(
-            images,
-            reference,
-            models,
-            spec,
-            seed=args.seed,
-            warmup=args.warmup,
-            repeats=args.repeats,
-            progress=advance,
-        )
+        try:
+            run = run_comparison(
+                images,
+                reference,
+                models,
+                spec,
+                seed=args.seed,
+                warmup=args.warmup,
+                repeats=args.repeats,
+                progress=advance,
+            )
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     run.result.settings.update(
         {
             "random_weights": args.random_weights,
@@ -250,6 +249,8 @@ def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) ->
         }
     )
     paths = write_outputs(run, args.out)
+    if skipped_distances_note(run.result):
+        print(f"note: {skipped_distances_note(run.result)}", file=sys.stderr)
     print(miou_markdown(run.result))
     print()
     print(latency_markdown(run.result))

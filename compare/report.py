@@ -104,12 +104,28 @@ def parameters_markdown(parameters: dict[str, dict[str, int]], paper: dict[str, 
     return "\n".join(lines)
 
 
+def skipped_distances_note(result: ComparisonResult) -> str:
+    """A sentence naming the points2 distances left out per image because they do not fit it ("" when none)."""
+    skipped = result.settings.get("skipped_distances") or {}
+    if not skipped:
+        return ""
+    sizes = result.settings.get("image_sizes") or {}
+
+    def image(name: str) -> str:
+        return f"{name} ({sizes[name][1]}x{sizes[name][0]})" if name in sizes else name
+
+    parts = [f"{image(name)}: {', '.join(f'{d:g}' for d in distances)} px" for name, distances in skipped.items()]
+    return "Distances that do not fit an image (longer than it can hold) were left out: " + "; ".join(parts) + "."
+
+
 def markdown_report(result: ComparisonResult) -> str:
     """The full report: a random-weights warning when it applies, mIoU, latency, parameters, settings."""
     parts = ["# Model comparison", ""]
     if result.settings.get("random_weights"):
         parts += [RANDOM_WEIGHTS_NOTE, ""]
     parts += ["## Mask agreement with the reference", "", miou_markdown(result), ""]
+    if skipped_distances_note(result):
+        parts += [skipped_distances_note(result), ""]
     parts += ["## Latency", "", latency_markdown(result), ""]
     if result.parameters:
         parts += ["## Parameters", "", parameters_markdown(result.parameters), ""]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -13,8 +14,10 @@ from samkit.prompts import Prompts
 from samkit.protocols import (
     PAPER_DISTANCES,
     PROTOCOLS,
+    PairDoesNotFit,
     PromptCase,
     jittered_box,
+    pair_fits,
     point_pair_cases,
     protocol_rng,
     random_point_cases,
@@ -59,14 +62,37 @@ class ComparisonRun:
 
 def _protocol_cases(
     spec: ProtocolSpec, image_name: str, image_size: tuple[int, int], rng: np.random.Generator
-) -> list[PromptCase]:
+) -> tuple[list[PromptCase], list[float]]:
+    """The image's prompts and, for points2, the distances left out because no pair that far apart fits it
+    (checked before any draw, so the prompts of the other distances do not depend on them)."""
     if spec.name == "points2":
-        return point_pair_cases(image_size, spec.distances, spec.prompts_per_image, rng)
+        cases, skipped = [], []
+        for distance in spec.distances:
+            if pair_fits(image_size, distance):
+                try:
+                    cases += point_pair_cases(image_size, [distance], spec.prompts_per_image, rng)
+                    continue
+                except PairDoesNotFit:  # within the diagonal, but too close to it to find a pair
+                    pass
+            skipped.append(float(distance))
+        return cases, skipped
     if spec.name in ("point", "box"):
-        return random_point_cases(image_size, spec.prompts_per_image, rng)
+        return random_point_cases(image_size, spec.prompts_per_image, rng), []
     if not spec.user_prompts.get(image_name):
         raise ValueError(f"no user prompts for image {image_name!r} (prompts are matched by file name)")
-    return user_cases([prompt.checked(image_size) for prompt in spec.user_prompts[image_name]])
+    return user_cases([prompt.checked(image_size) for prompt in spec.user_prompts[image_name]]), []
+
+
+def check_distances_fit(images: Sequence[tuple[str, np.ndarray]], spec: ProtocolSpec) -> None:
+    """Refuse a points2 run in which no distance fits any image (it would measure nothing)."""
+    if spec.name != "points2":
+        return
+    if not any(pair_fits(rgb.shape[:2], d) for _, rgb in images for d in spec.distances):
+        largest = max(math.hypot(rgb.shape[1] - 1, rgb.shape[0] - 1) for _, rgb in images)
+        raise ValueError(
+            f"no distance fits any image: the distances are {', '.join(f'{d:g}' for d in spec.distances)} px, "
+            f"the longest image diagonal is {largest:.0f} px"
+        )
 
 
 def _box_cases(reference: Backend, point_cases: list[PromptCase], rng: np.random.Generator) -> list[PromptCase]:
@@ -120,11 +146,15 @@ def run_comparison(
 
     result = ComparisonResult(reference=reference.name, models=names)
     result.parameters = {b.name: b.parameter_counts().to_dict() for b in backends}
+    check_distances_fit(images, spec)
     examples: list[MaskExample] = []
     skipped = 0
+    skipped_distances: dict[str, list[float]] = {}
     for index, (image_name, rgb) in enumerate(images):
         rng = protocol_rng(seed, index)
-        cases = _protocol_cases(spec, image_name, rgb.shape[:2], rng)
+        cases, left_out = _protocol_cases(spec, image_name, rgb.shape[:2], rng)
+        if left_out:
+            skipped_distances[image_name] = left_out
         reference_masks: list[np.ndarray] = []
         example_masks: dict[str, np.ndarray] = {}
         example_ious: dict[str, float] = {}
@@ -179,6 +209,9 @@ def run_comparison(
         "warmup": warmup,
         "repeats": repeats,
         "images": image_names,
+        "image_sizes": {name: [int(v) for v in rgb.shape[:2]] for name, rgb in images},
         "skipped_prompts": skipped,
     }
+    if skipped_distances:
+        result.settings["skipped_distances"] = skipped_distances
     return ComparisonRun(result=result, examples=examples)

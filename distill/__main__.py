@@ -9,13 +9,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from samkit.checkpoints import CheckpointError
+from samkit.extras import MissingExtraError
 from samkit.images import ImageLoadError
+from samkit.knobs import Rule
 from samkit.models import MOBILE_SAM, PAPER_REFERENCE
 from samkit.protocols import PAPER_DISTANCES
 
+from .embed import RULES as EMBED
+from .evaluate import DISTANCE
+from .evaluate import RULES as EVAL
 from .models import STUDENT_NAMES, TEACHER_NAMES, TEST_STUDENT, TEST_TEACHER
 from .store import StoreError
 from .train import OPTIMIZERS
+from .train import RULES as TRAIN
 
 _DESCRIPTION = f"""\
 Train your own MobileSAM by decoupled distillation (the MobileSAM paper, section 3.2):
@@ -33,14 +39,8 @@ Multi-GPU: torchrun --nproc_per_node N -m distill train ... (DDP; gloo on CPU).
 """
 
 
-def _positive_floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
-    if any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive distances, got {text!r}")
-    return values
+def _distances(text: str) -> tuple[float, ...]:
+    return tuple(DISTANCE.parse(v) for v in text.split(",") if v.strip())
 
 
 def _add_embed(commands: argparse._SubParsersAction) -> None:
@@ -68,22 +68,28 @@ def _add_embed(commands: argparse._SubParsersAction) -> None:
         "and verified if missing); its SHA-256 is recorded in the index",
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--batch-size", type=int, default=1, help="images per encoder call (default 1)")
+    parser.add_argument(
+        "--batch-size", type=EMBED["batch_size"].parse, default=1, help="images per encoder call (default 1)"
+    )
     parser.add_argument(
         "--shard-size",
-        type=int,
+        type=EMBED["shard_size"].parse,
         default=64,
         help="images per shard file (default 64 = 128 MiB at 1024 px); at most one shard of work "
         "is lost when a run is interrupted",
     )
-    parser.add_argument("--limit", type=int, help="only the first N images in sorted order (e.g. a subset)")
+    parser.add_argument(
+        "--limit", type=EMBED["limit"].parse, help="only the first N images in sorted order (e.g. a subset)"
+    )
     parser.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
         help="local: this process (default); ray: Ray Data actors (needs ray[data])",
     )
-    parser.add_argument("--workers", type=int, default=1, help="Ray actors (--engine ray only; default 1)")
+    parser.add_argument(
+        "--workers", type=EMBED["workers"].parse, default=1, help="Ray actors (--engine ray only; default 1)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -125,12 +131,16 @@ def _add_training_options(parser: argparse.ArgumentParser, decoder: bool) -> Non
             help="decoupled (default): MSE to the teacher embeddings; semi-coupled: mask loss "
             "through the frozen copied decoder for random point prompts (the paper's ablation)",
         )
-    parser.add_argument("--epochs", type=int, default=8, help="passes over the store (default 8, as in the paper)")
-    parser.add_argument("--steps", type=int, help="optimizer steps instead of --epochs")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per micro-batch per process (default 8)")
+    parser.add_argument(
+        "--epochs", type=TRAIN["epochs"].parse, default=8, help="passes over the store (default 8, as in the paper)"
+    )
+    parser.add_argument("--steps", type=TRAIN["steps"].parse, help="optimizer steps instead of --epochs")
+    parser.add_argument(
+        "--batch-size", type=TRAIN["batch_size"].parse, default=8, help="images per micro-batch per process (default 8)"
+    )
     parser.add_argument(
         "--accumulate",
-        type=int,
+        type=TRAIN["accumulate"].parse,
         default=1,
         help="micro-batches per optimizer step (gradient accumulation; default 1). Effective batch "
         "= batch-size x accumulate x processes",
@@ -145,22 +155,31 @@ def _add_training_options(parser: argparse.ArgumentParser, decoder: bool) -> Non
         "On the CPU benchmark Muon reached in 100 steps a held-out MSE AdamW had not reached in 340 "
         "(see README)",
     )
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    parser.add_argument("--lr", type=TRAIN["lr"].parse, default=1e-3, help="peak learning rate (default 1e-3)")
     if not decoder:
         parser.add_argument(
             "--output-lr-scale",
-            type=float,
+            type=TRAIN["output_lr_scale"].parse,
             default=1.0,
             help="learning-rate multiplier for the student's output LayerNorm, the per-channel scale "
             "and shift of the embedding (default 1: one rate for all, the paper's plain recipe; "
             "short runs learn the teacher's channel means faster with 10, see README)",
         )
-    parser.add_argument("--weight-decay", type=float, default=0.05, help="decoupled weight decay (default 0.05)")
-    parser.add_argument("--warmup", type=int, default=100, help="linear warm-up steps (default 100), then cosine")
     parser.add_argument(
-        "--min-lr-ratio", type=float, default=0.01, help="final learning rate as a fraction of the peak (default 0.01)"
+        "--weight-decay", type=TRAIN["weight_decay"].parse, default=0.05, help="decoupled weight decay (default 0.05)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and prompts")
+    parser.add_argument(
+        "--warmup", type=TRAIN["warmup"].parse, default=100, help="linear warm-up steps (default 100), then cosine"
+    )
+    parser.add_argument(
+        "--min-lr-ratio",
+        type=TRAIN["min_lr_ratio"].parse,
+        default=0.01,
+        help="final learning rate as a fraction of the peak (default 0.01)",
+    )
+    parser.add_argument(
+        "--seed", type=TRAIN["seed"].parse, default=0, help="seed of initialisation, data order and prompts"
+    )
     parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16", "fp16"),
@@ -172,13 +191,13 @@ def _add_training_options(parser: argparse.ArgumentParser, decoder: bool) -> Non
     )
     parser.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=TRAIN["checkpoint_every"].parse,
         default=100,
         help="write checkpoint.pt every N optimizer steps (default 100) and at the end",
     )
     parser.add_argument(
         "--points-per-image",
-        type=int,
+        type=TRAIN["points_per_image"].parse,
         default=4,
         help="random one-point prompts per image for the mask loss (semi-coupled and finetune-decoder; default 4)",
     )
@@ -207,16 +226,26 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="report folder")
     parser.add_argument("--images", type=Path, help="image folder, if it moved since `embed`")
-    parser.add_argument("--points", type=int, default=10, help="one-point prompts per image (default 10; 0: none)")
+    parser.add_argument(
+        "--points",
+        type=EVAL["points_per_image"].parse,
+        default=10,
+        help="one-point prompts per image (default 10; 0: none)",
+    )
     parser.add_argument(
         "--distances",
-        type=_positive_floats,
+        type=_distances,
         default=PAPER_DISTANCES,
         help="two-point distances in pixels (default 100,200,300,400,500 as in Table 7; "
         "distances that do not fit an image are left out for it)",
     )
-    parser.add_argument("--pairs", type=int, default=2, help="point pairs per distance per image (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="prompt seed (default 0)")
+    parser.add_argument(
+        "--pairs",
+        type=Rule(integer=True, low=0).parse,
+        default=2,
+        help="point pairs per distance per image (default 2)",
+    )
+    parser.add_argument("--seed", type=EVAL["seed"].parse, default=0, help="prompt seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -225,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m distill", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{embed,train,finetune-decoder,eval}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{embed,train,finetune-decoder,eval,random-teacher}"
+    )
     _add_embed(commands)
     train = commands.add_parser(
         "train",
@@ -248,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_training_options(finetune, decoder=True)
     _add_eval(commands)
+    random_teacher = commands.add_parser(
+        "random-teacher",
+        help="write a teacher with seeded random weights (to try the method offline)",
+        description="Write a teacher SAM with random weights drawn with --seed, as a full Sam state dict, for "
+        "--teacher-checkpoint: the whole method (embed, train, eval) then runs without any download. Its "
+        "embeddings and masks are MEANINGLESS: use it to check the pipeline, not to train a model.",
+    )
+    random_teacher.add_argument(
+        "--teacher", choices=TEACHER_NAMES, default=PAPER_REFERENCE, help=f"architecture (default {PAPER_REFERENCE})"
+    )
+    random_teacher.add_argument("--seed", type=TRAIN["seed"].parse, default=0, help="seed of the weights (default 0)")
+    random_teacher.add_argument("--out", required=True, type=Path, help="the file to write (must not exist)")
     return parser
 
 
@@ -283,6 +326,16 @@ def _train_config(args: argparse.Namespace, mode: str, init: Path | None):
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "random-teacher":
+        from .models import write_random_teacher
+
+        print(
+            f"WARNING: a RANDOMLY INITIALISED {args.teacher} teacher (seed {args.seed}): its embeddings and masks "
+            "are MEANINGLESS (use it only to try the pipeline).",
+            file=sys.stderr,
+        )
+        print(write_random_teacher(args.teacher, args.out, args.seed))
+        return 0
     if args.command == "embed":
         from .embed import embed_folder
 
@@ -320,8 +373,6 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from .evaluate import evaluate, load_pair, write_report
 
-    if args.points < 0 or args.pairs < 0:
-        raise ValueError("--points and --pairs must not be negative")
     student, teacher = load_pair(
         args.store, args.student_checkpoint, args.student, args.teacher_checkpoint, args.device
     )
@@ -354,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()
     try:
         return _run(args)
-    except (StoreError, CheckpointError, ImageLoadError, ValueError, FileNotFoundError) as err:
+    except (StoreError, CheckpointError, ImageLoadError, ValueError, FileNotFoundError, MissingExtraError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,12 +12,22 @@ from tqdm import tqdm
 
 from mobile_sam.modeling import Sam
 from samkit.devices import resolve_device
+from samkit.knobs import Rule, check_all
 from samkit.models import PAPER_REFERENCE
 
 from .encoding import encode_images, load_or_reason
 from .models import build_model, checkpoint_sha256, embedding_shape, freeze, teacher_checkpoint
 from .sources import list_images
 from .store import StoreIndex, StoreWriter
+
+COUNT = Rule(integer=True, low=1)
+# The rule of every numeric option of `embed_folder` (the command line parses with the same rules).
+RULES: dict[str, Rule] = {
+    "batch_size": COUNT,
+    "shard_size": COUNT,
+    "limit": Rule(integer=True, low=1, none_ok=True),
+    "workers": COUNT,
+}
 
 
 @dataclass(frozen=True)
@@ -85,14 +95,17 @@ def embed_folder(
     Resumes an existing store (images already stored are skipped); unreadable images are listed in the index's
     `failures` and skipped. `engine` is "local" (this process) or "ray" (Ray Data actors, `workers` of them).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    check_all(RULES, {"batch_size": batch_size, "shard_size": shard_size, "limit": limit, "workers": workers})
     if engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {engine!r}; choose 'local' or 'ray'")
-    device = resolve_device(device)
-    checkpoint = teacher_checkpoint(teacher, checkpoint)
+    if engine == "ray":
+        from samkit.ray_map import import_ray
+
+        import_ray()  # a missing Ray is named before any work
     root = Path(images)
     paths = list_images(root, limit)
+    device = resolve_device(device)
+    checkpoint = teacher_checkpoint(teacher, checkpoint)
     if engine == "local":
         model = freeze(build_model(teacher, checkpoint).to(device))
     else:  # the actors load the weights; the driver only needs the shapes

@@ -25,6 +25,7 @@ from mobile_sam.predictor import SamPredictor
 from mobile_sam.utils.atomic import atomic_write_bytes
 from samkit.devices import resolve_device
 from samkit.images import load_image
+from samkit.knobs import Rule, check_all
 from samkit.metrics import mask_iou, mean_iou
 from samkit.models import MOBILE_SAM
 from samkit.prompts import Prompts
@@ -86,6 +87,15 @@ def _cases(size: tuple[int, int], index: int, seed: int, points: int, distances:
     return cases, skipped
 
 
+# The rule of every numeric option of `evaluate` (the command line parses with the same rules).
+RULES: dict[str, Rule] = {
+    "seed": Rule(integer=True, low=0),
+    "points_per_image": Rule(integer=True, low=0),
+    "pairs_per_distance": Rule(integer=True, low=1),
+}
+DISTANCE = Rule(low=0.0, low_open=True)
+
+
 def evaluate(
     store: str | Path,
     student: Sam,
@@ -98,6 +108,8 @@ def evaluate(
     show_progress: bool = True,
 ) -> EvalResult:
     """Compare `student` with `teacher` on the held-out images of `store` (teacher embeddings stored there)."""
+    check_all(RULES, {"seed": seed, "points_per_image": points_per_image, "pairs_per_distance": pairs_per_distance})
+    distances = [DISTANCE.check("distance", d) for d in distances]
     held_out = EmbeddingStore(store, images)
     if len(held_out) == 0:
         raise StoreError(f"{store} holds no embeddings")

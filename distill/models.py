@@ -145,12 +145,38 @@ def adopt_decoder(student: Sam, teacher: Sam) -> Sam:
 def teacher_checkpoint(name: str, path: str | Path | None) -> Path:
     """The teacher's checkpoint file: `path` when given, else the official file from the checkpoint cache
     (downloaded and verified on first use). The reduced test teacher has no official file."""
-    from samkit.checkpoints import resolve_checkpoint
+    from samkit.checkpoints import CheckpointError, resolve_checkpoint
 
     if path is not None:
+        if Path(path).is_dir():
+            raise ValueError(f"teacher checkpoint {path} is a folder: pass the checkpoint file itself")
         if not Path(path).is_file():
             raise FileNotFoundError(f"teacher checkpoint {path} does not exist")
         return Path(path)
     if name == TEST_TEACHER:
         raise ValueError(f"the {TEST_TEACHER} teacher has no official weights; pass its checkpoint file")
-    return resolve_checkpoint(name)
+    try:
+        return resolve_checkpoint(name)
+    except CheckpointError as error:
+        raise type(error)(f"{error}\nOr pass the teacher's file with --teacher-checkpoint FILE.") from error
+
+
+def write_random_teacher(name: str, path: str | Path, seed: int = 0) -> Path:
+    """Write a teacher with random weights drawn with `seed` (a full Sam state dict) to `path`, which must not
+    exist: a teacher file for trying the whole method offline (its embeddings and masks are meaningless)."""
+    import io
+
+    import torch
+
+    from mobile_sam.utils.atomic import atomic_write_bytes
+
+    if name not in TEACHER_NAMES:
+        raise ValueError(f"unknown teacher {name!r}; choose one of {', '.join(TEACHER_NAMES)}")
+    if Path(path).exists():
+        raise ValueError(f"{path} exists; give a new file name")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(name)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -14,6 +14,8 @@ def list_images(folder: str | Path, limit: int | None = None) -> list[str]:
     ignored, so an extracted SA-1B tar works as is. Unreadable files are found later, when they are loaded.
     """
     root = Path(folder)
+    if root.is_file():
+        raise ValueError(f"{root} is a file, not a folder: give the folder of images to embed")
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
     if limit is not None and limit < 1:

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from mobile_sam.modeling import Sam
 from mobile_sam.utils.atomic import atomic_write_bytes
 from samkit.devices import resolve_device
+from samkit.knobs import Rule, check_all
 from samkit.models import MOBILE_SAM
 
 from .data import StoreDataset, epoch_order
@@ -66,6 +67,22 @@ LOG_FILE = "train_log.csv"
 PLOT_FILE = "loss.png"
 UNUSED_ENCODER_PARTS = ("norm_head", "head")
 LOG_FIELDS = ("step", "epoch", "lr", "loss", "seconds")
+COUNT = Rule(integer=True, low=1)
+# The rule of every numeric option of `TrainConfig` (the command line parses with the same rules).
+RULES: dict[str, Rule] = {
+    "epochs": COUNT,
+    "steps": Rule(integer=True, low=1, none_ok=True),
+    "batch_size": COUNT,
+    "accumulate": COUNT,
+    "lr": Rule(low=0.0, low_open=True),
+    "output_lr_scale": Rule(low=0.0, low_open=True),
+    "weight_decay": Rule(low=0.0),
+    "warmup": Rule(integer=True, low=0),
+    "min_lr_ratio": Rule(low=0.0, high=1.0),
+    "seed": Rule(integer=True, low=0),
+    "checkpoint_every": COUNT,
+    "points_per_image": COUNT,
+}
 # Options that change the loss curve: a resumed run must use the same values.
 _CURVE_FIELDS = (
     "student",
@@ -134,19 +151,11 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     if config.precision not in PRECISIONS:
         raise ValueError(f"unknown precision {config.precision!r}; choose one of {', '.join(PRECISIONS)}")
-    for name in ("batch_size", "accumulate", "epochs", "checkpoint_every", "points_per_image"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
+    check_all(RULES, {name: getattr(config, name) for name in RULES})
     if config.mode == "decoder" and config.init is None:
         raise ValueError("fine-tuning the decoder needs the trained student's checkpoint (init)")
-    if config.steps is not None and config.steps < 1:
-        raise ValueError(f"steps must be at least 1, got {config.steps}")
-    if not config.output_lr_scale > 0:
-        raise ValueError(f"output-lr-scale must be positive, got {config.output_lr_scale}")
     if config.mode == "decoder" and config.output_lr_scale != 1:
         raise ValueError("output-lr-scale applies to the student encoder; finetune-decoder trains the mask decoder")
-    if not config.lr > 0 or config.weight_decay < 0 or config.warmup < 0 or not 0 <= config.min_lr_ratio <= 1:
-        raise ValueError("need lr > 0, weight decay >= 0, warm-up >= 0 and 0 <= min-lr-ratio <= 1")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -350,7 +359,7 @@ class _Trainer:
             changed["processes"] = (state["world_size"], self.place.world_size)
         if changed:
             described = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-            raise ValueError(f"{path} was written with other training options ({described}); use another --output")
+            raise ValueError(f"{path} was written with other training options ({described}); use another --out")
         self.student.load_state_dict(state["student"])
         for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
             optimizer.load_state_dict(saved)
@@ -446,11 +455,11 @@ def train(config: TrainConfig, should_stop: Callable[[int], bool] | None = None)
     place, device = _init_distributed(config.device)
     _seed_everything(config.seed, place.rank)
     output = Path(config.output)
+    trainer = _Trainer(config, place, device)  # checks the store and the teacher before anything is written
     output.mkdir(parents=True, exist_ok=True)
-    trainer = _Trainer(config, place, device)
     if (output / CHECKPOINT_FILE).exists():
         trainer.load(output / CHECKPOINT_FILE)
-    started = time.perf_counter()
+    started = time.perf_counter() - (trainer.rows[-1]["seconds"] if trainer.rows else 0.0)  # resumed: continue
     with tqdm(
         total=trainer.total_steps,
         initial=trainer.step,

@@ -1,31 +1,47 @@
 """Command line: segment everything in images and write COCO JSON, mask PNGs and overlays.
 
-    python -m everything PATH... --out DIR [--model vit_t] [--prompts grid|objects] [--engine local|ray]
+    python -m everything PATH... --out DIR [--model vit_t] [--prompts grid|objects] [--boxes FILE]
+                                 [--engine local|ray] [--restart]
 
-PATH may be image files, folders (their images, not recursing) or list files (.txt: one image path per
-line, relative to the list's folder). An unreadable image is reported and skipped; the exit status is 1
-at the end if any image failed. `--engine ray` runs the images on Ray Data (imported only then): one
-COCO-RLE JSON per image in DIR/results/ as it finishes, merged into DIR/annotations.json, failures in
-DIR/failures.json, and a rerun skips the images already done.
+PATH may be image files, folders (their images, recursively) or list files (.txt: one image path per line,
+relative to the list's folder); each image's output name is its path relative to that root (`everything.inputs`),
+and names that would collide are refused before any work. Both engines write the same folder
+(`everything.results`): per-image results as they finish, `annotations.json`, `failures.json`, and `run.json`,
+the settings, which a rerun must match to resume (`everything.run_record`; `--restart` starts over). Every knob
+is checked before any work (`everything.settings`). An unreadable image is reported and skipped; the exit
+status is 1 at the end if any image failed, 2 when the run was refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from tqdm import tqdm
+from samkit.knobs import KnobError, Rule
+from samkit.models import DETECTORS, MODELS, SAM_MODELS
 
-from samkit.models import MODELS, SAM_MODELS
+from .settings import DEFAULTS, GRID, KNOBS, OBJECTS, PROMPT_MODES, SETTINGS
 
-from .settings import DEFAULTS, FILTERS, GRID, OBJECTS
-
+# The detectors' checkpoints come through samkit.checkpoints: ultralytics must never reach the network (nor
+# pip-install anything) for a run over a dataset.
+os.environ.setdefault("YOLO_OFFLINE", "1")
 GRID_D, OBJECTS_D = DEFAULTS[GRID], DEFAULTS[OBJECTS]
+FORMATS = ("coco", "png", "both")
+# The detector of --prompts objects when neither --detector nor --boxes is given: MobileSAMv2's own.
+DEFAULT_DETECTOR = "objectaware"
+CHECKPOINT_OPTIONS = (
+    "Here: --checkpoint FILE (the SAM weights), --detector FILE (a detector), --checkpoint-dir DIR (a folder of "
+    "official files), or --random-weights to try the pipeline without weights."
+)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
-LIST_SUFFIXES = (".txt", ".lst")
+
+def knob(group: argparse._ArgumentGroup, name: str, help: str) -> None:
+    """A generator knob's option: parsed and checked by its rule (`everything.settings.KNOBS`); unset: None."""
+    group.add_argument("--" + name.replace("_", "-"), type=KNOBS[name].parse, help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Segment everything in images with MobileSAM / SAM. --prompts grid (default) gives the official automatic "
             "mask generator's results; --prompts objects is MobileSAMv2's object-aware mode (one box prompt per "
-            "detected object), a DIFFERENT algorithm whose masks are not the official grid results."
+            "detected object, or per box of --boxes), a DIFFERENT algorithm whose masks are not the official grid "
+            "results."
         ),
     )
     parser.add_argument(
@@ -42,17 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=Path,
         metavar="PATH",
-        help="image files, folders of images, or list files (.txt, one image path per line)",
+        help="image files, folders of images (searched recursively) or list files (.txt, one image path per line); "
+        "each image's output NAME is its path relative to the folder, list file or file's folder given",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     parser.add_argument(
         "--format",
-        choices=("coco", "png", "both"),
+        choices=FORMATS,
         default="both",
-        help="coco: DIR/annotations.json; png: DIR/NAME/mask_NNNN.png per mask; both (default). "
-        "--engine ray writes COCO JSON only",
+        help="coco: DIR/annotations.json; png: DIR/masks/NAME/mask_NNNN.png per mask; both (default). "
+        "DIR/results/NAME.json is always written (it marks an image done)",
     )
-    parser.add_argument("--no-overlay", action="store_true", help="do not write DIR/NAME/overlay.png (local engine)")
+    parser.add_argument("--no-overlay", action="store_true", help="do not write DIR/masks/NAME/overlay.png")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="delete the results of earlier runs in DIR first (default: resume them, which needs the same settings)",
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument(
@@ -75,105 +98,75 @@ def build_parser() -> argparse.ArgumentParser:
     prompts = parser.add_argument_group("prompts")
     prompts.add_argument(
         "--prompts",
-        choices=("grid", "objects"),
-        default="grid",
+        choices=PROMPT_MODES,
         help="grid: a grid of point prompts, the official generator's results (default); objects: "
         "MobileSAMv2's object-aware prompting, one box prompt per detected object, one mask each "
-        "(a different algorithm: not the official results; much less decoder work)",
+        "(a different algorithm: not the official results; much less decoder work; the default with --boxes)",
     )
     prompts.add_argument(
         "--detector",
-        default="objectaware",
-        help="box detector for --prompts objects: objectaware (MobileSAMv2's ObjectAwareModel.pt, "
+        help=f"box detector for --prompts objects: {DEFAULT_DETECTOR} (MobileSAMv2's ObjectAwareModel.pt, "
         "default), fastsam-s, fastsam-x, or the path of an ultralytics checkpoint you trust",
     )
     prompts.add_argument(
-        "--max-boxes",
-        type=int,
-        default=OBJECTS_D["max_boxes"],
-        help="objects: at most this many boxes (default %(default)s)",
+        "--boxes",
+        type=Path,
+        metavar="FILE",
+        help='your own boxes instead of a detector (objects mode): JSON {"NAME": {"boxes": [[x0, y0, x1, y1], ...]}} '
+        "with an entry for every image (NAME as in the output folder, e.g. x.jpg or sub/x.jpg; pixels of the image)",
     )
-    prompts.add_argument(
-        "--border-snap",
-        type=float,
-        default=OBJECTS_D["border_snap"],
-        help="objects: box sides within this many pixels of the image border move onto it (default %(default)s)",
+    knob(prompts, "max_boxes", f"objects: at most this many boxes (default {OBJECTS_D['max_boxes']})")
+    knob(
+        prompts,
+        "border_snap",
+        f"objects: box sides within this many pixels of the image border move onto it (default "
+        f"{OBJECTS_D['border_snap']})",
     )
-    prompts.add_argument(
-        "--boxes-per-batch",
-        type=int,
-        default=OBJECTS_D["boxes_per_batch"],
-        help="objects: boxes decoded per batch (default %(default)s)",
-    )
+    knob(prompts, "boxes_per_batch", f"objects: boxes decoded per batch (default {OBJECTS_D['boxes_per_batch']})")
 
     knobs = parser.add_argument_group(
         "generator (the official SamAutomaticMaskGenerator settings; filters default to no filter with "
         "--prompts objects)"
     )
-    knobs.add_argument(
-        "--points-per-side",
-        type=int,
-        default=GRID_D["points_per_side"],
-        help="grid points along one side (default %(default)s)",
-    )
-    knobs.add_argument(
-        "--points-per-batch",
-        type=int,
-        default=GRID_D["points_per_batch"],
-        help="prompts decoded together (memory vs speed; default %(default)s)",
-    )
-    knobs.add_argument(
-        "--pred-iou-thresh",
-        type=float,
-        help=f"keep masks with predicted IoU above this (default {GRID_D['pred_iou_thresh']}; objects: "
+    knob(knobs, "points_per_side", f"grid points along one side (default {GRID_D['points_per_side']})")
+    knob(knobs, "points_per_batch", f"prompts decoded together (memory vs speed; default {GRID_D['points_per_batch']})")
+    knob(
+        knobs,
+        "pred_iou_thresh",
+        f"keep masks with predicted IoU above this, 0..1 (default {GRID_D['pred_iou_thresh']}; objects: "
         f"{OBJECTS_D['pred_iou_thresh']})",
     )
-    knobs.add_argument(
-        "--stability-score-thresh",
-        type=float,
-        help=f"keep masks with stability score at least this (default {GRID_D['stability_score_thresh']}; "
+    knob(
+        knobs,
+        "stability_score_thresh",
+        f"keep masks with stability score at least this, 0..1 (default {GRID_D['stability_score_thresh']}; "
         f"objects: {OBJECTS_D['stability_score_thresh']})",
     )
-    knobs.add_argument(
-        "--stability-score-offset",
-        type=float,
-        default=GRID_D["stability_score_offset"],
-        help="logit offset of the stability score's two thresholds (default %(default)s)",
+    knob(
+        knobs,
+        "stability_score_offset",
+        f"logit offset of the stability score's two thresholds (default {GRID_D['stability_score_offset']})",
     )
-    knobs.add_argument(
-        "--box-nms-thresh",
-        type=float,
-        help=f"box IoU for removing duplicate masks (default {GRID_D['box_nms_thresh']}; objects: no NMS)",
+    knob(knobs, "box_nms_thresh", f"box IoU for removing duplicate masks (default {GRID_D['box_nms_thresh']}; "
+         "objects: no NMS)")  # fmt: skip
+    knob(knobs, "crop_n_layers", f"extra layers of image crops, 0..5 (default {GRID_D['crop_n_layers']}: whole image)")
+    knob(
+        knobs, "crop_nms_thresh", f"box IoU for removing duplicates across crops (default {GRID_D['crop_nms_thresh']})"
     )
-    knobs.add_argument(
-        "--crop-n-layers",
-        type=int,
-        default=GRID_D["crop_n_layers"],
-        help="extra layers of image crops (default %(default)s: whole image only)",
+    knob(
+        knobs,
+        "crop_overlap_ratio",
+        f"overlap of neighbouring crops, fraction of the short side (default {GRID_D['crop_overlap_ratio']:.4f})",
     )
-    knobs.add_argument(
-        "--crop-nms-thresh",
-        type=float,
-        default=GRID_D["crop_nms_thresh"],
-        help="box IoU for removing duplicates across crops (default %(default)s)",
+    knob(
+        knobs,
+        "crop_n_points_downscale_factor",
+        f"points per side in crop layer i are divided by this**i (default {GRID_D['crop_n_points_downscale_factor']})",
     )
-    knobs.add_argument(
-        "--crop-overlap-ratio",
-        type=float,
-        default=GRID_D["crop_overlap_ratio"],
-        help="overlap of neighbouring crops, fraction of the short side (default %(default).4f)",
-    )
-    knobs.add_argument(
-        "--crop-n-points-downscale-factor",
-        type=int,
-        default=GRID_D["crop_n_points_downscale_factor"],
-        help="points per side in crop layer i are divided by this**i (default %(default)s)",
-    )
-    knobs.add_argument(
-        "--min-mask-region-area",
-        type=int,
-        default=GRID_D["min_mask_region_area"],
-        help="fill holes and remove islands smaller than this many pixels (default %(default)s: off)",
+    knob(
+        knobs,
+        "min_mask_region_area",
+        f"fill holes and remove islands smaller than this many pixels (default {GRID_D['min_mask_region_area']}: off)",
     )
     knobs.add_argument(
         "--upsampling",
@@ -188,71 +181,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=("local", "ray"),
         default="local",
-        help="local: this process (default); ray: Ray Data actors, one model replica each, with "
-        "per-image results, resume and DIR/failures.json (needs ray[data])",
+        help="local: this process (default); ray: Ray Data actors, one model replica each (needs ray[data]); "
+        "both write the same output folder and resume each other's runs",
     )
     engine.add_argument(
         "--ray-address",
         help="Ray cluster to join (e.g. auto or ray://HOST:10001); unset: start a local Ray on this machine",
     )
     engine.add_argument(
-        "--num-workers", type=int, help="Ray actors (model replicas); default one per GPU, else half the CPUs"
+        "--num-workers",
+        type=Rule(integer=True, low=1).parse,
+        help="Ray actors (model replicas); default one per GPU, else half the CPUs",
     )
     return parser
 
 
-def expand_paths(paths: Sequence[Path]) -> list[Path]:
-    """Files as given, folders replaced by their image files (sorted, not recursing), list files by their lines."""
-    files = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
-            lines = (line.strip() for line in path.read_text().splitlines())
-            files.extend(path.parent / line for line in lines if line and not line.startswith("#"))
-        else:
-            files.append(path)
-    return files
-
-
-def unique_names(files: Sequence[Path]) -> list[str]:
-    """Output names from file stems, with _2, _3, ... appended to repeats."""
-    seen: dict[str, int] = {}
-    names = []
-    for file in files:
-        count = seen.get(file.stem, 0) + 1
-        seen[file.stem] = count
-        names.append(file.stem if count == 1 else f"{file.stem}_{count}")
-    return names
+def prompt_mode(args: argparse.Namespace) -> str:
+    """The prompt mode: --prompts, else objects with --boxes, else grid."""
+    if args.boxes is not None and args.prompts == GRID:
+        raise KnobError("--boxes gives box prompts: it needs --prompts objects (the default with --boxes)")
+    if args.boxes is not None and args.detector is not None:
+        raise KnobError("give --boxes or --detector, not both")
+    return args.prompts or (OBJECTS if args.boxes is not None else GRID)
 
 
 def generator_spec(args: argparse.Namespace):
-    """The `GeneratorSpec` that the command line describes."""
+    """The `GeneratorSpec` that the command line describes; a knob the prompt mode does not have is refused."""
     from .spec import GeneratorSpec
 
-    filters = {
-        key: getattr(args, key) if getattr(args, key) is not None else default
-        for key, default in {name: DEFAULTS[args.prompts][name] for name in FILTERS}.items()
-    }
-    if args.prompts == "grid":
-        settings = dict(
-            points_per_side=args.points_per_side,
-            points_per_batch=args.points_per_batch,
-            stability_score_offset=args.stability_score_offset,
-            crop_n_layers=args.crop_n_layers,
-            crop_nms_thresh=args.crop_nms_thresh,
-            crop_overlap_ratio=args.crop_overlap_ratio,
-            crop_n_points_downscale_factor=args.crop_n_points_downscale_factor,
-        )
-    else:
-        settings = dict(
-            max_boxes=args.max_boxes,
-            border_snap=args.border_snap,
-            boxes_per_batch=args.boxes_per_batch,
-            stability_score_offset=args.stability_score_offset,
-        )
-    if args.upsampling is not None:
-        settings["upsampling"] = args.upsampling
+    mode = prompt_mode(args)
+    given = {name: getattr(args, name) for name in (*KNOBS, "upsampling") if getattr(args, name, None) is not None}
+    foreign = ["--" + name.replace("_", "-") for name in given if name not in SETTINGS[mode]]
+    if foreign:
+        raise KnobError(f"not a setting of --prompts {mode}: {', '.join(foreign)}")
+    if mode == GRID and args.detector is not None:
+        raise KnobError("--detector applies to --prompts objects")
+    detector = None if args.boxes is not None or mode == GRID else (args.detector or DEFAULT_DETECTOR)
+    if detector is not None and detector.strip().lower() not in DETECTORS and not Path(detector).expanduser().is_file():
+        raise KnobError(f"--detector must be one of {', '.join(DETECTORS)} or a checkpoint file, got {detector!r}")
     return GeneratorSpec(
         model=args.model,
         checkpoint=str(args.checkpoint) if args.checkpoint else None,
@@ -260,101 +226,121 @@ def generator_spec(args: argparse.Namespace):
         download=not args.no_download,
         random_weights=args.random_weights,
         device=args.device,
-        prompts=args.prompts,
-        detector=args.detector,
-        settings={**settings, **filters, "min_mask_region_area": args.min_mask_region_area},
+        prompts=mode,
+        detector=detector,
+        settings=given,
     )
 
 
-def run_local(args: argparse.Namespace, generator, files: Sequence[Path]) -> int:
-    """The single-process path: every image in turn, COCO JSON, mask PNGs and overlays."""
-    from samkit.images import ImageLoadError, load_image
-    from samkit.writers import ImageMasks, write_coco_json, write_mask_pngs, write_overlay_png
+def check_extras(args: argparse.Namespace, spec: Any) -> None:
+    """The optional packages this run needs, imported now (a `MissingExtraError` names the extra)."""
+    from samkit.extras import ULTRALYTICS_USE, require
 
-    results, failed = [], []
-    for file, name in tqdm(list(zip(files, unique_names(files))), desc="images", unit="image"):
-        try:
-            image = load_image(file)
-        except ImageLoadError as error:
-            failed.append(file)
-            tqdm.write(f"skipped {file}: {error}", file=sys.stderr)
-            continue
-        records = generator.generate(image)
-        if args.format in ("png", "both"):
-            write_mask_pngs(args.out / name, records)
-        if not args.no_overlay:
-            write_overlay_png(args.out / name / "overlay.png", image, records)
-        results.append(ImageMasks(str(file), int(image.shape[0]), int(image.shape[1]), records))
-        tqdm.write(f"{file}: {len(records)} masks", file=sys.stderr)
-    if args.format in ("coco", "both"):
-        path = write_coco_json(args.out / "annotations.json", results)
-        print(f"wrote {path} ({len(results)} images)", file=sys.stderr)
-    if failed:
-        print(f"{len(failed)} of {len(files)} images failed: {', '.join(map(str, failed))}", file=sys.stderr)
-        return 1
-    return 0
+    if args.engine == "ray":
+        from samkit.ray_map import import_ray
+
+        import_ray()
+    if spec.detector is not None:
+        require("ultralytics", ULTRALYTICS_USE)
 
 
-def run_with_ray(args: argparse.Namespace, spec, files: Sequence[Path]) -> int:
-    """The Ray path: per-image results as they finish, resume, failures.json, then annotations.json."""
-    from .ray_engine import run_ray
+def run_settings(spec: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """What the results depend on (`run.json`'s settings): the resolved spec's record and the outputs asked for."""
+    return {**spec.record(), "format": args.format, "overlay": not args.no_overlay}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything, then segment the images not done yet and write the outputs (see the module doc)."""
+    from tqdm import tqdm
+
+    from samkit.allocator import keep_freed_memory
+
+    from .dataset import Job, run_local
+    from .inputs import list_inputs, read_boxes_file
     from .results import merge_results, write_failures
+    from .run_record import input_records, open_run
 
-    names = unique_names(files)
-    with tqdm(total=len(files), desc="images", unit="image") as bar:
+    spec = generator_spec(args)
+    check_extras(args, spec)
+    inputs = list_inputs(args.paths, args.out)
+    boxes = read_boxes_file(args.boxes, inputs) if args.boxes is not None else None
+    keep_freed_memory()
+    _print_notes(args, spec)
+    spec = spec.resolved()  # find (or download) the weights once, here, not in every worker
+    done = set(open_run(args.out, run_settings(spec, args), input_records(inputs, boxes), args.restart))
+    jobs = [Job(item, None if boxes is None else boxes[item.name]) for item in inputs if item.name not in done]
+    pngs, overlay = args.format in ("png", "both"), not args.no_overlay
+    with tqdm(total=len(jobs), desc="images", unit="image") as bar:
 
         def on_image(name: str, status: str) -> None:
             bar.update(1)
             if status == "failed":
                 tqdm.write(f"failed: {name}", file=sys.stderr)
 
-        summary = run_ray(
-            files, names, args.out, spec, address=args.ray_address, num_workers=args.num_workers, on_image=on_image
-        )
-        bar.update(len(summary.skipped))
-    write_failures(args.out, summary.failures)
-    path, count = merge_results(args.out, names)
+        if not jobs:
+            summary = None
+        elif args.engine == "ray":
+            from .ray_engine import run_ray
+
+            summary = run_ray(
+                spec,
+                jobs,
+                args.out,
+                pngs=pngs,
+                overlay=overlay,
+                address=args.ray_address,
+                num_workers=args.num_workers,
+                on_image=on_image,
+            )
+        else:
+            summary = run_local(spec.build(), jobs, args.out, pngs=pngs, overlay=overlay, on_image=on_image)
+    failures = summary.failures if summary is not None else []
+    write_failures(args.out, failures)
+    now = len(summary.done) if summary is not None else 0
+    if args.format in ("coco", "both"):
+        path, count = merge_results(args.out, [item.name for item in inputs])
+        print(f"wrote {path} ({count} images)", file=sys.stderr)
     print(
-        f"wrote {path} ({count} images: {len(summary.done)} now, {len(summary.skipped)} from earlier runs; "
-        f"{len(summary.failures)} failed, see {args.out / 'failures.json'})",
+        f"{len(inputs)} images: {now} now, {len(done)} from earlier runs, {len(failures)} failed"
+        + (f" (see {args.out / 'failures.json'})" if failures else ""),
         file=sys.stderr,
     )
-    for failure in summary.failures:
+    for failure in failures:
         print(f"failed {failure['file']}: {failure['error']}", file=sys.stderr)
-    return 1 if summary.failures else 0
+    return 1 if failures else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from samkit.allocator import keep_freed_memory
-    from samkit.checkpoints import CheckpointError
-
-    keep_freed_memory()
-    files = expand_paths(args.paths)
-    if not files:
-        print("error: no images found in the given paths", file=sys.stderr)
-        return 2
+def _print_notes(args: argparse.Namespace, spec: Any) -> None:
     if args.random_weights:
         print(
             "WARNING: --random-weights: the model is randomly initialised; its masks are MEANINGLESS "
             "(use this only to test the pipeline).",
             file=sys.stderr,
         )
-    if args.prompts == "objects":
+    if spec.prompts == OBJECTS:
         print(
             "note: --prompts objects is MobileSAMv2's object-aware mode, a different algorithm: its masks are not "
             "the official grid generator's results.",
             file=sys.stderr,
         )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from samkit.checkpoints import CheckpointError
+    from samkit.extras import MissingExtraError
+
+    from .inputs import InputError
+    from .run_record import ResumeError
+
     try:
-        spec = generator_spec(args)
-        if args.engine == "ray":
-            return run_with_ray(args, spec, files)
-        generator = spec.build()
-    except (CheckpointError, ValueError) as error:
+        return run(args)
+    except CheckpointError as error:
+        print(f"error: {error}\n{CHECKPOINT_OPTIONS}", file=sys.stderr)
+        return 2
+    except (KnobError, InputError, ResumeError, MissingExtraError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return run_local(args, generator, files)
 
 
 if __name__ == "__main__":

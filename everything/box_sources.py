@@ -24,6 +24,7 @@ from torch import nn
 
 from samkit.checkpoints import load_ultralytics_checkpoint
 from samkit.devices import resolve_device
+from samkit.extras import ULTRALYTICS_USE, require
 from samkit.images import to_rgb_uint8
 from samkit.loading import load_model
 from samkit.models import DETECTORS
@@ -70,6 +71,7 @@ class UltralyticsBoxSource:
         iou: float = DETECTOR_IOU,
         max_detections: int = MAX_DETECTIONS,
     ) -> None:
+        require("ultralytics", ULTRALYTICS_USE)
         from ultralytics.nn.tasks import SegmentationModel
 
         _check_settings(image_size, confidence, iou, max_detections)
@@ -305,6 +307,7 @@ def _detection_predictor(
 
     channels_last: the network's memory format (None: ultralytics chooses, channels-last on x86 CPUs); the
     convolutions round differently in each."""
+    require("ultralytics", ULTRALYTICS_USE)
     from ultralytics.models.yolo.detect import DetectionPredictor
 
     overrides = {

@@ -199,6 +199,8 @@ def load_checkpoint_file(path: str | Path) -> object:
         than tensors and containers (a full pickled model such as an ultralytics file).
     """
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise CheckpointNotFoundError(f"Checkpoint file {file} is a folder: give the checkpoint file itself.")
     if not file.is_file():
         raise CheckpointNotFoundError(f"Checkpoint file {file} does not exist.")
     if file.stat().st_size == 0:

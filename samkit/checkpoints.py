@@ -38,6 +38,7 @@ from tqdm import tqdm
 from mobile_sam.build_sam import CheckpointError, CheckpointNotFoundError
 from mobile_sam.utils.atomic import atomic_path, atomic_write_bytes
 
+from .extras import ULTRALYTICS_USE, require
 from .models import ModelInfo, model_info
 
 __all__ = [
@@ -150,13 +151,12 @@ def resolve_checkpoint(
         explicit = Path(path).expanduser()
         if explicit.is_file():
             return explicit
-        hint = (
-            f"\nIt is a folder: pass the file itself (for example {explicit / info.filename}), "
-            "or pass the folder as the checkpoint folder (--checkpoint-dir / cache_dir)."
-            if explicit.is_dir()
-            else ""
-        )
-        raise CheckpointNotFoundError(f"Checkpoint file {explicit} does not exist.{hint}")
+        if explicit.is_dir():
+            raise CheckpointNotFoundError(
+                f"Checkpoint file {explicit} is a folder: pass the file itself (for example "
+                f"{explicit / info.filename}), or use the folder as the checkpoint cache folder (cache_dir)."
+            )
+        raise CheckpointNotFoundError(f"Checkpoint file {explicit} does not exist.")
     folder = _cache_folder(cache_dir)
     cached = folder / info.filename
     if cached.is_file():
@@ -240,6 +240,7 @@ def load_ultralytics_checkpoint(path: str | Path) -> torch.nn.Module:
       CheckpointNotFoundError: the file does not exist.
       CheckpointError: the restricted loader cannot read it, or it holds no network.
     """
+    require("ultralytics", ULTRALYTICS_USE)
     from ultralytics.nn.tasks import torch_safe_load
 
     file = Path(path).expanduser()
@@ -318,11 +319,17 @@ def _download_failed_message(info: ModelInfo, folder: Path, reason: str) -> str:
 
 def _manual_install_hint(info: ModelInfo, folder: Path) -> str:
     expected = info.sha256 or "not published (recorded on first use)"
+    target = folder / info.filename
+    if info.downloadable:
+        where = f"To install it by hand, download\n  {info.url}\nand save it as\n  {target}\n"
+    else:  # the URL is the web page that links the file: saving the page itself as the file would not load
+        where = (
+            f"{info.filename} has no direct download link; it is linked from\n  {info.url}\n"
+            f"Download it through that link and save it as\n  {target}\n"
+        )
     return (
-        f"To install it by hand, download\n  {info.url}\n"
-        f"and save it as\n  {folder / info.filename}\n"
-        f"(expected SHA-256: {expected}).\n"
-        f"Another folder can be used with --checkpoint-dir or the {CACHE_DIR_ENV} environment variable."
+        f"{where}(expected SHA-256: {expected}).\n"
+        f"Another cache folder can be set with the {CACHE_DIR_ENV} environment variable."
     )
 
 

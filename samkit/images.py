@@ -8,6 +8,8 @@ module), whose conventions apply everywhere an image enters the project.
 from __future__ import annotations
 
 import io
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,7 +55,7 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int | None = D
     else:
         stream = source
     try:
-        with Image.open(stream) as opened:
+        with _pillow_open()(stream) as opened:
             width, height = opened.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageLoadError(
@@ -79,6 +81,16 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int | None = D
         return to_rgb_uint8(upright)
     except (TypeError, ValueError) as error:
         raise ImageLoadError(f"Cannot convert image {name} to RGB: {error}") from error
+
+
+def _pillow_open() -> Callable[..., Image.Image]:
+    """Pillow's own `Image.open`. Once imported, ultralytics replaces it with a wrapper that, for a file Pillow
+    cannot identify, checks for a HEIF plugin and may try to pip-install it: a file that is not an image must be
+    refused at once instead."""
+    patches = sys.modules.get("ultralytics.utils.patches")
+    if patches is not None and Image.open is getattr(patches, "image_open", None):
+        return getattr(patches, "_image_open", Image.open)
+    return Image.open
 
 
 def limit_image_side(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:

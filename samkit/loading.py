@@ -22,6 +22,7 @@ from torch import nn
 from mobile_sam import sam_model_registry
 
 from .checkpoints import ProgressCallback, load_ultralytics_checkpoint, resolve_checkpoint
+from .extras import ULTRALYTICS_USE, require
 from .models import model_info
 
 # The ultralytics architecture of each random-weight network: YOLOv8 segmentation at FastSAM's scales with one
@@ -67,6 +68,7 @@ def load_model(
 def ultralytics_architecture(name: str) -> nn.Module:
     """A randomly initialised ultralytics network of the catalog model `name` ("fastsam-s", "fastsam-x",
     "objectaware"), built from the YAML shipped inside ultralytics; nothing is downloaded."""
+    require("ultralytics", ULTRALYTICS_USE)
     from ultralytics.nn.tasks import SegmentationModel, yaml_model_load
 
     key = model_info(name).name

@@ -54,6 +54,16 @@ def _inside(xy: np.ndarray, h: int, w: int) -> bool:
     return bool(0.0 <= xy[0] <= w - 1 and 0.0 <= xy[1] <= h - 1)
 
 
+class PairDoesNotFit(ValueError):
+    """No two points the requested distance apart fit inside the image (or none were found)."""
+
+
+def pair_fits(image_size: tuple[int, int], distance: float) -> bool:
+    """Whether two points `distance` px apart can lie inside an (H, W) image: at most its diagonal."""
+    h, w = _check_image_size(image_size)
+    return distance <= math.hypot(w - 1, h - 1)
+
+
 def sample_point_pair(
     image_size: tuple[int, int], distance: float, rng: np.random.Generator, max_tries: int = 10_000
 ) -> Prompts:
@@ -70,17 +80,17 @@ def sample_point_pair(
         Prompts with points 2x2 (foreground first) and labels [1, 0].
     """
     h, w = _check_image_size(image_size)
-    if not distance > 0:
-        raise ValueError(f"distance must be positive, got {distance}")
-    if distance > math.hypot(w - 1, h - 1):
-        raise ValueError(f"two points {distance:g} px apart do not fit inside a {w}x{h} image")
+    if not 0 < distance < math.inf:
+        raise ValueError(f"distance must be a positive finite number, got {distance}")
+    if not pair_fits(image_size, distance):
+        raise PairDoesNotFit(f"two points {distance:g} px apart do not fit inside a {w}x{h} image")
     for _ in range(max_tries):
         fg = rng.uniform((0.0, 0.0), (w - 1, h - 1))
         angle = rng.uniform(0.0, 2.0 * math.pi)
         bg = fg + distance * np.array([math.cos(angle), math.sin(angle)])
         if _inside(bg, h, w):
             return Prompts.from_lists(np.stack([fg, bg]), [1, 0])
-    raise ValueError(f"found no pair of points {distance:g} px apart inside a {w}x{h} image in {max_tries} tries")
+    raise PairDoesNotFit(f"found no pair of points {distance:g} px apart inside a {w}x{h} image in {max_tries} tries")
 
 
 def point_pair_cases(
@@ -153,7 +163,7 @@ def load_user_prompts(path: str | Path) -> dict[str, list[Prompts]]:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read prompts file {path}: {err}") from err
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise ValueError(f"{path}: expected a JSON object mapping image file names to lists of prompts")

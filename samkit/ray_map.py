@@ -12,21 +12,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-RAY_EXTRA = 'pip install "mobilesam-demo[ray]"'
+from .extras import MissingExtraError, install_command, require
 
 
 def import_ray() -> Any:
-    """The `ray` module with Ray Data, or an ImportError that names the extra to install."""
-    try:
-        import ray
-        import ray.data  # noqa: F401  (Ray Data is what the engines use)
-    except ImportError as error:
-        raise ImportError(f"this engine needs Ray Data, which is not installed: {RAY_EXTRA}") from error
+    """The `ray` module with Ray Data, or a `MissingExtraError` (an ImportError) that names the extra to install."""
+    ray = require("ray", "--engine ray")
     if not hasattr(ray, "is_initialized"):
-        raise ImportError(
-            f"the 'ray' found at {getattr(ray, '__path__', ['?'])[0]} is not Ray (a folder named 'ray' in the "
-            f"working directory?); install Ray Data with {RAY_EXTRA}"
+        place = getattr(ray, "__file__", None) or next(iter(getattr(ray, "__path__", [])), "?")
+        raise MissingExtraError(
+            f"the 'ray' imported from {place} is not Ray (a folder named 'ray' in the working directory?); "
+            f"run from another folder, or install Ray Data with {install_command('ray')}"
         )
+    require("ray.data", "--engine ray")
     return ray
 
 

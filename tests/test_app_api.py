@@ -203,6 +203,19 @@ def test_handled_errors_are_not_logged_with_a_traceback(client, images, capfd):
     assert "Traceback" not in "".join(capfd.readouterr())
 
 
-def test_everything_settings_are_clamped_to_the_documented_limits(client, images):
-    document, _ = client.predict(handle_file(str(images[2])), 0, -1.0, 7.0, 0.7, -3, -10, 16, api_name="/everything")
-    assert "masks in" in document["summary"]  # 1 point per side, thresholds in [0, 1], input size 64 px
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ((0, 0.88, 0.95, 0.7, 0, 0, 512), "points_per_side must be an integer in \\[1, 1024\\], got 0"),
+        ((4, -1.0, 0.95, 0.7, 0, 0, 512), "pred_iou_thresh must be a number in \\[0, 1\\], got -1.0"),
+        ((4, 0.88, 7.0, 0.7, 0, 0, 512), "stability_score_thresh must be a number in \\[0, 1\\]"),
+        ((4, 0.88, 0.95, 0.7, -3, 0, 512), "crop_n_layers must be an integer in \\[0, 5\\]"),
+        ((4, 0.88, 0.95, 0.7, 0, -10, 512), "min_mask_region_area must be an integer >= 0"),
+        ((4, 0.88, 0.95, 0.7, 0, 0, 16), "input_size must be in \\[64, 2048\\] on this server"),
+        ((65, 0.88, 0.95, 0.7, 0, 0, 512), "points_per_side must be in \\[1, 64\\] on this server"),
+        ((4.5, 0.88, 0.95, 0.7, 0, 0, 512), "points_per_side must be an integer"),
+    ],
+)
+def test_everything_settings_out_of_range_are_refused_with_their_rule(client, images, knobs, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(str(images[2])), *knobs, api_name="/everything")

@@ -143,3 +143,28 @@ def test_the_model_cache_keeps_at_most_its_size(monkeypatch):
     store.shared(("fastsam", "s", True), lambda: object())
     store.shared(("fastsam", "x", True), lambda: object())
     assert store.loaded_count() == 2 and not store.is_loaded("vit_t", True)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--max-everything-seconds", "nan"),
+        ("--max-everything-seconds", "inf"),
+        ("--max-everything-seconds", "-1"),
+        ("--port", "70000"),
+        ("--heavy-queue", "0"),
+        ("--session-ttl-s", "1.5"),
+        ("--embedding-cache-items", "many"),
+    ],
+)
+def test_bad_numeric_options_are_refused_with_their_rule(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        app.parse_args([option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: must be" in capsys.readouterr().err
+
+
+def test_a_bad_environment_value_names_the_option(monkeypatch):
+    monkeypatch.setenv("MOBILE_SAM_APP_MAX_EVERYTHING_SECONDS", "nan")
+    with pytest.raises(SystemExit, match="max-everything-seconds: must be a number > 0, got 'nan'"):
+        app.parse_args([])

@@ -241,7 +241,7 @@ def test_missing_weights_say_which_file_to_get_without_server_paths(tmp_path, im
 
 def test_everything_returns_an_overlay_a_count_coco_json_and_a_zip_with_progress(parts, image_path):
     fractions = []
-    settings = EverythingSettings.clamped(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    settings = EverythingSettings.checked(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
     answer = asyncio.run(
         parts.everything.answer(
             str(image_path), settings, True, None, progress=lambda fraction, desc=None: fractions.append(fraction)
@@ -311,7 +311,7 @@ def test_object_aware_mode_segments_from_detector_boxes(parts, image_path):
     )
     assert answer.result.overlay.shape == (48, 72, 3) and "masks in" in answer.summary()
     grid = asyncio.run(
-        parts.everything.answer(str(image_path), EverythingSettings.clamped(points_per_side=4), True, None)
+        parts.everything.answer(str(image_path), EverythingSettings.checked(points_per_side=4), True, None)
     )
     assert grid.result is not answer.result  # separate cache entries per mode
     with pytest.raises(ValueError, match="Unknown detector"):
@@ -325,7 +325,7 @@ def test_everything_reuses_the_embedding_the_segment_tab_computed(parts, loaded,
         raise AssertionError("the image was encoded again")
 
     monkeypatch.setattr(encoder, "forward", no_second_encoding)
-    settings = EverythingSettings.clamped(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    settings = EverythingSettings.checked(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0)
     answer = asyncio.run(parts.everything.answer(str(image_path), settings, True, None))
     assert not answer.cached and answer.result.image_size == loaded.image.shape[:2]
 

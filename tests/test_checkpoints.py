@@ -415,8 +415,9 @@ def test_missing_explicit_path_raises_not_found(tmp_path: Path) -> None:
 
 
 def test_explicit_folder_error_suggests_the_file(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointNotFoundError, match="mobile_sam.pt"):
+    with pytest.raises(CheckpointNotFoundError, match="mobile_sam.pt") as caught:
         resolve_checkpoint("vit_t", path=tmp_path)
+    assert "is a folder" in str(caught.value) and "does not exist" not in str(caught.value)
 
 
 # ---------------------------------------------------------------- status
@@ -503,3 +504,27 @@ def test_dict_with_non_tensor_entry_raises_checkpoint_error(tmp_path: Path) -> N
 def test_missing_state_dict_file_raises_not_found(tmp_path: Path) -> None:
     with pytest.raises(CheckpointNotFoundError):
         read_state_dict(tmp_path / "absent.pt")
+
+
+def test_a_file_without_a_direct_link_says_where_it_is_linked_from_and_where_to_put_it(tmp_path):
+    from samkit.models import MODELS
+
+    page = MODELS["objectaware"].url
+    with pytest.raises(CheckpointNotFoundError) as error:
+        resolve_checkpoint("objectaware", cache_dir=tmp_path, download=True)
+    message = str(error.value)
+    assert "no direct download link" in message and f"linked from\n  {page}" in message
+    assert str(tmp_path / "ObjectAwareModel.pt") in message
+    assert f"download\n  {page}" not in message  # a web page saved as the .pt would not load
+
+
+def test_checkpoint_messages_name_no_command_line_option(tmp_path):
+    """The library's messages are read under every command line; each command adds its own options."""
+    (tmp_path / "folder").mkdir()
+    for call in (
+        lambda: resolve_checkpoint("vit_t", cache_dir=tmp_path, download=False),
+        lambda: resolve_checkpoint("vit_t", path=tmp_path / "folder"),
+    ):
+        with pytest.raises(CheckpointNotFoundError) as error:
+            call()
+        assert "--" not in str(error.value), str(error.value)

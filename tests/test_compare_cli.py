@@ -149,3 +149,38 @@ def test_module_entry_point_prints_help():
         [sys.executable, "-m", "compare", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and "--random-weights" in done.stdout
+
+
+def _two_tiny_sams(name: str, options: BuildOptions):
+    return SamBackend(name, model=tiny_sam(), device=options.device)
+
+
+def test_distances_that_do_not_fit_a_small_photo_are_left_out_with_a_note(tmp_path, capsys):
+    """A 225x400 photo (diagonal 458 px) with the default distances, up to 500 px: 500 is left out, and said so."""
+    small = tmp_path / "small.jpg"
+    Image.fromarray(small_image(225, 400, seed=2)).save(small)
+    out = tmp_path / "out"
+    argv = [str(small), "--reference", "vit_b", "--models", "vit_l", "--random-weights", "--device", "cpu"]
+    assert main([*argv, "--prompts-per-image", "1", "--warmup", "0", "--out", str(out)], factory=_two_tiny_sams) == 0
+    result = ComparisonResult.load_json(out / "results.json")
+    assert sorted({c.distance for c in result.cases}) == [100.0, 200.0, 300.0, 400.0]
+    assert result.settings["skipped_distances"] == {"small.jpg": [500.0]}
+    note = "left out: small.jpg (400x225): 500 px"
+    assert note in (out / "report.md").read_text() and note in capsys.readouterr().err
+
+
+def test_no_distance_fitting_any_image_is_an_error(tmp_path, capsys):
+    small = tmp_path / "small.png"
+    Image.fromarray(small_image(20, 30, seed=2)).save(small)
+    argv = [str(small), "--reference", "vit_b", "--models", "vit_l", "--random-weights", "--device", "cpu"]
+    assert main([*argv, "--distances", "100", "--out", str(tmp_path / "out")], factory=_two_tiny_sams) == 2
+    assert "no distance fits" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("distances", ["nan", "inf", "100,nan", "-5", "0", "abc", ""])
+def test_bad_distances_are_refused(tmp_path, capsys, distances):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["x.png", "--distances", distances, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "argument --distances" in capsys.readouterr().err

@@ -37,7 +37,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def test_every_subcommand_and_option_is_explained():
     subcommands = _subparsers(build_parser())
-    assert set(subcommands) == {"embed", "train", "finetune-decoder", "eval"}
+    assert set(subcommands) == {"embed", "train", "finetune-decoder", "eval", "random-teacher"}
     for name, parser in subcommands.items():
         assert parser.description, name
         for action in parser._actions:
@@ -149,3 +149,72 @@ def test_torchrun_two_processes_train_with_gloo(setup, tmp_path):
     assert {k: tuple(v.shape) for k, v in written.items()} == {k: tuple(v.shape) for k, v in expected.items()}
     losses = [float(line.split(",")[3]) for line in (tmp_path / "ddp" / "train_log.csv").read_text().splitlines()[1:]]
     assert len(losses) == 6 and np.mean(losses[-2:]) < np.mean(losses[:2])
+
+
+def test_embed_of_a_file_says_it_is_not_a_folder(setup, tmp_path, capsys):
+    images, teacher, _ = setup
+    image = next(images.iterdir())
+    code = main(["embed", str(image), "--out", str(tmp_path / "s"), "--teacher", TEST_TEACHER])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a file, not a folder" in err and "does not exist" not in err
+
+
+def test_a_teacher_checkpoint_folder_is_named_as_a_folder(setup, tmp_path, capsys):
+    images, _, _ = setup
+    code = main(["embed", str(images), "--out", str(tmp_path / "s"), "--teacher-checkpoint", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a folder" in err and "does not exist" not in err
+
+
+def test_a_missing_teacher_names_distills_own_options(setup, tmp_path, monkeypatch, capsys):
+    import urllib.error
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network here")
+
+    monkeypatch.setenv("MOBILE_SAM_CACHE_DIR", str(tmp_path / "empty_cache"))
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    images, _, _ = setup
+    code = main(["embed", str(images), "--out", str(tmp_path / "s"), "--teacher", "vit_b", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sam_vit_b_01ec64.pth" in err
+    assert "--teacher-checkpoint" in err and "--checkpoint-dir" not in err
+
+
+def test_the_whole_method_runs_offline_with_a_random_teacher(tmp_path, monkeypatch, capsys):
+    """The README's offline demo: no checkpoint anywhere and no network, a seeded random teacher file."""
+    import urllib.error
+
+    from support.distill_support import write_images
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network here")
+
+    monkeypatch.setenv("MOBILE_SAM_CACHE_DIR", str(tmp_path / "empty_cache"))
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    write_images(tmp_path / "train", 3)
+    write_images(tmp_path / "heldout", 2, seed=1)
+    teacher = tmp_path / "teacher.pt"
+    assert main(["random-teacher", "--teacher", TEST_TEACHER, "--seed", "3", "--out", str(teacher)]) == 0
+    assert "MEANINGLESS" in capsys.readouterr().err
+    torch.manual_seed(3)
+    expected = build_model(TEST_TEACHER).state_dict()
+    assert all(torch.equal(read_state_dict(teacher)[k], v) for k, v in expected.items())
+    quiet = ["--device", "cpu", "--no-progress"]
+    with_teacher = ["--teacher-checkpoint", str(teacher), *quiet]
+    for images in ("train", "heldout"):
+        argv = ["embed", str(tmp_path / images), "--out", str(tmp_path / f"store_{images}"), "--teacher", TEST_TEACHER]
+        assert main([*argv, *with_teacher]) == 0
+    train_argv = ["train", "--store", str(tmp_path / "store_train"), "--out", str(tmp_path / "run")]
+    assert main([*train_argv, "--student", TEST_STUDENT, "--steps", "2", "--batch-size", "1", *with_teacher]) == 0
+    eval_argv = ["eval", "--store", str(tmp_path / "store_heldout"), "--student", TEST_STUDENT, "--distances", "10"]
+    eval_argv += ["--student-checkpoint", str(tmp_path / "run" / "mobile_sam.pt"), "--out", str(tmp_path / "eval")]
+    assert main([*eval_argv, *with_teacher]) == 0
+    assert (tmp_path / "eval" / "report.md").is_file()
+
+
+def test_a_random_teacher_refuses_to_overwrite_a_file(tmp_path, capsys):
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(b"precious")
+    assert main(["random-teacher", "--teacher", TEST_TEACHER, "--out", str(teacher)]) == 2
+    assert "exists" in capsys.readouterr().err and teacher.read_bytes() == b"precious"

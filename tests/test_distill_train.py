@@ -242,8 +242,30 @@ def test_bad_options_and_mismatched_inputs_give_clear_errors(setup, tmp_path):
         train(_config(setup, "vit_t", student="vit_t"))
     with pytest.raises(ValueError, match="unknown optimizer"):
         train(_config(setup, "sgd", optimizer="sgd"))
-    with pytest.raises(ValueError, match="output-lr-scale"):
+    with pytest.raises(ValueError, match="output_lr_scale must be a number > 0, got 0.0"):
         train(_config(setup, "scale", output_lr_scale=0.0))
+    for name, value in (("lr", math.inf), ("weight_decay", math.nan), ("min_lr_ratio", 2.0), ("steps", 0)):
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            train(_config(setup, "bad", **{name: value}))
     train(_config(setup, "changed", steps=1))
     with pytest.raises(ValueError, match="lr"):
         train(_config(setup, "changed", steps=1, lr=1e-2))
+
+
+def test_the_logged_seconds_add_up_across_a_resume(setup, monkeypatch):
+    """train_log.csv's `seconds` is the run's training time so far: a resumed run continues the count."""
+    clock = iter(range(0, 10_000, 10))  # every reading of the clock is 10 s after the previous one
+    monkeypatch.setattr("distill.train.time.perf_counter", lambda: next(clock))
+    first = train(_config(setup, "seconds", steps=2), should_stop=lambda step: step == 1)
+    train(_config(setup, "seconds", steps=2))
+    with open(first.log) as file:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(file)]
+    assert len(seconds) == 2 and seconds[1] > seconds[0] > 0
+    assert seconds[1] == 2 * seconds[0]  # one step's 10 s after the first step's 10 s
+
+
+def test_a_resume_with_other_options_names_the_out_option(setup):
+    train(_config(setup, "other_options", steps=2), should_stop=lambda step: step == 1)
+    with pytest.raises(ValueError, match="use another --out") as error:
+        train(_config(setup, "other_options", steps=2, lr=1e-2))
+    assert "--output" not in str(error.value)

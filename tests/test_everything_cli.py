@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from everything.__main__ import expand_paths, main, unique_names
+from everything.__main__ import main
+from everything.inputs import list_inputs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--random-weights", "--points-per-side", "2", "--device", "cpu"]
@@ -29,23 +30,19 @@ def images(tmp_path: Path) -> Path:
 
 
 def test_folders_expand_to_their_images_in_order(images: Path) -> None:
-    assert [p.name for p in expand_paths([images])] == ["a.png", "b.jpg"]
-
-
-def test_repeated_stems_get_distinct_output_names() -> None:
-    assert unique_names([Path("x/a.jpg"), Path("y/a.png"), Path("b.jpg")]) == ["a", "a_2", "b"]
+    assert [item.name for item in list_inputs([images])] == ["a.png", "b.jpg"]
 
 
 def test_cli_writes_coco_json_mask_pngs_and_overlays(images: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert main([str(images), "--out", str(out), *FAST, "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]) == 0
     coco = json.loads((out / "annotations.json").read_text())
-    assert [image["file_name"] for image in coco["images"]] == [str(images / "a.png"), str(images / "b.jpg")]
+    assert [image["file_name"] for image in coco["images"]] == ["a.png", "b.jpg"]  # relative to the folder given
     assert (coco["images"][0]["height"], coco["images"][0]["width"]) == (40, 60)
-    for name, image_id in (("a", 1), ("b", 2)):
-        assert Image.open(out / name / "overlay.png").size == (Image.open(next(images.glob(name + ".*"))).size)
+    for name, image_id in (("a.png", 1), ("b.jpg", 2)):
+        assert Image.open(out / "masks" / name / "overlay.png").size == Image.open(images / name).size
         n_masks = sum(1 for a in coco["annotations"] if a["image_id"] == image_id)
-        assert len(list((out / name).glob("mask_*.png"))) == n_masks
+        assert len(list((out / "masks" / name).glob("mask_*.png"))) == n_masks
 
 
 def test_unreadable_image_is_skipped_and_the_exit_status_is_1(images: Path, tmp_path: Path, capsys) -> None:
@@ -108,7 +105,7 @@ def test_upsampling_flag_reaches_the_generator_and_defaults_per_mode() -> None:
 
     assert spec().build().upsampling == "torch"  # the grid's official values unless asked
     assert spec("--upsampling", "opencv").build().upsampling == "opencv"
-    assert "upsampling" not in spec("--prompts", "objects").settings  # the object-aware generator's own default
+    assert spec("--prompts", "objects").settings["upsampling"] == "opencv"  # the object-aware generator's default
     assert spec("--prompts", "objects", "--upsampling", "torch").settings["upsampling"] == "torch"
     with pytest.raises(SystemExit):
         spec("--upsampling", "nearest")
@@ -154,3 +151,14 @@ def build_help() -> str:
     from everything.__main__ import build_parser
 
     return build_parser().format_help()
+
+
+def test_num_workers_below_one_is_refused_before_ray_starts(monkeypatch, images: Path, tmp_path: Path, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # starting Ray would fail otherwise: the refusal must come first
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(images), "--out", str(tmp_path / "out"), "--engine", "ray", "--num-workers", "-2"])
+    assert exit_info.value.code == 2 and "--num-workers: must be an integer >= 1, got '-2'" in capsys.readouterr().err
+    from samkit.ray_map import ray_map
+
+    with pytest.raises(ValueError, match="workers must be at least 1"), ray_map([{"x": 1}], object, {}, workers=0):
+        pass

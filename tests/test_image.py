@@ -373,3 +373,19 @@ def test_a_patched_open_that_needs_a_missing_decoder_gives_image_load_error(monk
     monkeypatch.setattr(Image, "open", open_needing_missing_module)
     with pytest.raises(ImageLoadError, match="not a recognised image format"):
         load_image(b"not an image at all")
+
+
+def test_a_file_that_is_not_an_image_never_reaches_ultralytics_plugin_installer(monkeypatch, tmp_path):
+    """ultralytics, once imported, wraps Image.open to check (and pip-install) a HEIF plugin when Pillow cannot
+    identify a file; load_image reads with Pillow's own function, so a non-image is refused at once."""
+    import ultralytics.utils.checks
+    import ultralytics.utils.patches  # noqa: F401  (applies the patch)
+
+    def no_installs(*args, **kwargs):
+        raise AssertionError("ultralytics' check_requirements was called")
+
+    monkeypatch.setattr(ultralytics.utils.checks, "check_requirements", no_installs)
+    path = tmp_path / "notes.jpg"
+    path.write_text("these are notes")
+    with pytest.raises(ImageLoadError, match="not a recognised image format"):
+        load_image(path)

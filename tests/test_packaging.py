@@ -104,3 +104,17 @@ def test_import_mobile_sam_pulls_in_no_optional_dependency():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     assert result.stdout.strip() == "[]"
+
+
+def test_what_pip_install_leaves_in_the_checkout_is_ignored_by_git(tmp_path):
+    """`pip install .` leaves build/ and *.egg-info/ beside the sources; git must not offer them for commit."""
+    shutil.copy(REPO_ROOT / ".gitignore", tmp_path / ".gitignore")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    leftovers = ["build/lib/mobile_sam/__init__.py", "mobilesam_demo.egg-info/PKG-INFO", "samkit.egg-info/SOURCES.txt"]
+    for leftover in leftovers:
+        (tmp_path / leftover).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / leftover).write_text("")
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert status.stdout.split() == ["??", ".gitignore"]

@@ -106,7 +106,7 @@ class Api:
         """The COCO dataset dict of all masks (plus a summary) and the overlay; over-budget jobs are refused.
         mode "objects" prompts with the boxes of a detector (one of `samkit.models.DETECTORS`)."""
         try:
-            settings = EverythingSettings.clamped(
+            settings = EverythingSettings.checked(
                 points_per_side=points_per_side,
                 pred_iou_thresh=pred_iou_thresh,
                 stability_score_thresh=stability_score_thresh,

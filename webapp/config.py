@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from samkit.extras import MissingExtraError, require
+from samkit.knobs import Rule
 from samkit.models import names
 
 ENV_PREFIX = "MOBILE_SAM_APP_"
@@ -111,17 +113,13 @@ def _boolean(text: Any) -> bool:
     return value in ("1", "true", "yes", "on")
 
 
-def _positive(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-        return value
+# The rule of every numeric option: a positive integer or a positive finite number (ports up to 65535).
+POSITIVE = {"int": Rule(integer=True, low=1), "float": Rule(low=0.0, low_open=True)}
+PORT = Rule(integer=True, low=1, high=65535)
 
-    return parse
+
+def _number_rule(name: str, kind: str) -> Rule:
+    return PORT if name == "port" else POSITIVE[kind]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,8 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         elif item.name == "checkpoint_dir":
             parser.add_argument(option, type=Path, default=Path(default) if default else None, help=HELP[item.name])
         elif item.type in ("int", "float"):
-            kind = int if item.type == "int" else float
-            parser.add_argument(option, type=_positive(kind), default=kind(default), help=HELP[item.name])
+            rule = _number_rule(item.name, item.type)
+            try:
+                value = rule.parse(str(default))
+            except argparse.ArgumentTypeError as error:
+                raise argparse.ArgumentTypeError(f"{option[2:]}: {error}") from None
+            parser.add_argument(option, type=rule.parse, default=value, help=HELP[item.name])
         else:
             parser.add_argument(option, default=default, help=HELP[item.name])
     return parser
@@ -157,3 +159,11 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     if args.max_image_side < 16:
         parser.error("--max-image-side must be at least 16")
     return AppConfig(**{item.name: getattr(args, item.name) for item in fields(AppConfig)})
+
+
+def check_app_packages() -> None:
+    """Exit with the command that installs the app's extra when gradio is missing (before anything imports it)."""
+    try:
+        require("gradio", "the app")
+    except MissingExtraError as missing:
+        raise SystemExit(f"error: {missing}") from None

@@ -1,5 +1,5 @@
 """
-Segment-everything jobs for a server: clamped settings, a cost estimate checked against a budget
+Segment-everything jobs for a server: checked settings, a cost estimate checked against a budget
 before any work, cancellation, reuse of a cached image embedding, and a bounded result cache.
 
 The cost model counts what the generator does (`everything_work`): one image-encoder pass per
@@ -20,7 +20,7 @@ import numpy as np
 
 from everything.box_sources import MAX_DETECTIONS, BoxSource
 from everything.objects import ObjectAwareMaskGenerator
-from everything.settings import DEFAULTS, GRID, OBJECTS
+from everything.settings import DEFAULTS, GRID, OBJECTS, rule
 from mobile_sam.automatic_mask_generator import SamAutomaticMaskGenerator
 from mobile_sam.modeling import Sam
 from mobile_sam.predictor import SamPredictor
@@ -28,12 +28,14 @@ from mobile_sam.utils.amg import generate_crop_boxes
 from mobile_sam.utils.cancel import CancelFlag
 from samkit.drawing import overlay_records
 from samkit.images import limit_image_side
+from samkit.knobs import KnobError, Rule
 from samkit.writers import ImageMasks, coco_dict
 
 from .embedding_cache import EmbeddingCache, image_key
 from .image_session import ImageEmbedding
 
-# Inclusive limits of every setting a user may choose (the UI sliders and the API share them).
+# This server's inclusive range of every setting a user may choose (the UI sliders and the API share them): a policy
+# inside the knobs' own rules (`everything.settings.KNOBS`), which every value is checked against first.
 LIMITS: dict[str, tuple[float, float]] = {
     "points_per_side": (1, 64),
     "pred_iou_thresh": (0.0, 1.0),
@@ -43,7 +45,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     "min_mask_region_area": (0, 100_000),
     "input_size": (64, 2048),
 }
-INTEGER_SETTINGS = ("points_per_side", "crop_n_layers", "min_mask_region_area", "input_size")
+# The one setting that is not a generator knob: the longest side the image is downscaled to.
+INPUT_SIZE = Rule(integer=True, low=1)
 POINTS_PER_BATCH = 16  # small batches: cancellation and interactive requests wait at most one batch
 
 
@@ -53,7 +56,7 @@ class BudgetExceeded(ValueError):
 
 @dataclass(frozen=True)
 class EverythingSettings:
-    """The generator settings a user chooses; build with `clamped` to apply LIMITS."""
+    """The generator settings a user chooses; build with `checked` to apply the knobs' rules and LIMITS."""
 
     points_per_side: int = DEFAULTS[GRID]["points_per_side"]
     pred_iou_thresh: float = DEFAULTS[GRID]["pred_iou_thresh"]
@@ -64,11 +67,13 @@ class EverythingSettings:
     input_size: int = 1024
 
     @classmethod
-    def clamped(cls, **values: Any) -> EverythingSettings:
-        """Settings from user values (None keeps the default), each clamped into LIMITS.
+    def checked(cls, **values: Any) -> EverythingSettings:
+        """Settings from user values (None keeps the default), each checked by its rule (`everything.settings.rule`)
+        and then against this server's LIMITS.
 
         Raises:
-          ValueError: a value that is not a finite number.
+          KnobError (a ValueError): a value of the wrong type, not finite, or out of its range (the message
+            names the setting and the range).
         """
         defaults = cls()
         chosen = {}
@@ -76,15 +81,11 @@ class EverythingSettings:
             value = values.get(item.name)
             if value is None:
                 value = getattr(defaults, item.name)
-            try:
-                number = float(value)
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"{item.name} must be a number, got {value!r}.") from error
-            if not math.isfinite(number):
-                raise ValueError(f"{item.name} must be a finite number, got {value!r}.")
+            value = (INPUT_SIZE if item.name == "input_size" else rule(GRID, item.name)).check(item.name, value)
             low, high = LIMITS[item.name]
-            number = min(max(number, low), high)
-            chosen[item.name] = int(round(number)) if item.name in INTEGER_SETTINGS else number
+            if not low <= value <= high:
+                raise KnobError(f"{item.name} must be in [{low:g}, {high:g}] on this server, got {value!r}")
+            chosen[item.name] = value
         return cls(**chosen)
 
     def generator_kwargs(self) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def add_everything_tab(w: Wiring) -> None:
         ) -> tuple:
             knob_values = (pps, iou, stability, nms, crops, area, size)
             try:
-                settings = EverythingSettings.clamped(**dict(zip(SLIDERS, knob_values)))
+                settings = EverythingSettings.checked(**dict(zip(SLIDERS, knob_values)))
                 answer = await parts.everything.answer(path, settings, random, request, progress, how, boxes_from)
             except HANDLED as error:
                 return None, with_banner(f"**{hide_paths(str(error))}**", random), None, None

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .files import DEFAULT_OPSET, INSTALL_ONNX, MAX_OPSET, MIN_OPSET
 
 # vit_h is left out: its 2.5 GB of weights exceed the 2 GB limit of a single-file ONNX model.
 MODEL_TYPES = (
@@ -26,6 +26,22 @@ MODEL_TYPES = (
     "efficientvit_sam_xl0",
     "efficientvit_sam_xl1",
 )
+
+
+def _integer_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high] (high None: unbounded), refused with the range otherwise."""
+    described = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {described}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {described}, got {text!r}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="export randomly initialised weights (for testing only: the masks are MEANINGLESS)",
     )
-    export.add_argument("--seed", type=int, default=0, help="seed of --random-weights (default 0)")
+    export.add_argument("--seed", type=_integer_in(0), default=0, help="seed of --random-weights (default 0)")
     export.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     export.add_argument(
         "--opset",
-        type=int,
+        type=_integer_in(MIN_OPSET, MAX_OPSET),
         default=DEFAULT_OPSET,
         help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})",
     )
@@ -72,7 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from ..build_sam import CheckpointError, sam_model_registry
-    from .export import export_sam
+
+    try:
+        from .export import export_sam
+    except ImportError as error:
+        print(f"error: the ONNX export needs onnx ({error}): {INSTALL_ONNX}", file=sys.stderr)
+        return 2
 
     if args.random_weights:
         print(

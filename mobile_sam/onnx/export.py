@@ -12,11 +12,13 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import onnx
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..modeling import Sam
 from ..utils.atomic import atomic_path
@@ -25,17 +27,15 @@ from .files import (
     DECODER_FILE,
     DECODER_INPUTS,
     DECODER_OUTPUTS,
+    DEFAULT_OPSET,
     ENCODER_FILE,
     ENCODER_INPUT,
     ENCODER_OUTPUT,
+    MAX_OPSET,
     METADATA_KEY,
+    MIN_OPSET,
     EncoderMetadata,
 )
-
-DEFAULT_OPSET = 17
-# 14: the first opset the TorchScript exporter maps scaled_dot_product_attention to; 20: its last.
-# 17 is the first with a LayerNormalization operator.
-MIN_OPSET, MAX_OPSET = 14, 20
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def export_encoder(
     """
     _check_opset(opset)
     dummy = torch.zeros(1, 3, image_size, image_size)
-    with _eval_mode(encoder), atomic_path(path) as tmp:
+    with _eval_mode(encoder), _whole_map_blocks(encoder), atomic_path(path) as tmp:
         _torchscript_export(encoder, (dummy,), tmp, opset, [ENCODER_INPUT], [ENCODER_OUTPUT], None)
         if metadata is not None:
             model = onnx.load(tmp)
@@ -171,3 +171,31 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
     finally:
         for m, training in flags.items():
             m.training = training
+
+
+@contextmanager
+def _whole_map_blocks(module: nn.Module) -> Iterator[None]:
+    """Export TinyViT's MBConv blocks as one whole-map computation each.
+
+    In eval mode a block runs in strips written into an output made with `torch.empty_like`; traced, that output
+    becomes a constant of zeros baked into the graph (a (1, 64, 256, 256) float32 tensor, 16 MB, per block of
+    MobileSAM's first stage). While the block is traced it computes its whole map at once instead: the same
+    convolutions, GELUs and residual add on the same values.
+    """
+    from ..modeling.tiny_vit_sam import MBConv
+
+    blocks = [m for m in module.modules() if isinstance(m, MBConv)]
+    for block in blocks:
+        block.forward = partial(_mbconv_whole_map, block)
+    try:
+        yield
+    finally:
+        for block in blocks:
+            del block.forward
+
+
+def _mbconv_whole_map(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An eval-mode MBConv on the whole (B, C, H, W) map: 1x1 expand, GELU, 3x3 depthwise, GELU, 1x1 project, add
+    the input, GELU."""
+    hidden = F.gelu(block.conv2(F.gelu(block.conv1(x))))
+    return F.gelu(x + block.conv3(hidden))

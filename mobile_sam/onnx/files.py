@@ -1,6 +1,7 @@
 """What an exported model folder holds: file names, graph input/output names and the encoder's metadata.
 
-Torch-free: shared by the exporter (which writes these) and the ONNX Runtime predictor (which reads them).
+Torch-free: shared by the exporter (which writes these; its opset range too) and the ONNX Runtime predictor
+(which reads them).
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ LOW_RES_DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels")
 LOW_RES_DECODER_OUTPUTS = ("iou_predictions", "low_res_masks")
 
 METADATA_KEY = "mobile_sam"
+# The command that installs onnx and onnxruntime (the distribution's [onnx] extra).
+INSTALL_ONNX = 'pip install "mobilesam-demo[onnx]"'
+
+DEFAULT_OPSET = 17
+# 14: the first opset the TorchScript exporter maps scaled_dot_product_attention to; 20: its last.
+# 17 is the first with a LayerNormalization operator.
+MIN_OPSET, MAX_OPSET = 14, 20
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import DECODER_INPUTS, ENCODER_INPUT, INSTALL_ONNX, METADATA_KEY, EncoderMetadata
+
 try:
     import onnxruntime as ort
-except ModuleNotFoundError as error:  # an optional dependency: say how to get it
-    raise ModuleNotFoundError(
-        "mobile_sam.onnx needs onnxruntime: pip install onnxruntime (or the package's [onnx] extra)"
-    ) from error
+except ImportError as error:  # an optional dependency: say how to get it
+    raise ModuleNotFoundError(f"OnnxPredictor needs onnxruntime, which is not installed: {INSTALL_ONNX}") from error
 
-from ..utils.transforms import ResizeLongestSide
-from .files import DECODER_INPUTS, ENCODER_INPUT, METADATA_KEY, EncoderMetadata
+from ..utils.transforms import ResizeLongestSide  # noqa: E402  (after the check above)
 
 # Labels of the prompt tokens in the official decoder graph.
 PADDING_LABEL, BOX_TOP_LEFT_LABEL, BOX_BOTTOM_RIGHT_LABEL = -1, 2, 3
