@@ -8,6 +8,7 @@ that is already built.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -22,10 +23,10 @@ from samkit.devices import resolve_device
 from samkit.extras import ULTRALYTICS_USE, require
 from samkit.images import to_rgb_uint8
 from samkit.loading import load_model
-from samkit.models import MOBILE_SAM, MODELS, PAPER_REFERENCE
+from samkit.models import MOBILE_SAM, PAPER_REFERENCE, SAM_MODELS
 from samkit.prompts import Prompts
 
-from .fastsam_rules import select_by_box, select_by_points
+from .fastsam_rules import DEFAULT_FASTSAM_RULES, check_rules, select_by_box, select_by_points
 from .params import ParameterCounts, fastsam_parameter_counts, sam_parameter_counts
 from .timing import keep_num_threads, stopwatch
 
@@ -80,7 +81,7 @@ class SamBackend:
     already set, it answers prompts on that image without `prepare` (the predictor is then only read).
     """
 
-    model_types: tuple[str, ...] = tuple(name for name, info in MODELS.items() if info.family == "sam")
+    model_types: tuple[str, ...] = SAM_MODELS
 
     def __init__(
         self,
@@ -164,8 +165,9 @@ class FastSamBackend:
 
     `prepare` is its "encoder": one network pass, NMS and the instance masks at the original image size
     (`retina_masks=True`, `imgsz=1024`, `conf=0.4`, `iou=0.9` as published). `segment` is its "decoder": the
-    rules in `compare.fastsam_rules` (no network). ultralytics changes torch's thread count when it sets up a
-    model; this backend restores the count that was current when it was created (or `num_threads`).
+    `rules` ("original" or "ultralytics") of `compare.fastsam_rules` (no network). ultralytics changes torch's
+    thread count when it sets up a model; this backend restores the count that was current when it was created
+    (or `num_threads`).
     """
 
     variants = ("s", "x")
@@ -185,7 +187,9 @@ class FastSamBackend:
         confidence: float = FASTSAM_CONFIDENCE,
         iou: float = FASTSAM_IOU,
         num_threads: int | None = None,
+        rules: str = DEFAULT_FASTSAM_RULES,
     ) -> None:
+        self.rules = check_rules(rules)
         if variant not in self.variants:
             raise ValueError(f"FastSAM variant must be one of {self.variants}, got {variant!r}")
         _check_source(checkpoint, random_weights, model)
@@ -232,6 +236,12 @@ class FastSamBackend:
         predictor.setup_model(self.model, verbose=False)
         return predictor
 
+    def with_rules(self, rules: str) -> FastSamBackend:
+        """This backend (its network, predictor and prepared instances shared) answering prompts under `rules`."""
+        view = copy.copy(self)
+        view.rules = check_rules(rules)
+        return view
+
     @property
     def instances(self) -> np.ndarray:
         """The KxHxW boolean instance masks of the prepared image (K may be 0)."""
@@ -266,9 +276,9 @@ class FastSamBackend:
         with stopwatch(torch.device("cpu")) as elapsed:
             mask = np.zeros(instances.shape[1:], dtype=bool)
             if prompt.point_coords is not None:
-                mask |= select_by_points(instances, prompt.point_coords, prompt.point_labels)
+                mask |= select_by_points(instances, prompt.point_coords, prompt.point_labels, self.rules)
             if prompt.box is not None:
-                mask |= select_by_box(instances, prompt.box)
+                mask |= select_by_box(instances, prompt.box, self.rules)
         overlapping = instances[:, mask].any(axis=1) if instances.shape[0] else np.zeros(0, dtype=bool)
         score = float(self._confidences[overlapping].max()) if overlapping.any() else 0.0
         return MaskResult(mask=mask, score=score, timings={"decoder_ms": elapsed.ms})

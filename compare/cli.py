@@ -19,6 +19,7 @@ from samkit.knobs import Rule
 from samkit.models import FASTSAM_MODELS, MOBILE_SAM, MODELS, PAPER_REFERENCE
 from samkit.protocols import PAPER_DISTANCES, PROTOCOLS, load_user_prompts
 
+from .fastsam_rules import DEFAULT_FASTSAM_RULES, FASTSAM_RULES, FASTSAM_RULES_DESCRIPTIONS
 from .models import (
     MODEL_NAMES,
     BackendFactory,
@@ -28,7 +29,7 @@ from .models import (
     canonical_model_name,
 )
 from .outputs import write_outputs
-from .report import latency_markdown, miou_markdown, parameters_markdown, skipped_distances_note
+from .report import fastsam_rules_note, latency_markdown, miou_markdown, parameters_markdown, skipped_distances_note
 from .runner import ProtocolSpec, check_distances_fit, run_comparison
 
 _DESCRIPTION = """\
@@ -118,6 +119,14 @@ def comparison_parser() -> argparse.ArgumentParser:
         type=Path,
         help='user prompts, JSON: {"image.jpg": [{"points": [[x, y]], "labels": [1]}, {"box": [x0, y0, x1, y1]}]}',
     )
+    p.add_argument(
+        "--fastsam-rules",
+        choices=FASTSAM_RULES,
+        default=DEFAULT_FASTSAM_RULES,
+        help="how a prompt selects FastSAM's instances: "
+        + "; ".join(f"{name}: {text}" for name, text in FASTSAM_RULES_DESCRIPTIONS.items())
+        + f" (default: {DEFAULT_FASTSAM_RULES})",
+    )
     p.add_argument("--seed", type=NON_NEGATIVE.parse, default=0, help="seed of the prompt sampling (default: 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder (CSV, JSON, markdown report, figures)")
     p.add_argument("--checkpoint-dir", type=Path, help="folder holding the official checkpoint files")
@@ -204,6 +213,7 @@ def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) ->
         random_weights=args.random_weights,
         download=args.download,
         num_threads=torch.get_num_threads(),
+        fastsam_rules=args.fastsam_rules,
     )
     if args.random_weights:
         torch.manual_seed(args.seed)  # the same random weights on every run with this seed
@@ -248,11 +258,16 @@ def run_compare(argv: Sequence[str], factory: BackendFactory = build_backend) ->
             "machine": platform.machine(),
         }
     )
+    if any(name in FASTSAM_MODELS for name in (args.reference, *args.models)):
+        run.result.settings["fastsam_rules"] = args.fastsam_rules
     paths = write_outputs(run, args.out)
     if skipped_distances_note(run.result):
         print(f"note: {skipped_distances_note(run.result)}", file=sys.stderr)
     print(miou_markdown(run.result))
     print()
+    if fastsam_rules_note(run.result):
+        print(fastsam_rules_note(run.result))
+        print()
     print(latency_markdown(run.result))
     print()
     print(f"wrote {', '.join(str(p) for p in paths.values())}")

@@ -13,6 +13,7 @@ from samkit.loading import ultralytics_architecture
 from samkit.models import FASTSAM_MODELS, MOBILE_SAM, MODELS, SAM_MODELS, canonical_name, names
 
 from .backends import Backend, FastSamBackend, MobileSamBackend, SamBackend
+from .fastsam_rules import DEFAULT_FASTSAM_RULES
 from .params import ParameterCounts, build_without_weights, fastsam_parameter_counts, sam_parameter_counts
 
 # What the comparison runs: original SAM largest first (the paper's reference leads), MobileSAM, EfficientViT-SAM
@@ -40,7 +41,8 @@ class BuildOptions:
     checkpoints: explicit checkpoint files by model name (these win over the cache); checkpoint_dir: the
     checkpoint cache folder (None: the default); download: fetch missing official files;
     random_weights: build the architectures with random weights (no files needed, meaningless masks);
-    num_threads: torch CPU threads that FastSAM must restore after ultralytics changes them.
+    num_threads: torch CPU threads that FastSAM must restore after ultralytics changes them;
+    fastsam_rules: how FastSAM's prompts select its instances (`compare.fastsam_rules.FASTSAM_RULES`).
     """
 
     device: str | torch.device = "auto"
@@ -49,6 +51,7 @@ class BuildOptions:
     random_weights: bool = False
     download: bool = False
     num_threads: int | None = None
+    fastsam_rules: str = DEFAULT_FASTSAM_RULES
 
 
 BackendFactory = Callable[[str, BuildOptions], Backend]
@@ -68,7 +71,9 @@ def build_backend(name: str, options: BuildOptions) -> Backend:
         return MobileSamBackend(**common)
     if key in SAM_MODELS:
         return SamBackend(key, **common)
-    return FastSamBackend(key.removeprefix("fastsam-"), num_threads=options.num_threads, **common)
+    return FastSamBackend(
+        key.removeprefix("fastsam-"), num_threads=options.num_threads, rules=options.fastsam_rules, **common
+    )
 
 
 def architecture_parameter_counts(name: str) -> ParameterCounts:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from samkit.metrics import mean_iou
 
+from .fastsam_rules import FASTSAM_RULES_DESCRIPTIONS
 from .results import ComparisonResult
 
 RANDOM_WEIGHTS_NOTE = (
@@ -118,14 +119,23 @@ def skipped_distances_note(result: ComparisonResult) -> str:
     return "Distances that do not fit an image (longer than it can hold) were left out: " + "; ".join(parts) + "."
 
 
+def fastsam_rules_note(result: ComparisonResult) -> str:
+    """A sentence saying which rules chose FastSAM's masks ("" when FastSAM did not run)."""
+    rules = result.settings.get("fastsam_rules")
+    if rules is None:
+        return ""
+    return f"FastSAM's masks follow the {rules!r} prompt rules: {FASTSAM_RULES_DESCRIPTIONS.get(rules, rules)}."
+
+
 def markdown_report(result: ComparisonResult) -> str:
     """The full report: a random-weights warning when it applies, mIoU, latency, parameters, settings."""
     parts = ["# Model comparison", ""]
     if result.settings.get("random_weights"):
         parts += [RANDOM_WEIGHTS_NOTE, ""]
     parts += ["## Mask agreement with the reference", "", miou_markdown(result), ""]
-    if skipped_distances_note(result):
-        parts += [skipped_distances_note(result), ""]
+    for note in (skipped_distances_note(result), fastsam_rules_note(result)):
+        if note:
+            parts += [note, ""]
     parts += ["## Latency", "", latency_markdown(result), ""]
     if result.parameters:
         parts += ["## Parameters", "", parameters_markdown(result.parameters), ""]

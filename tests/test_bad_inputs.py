@@ -452,6 +452,7 @@ COMPARE_API = [
     ("no prompt", "{good}", "{}", {}, "at least one point or box"),
     ("out-of-range model", "{good}", POINT, {"models": '["vit_z"]'}, "vit_z"),
     ("wrong type models", "{good}", POINT, {"models": "[1, 2"}, "not a valid JSON list"),
+    ("out-of-range fastsam rules", "{good}", POINT, {"fastsam_rules": "paper"}, "original, ultralytics"),
     ("out-of-range reference", "{good}", POINT, {"reference": "vit_z"}, "vit_z"),
 ]
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from support.compare_support import small_image, tiny_sam
+from support.fastsam_peer import ultralytics_selection
 
 from compare.backends import FastSamBackend, MobileSamBackend, SamBackend
-from compare.fastsam_rules import select_by_points
+from compare.fastsam_rules import select_by_box, select_by_points
 from compare.models import BuildOptions, architecture_parameter_counts, build_backend
 from compare.params import build_without_weights
 from compare.runner import ProtocolSpec, run_comparison
@@ -123,6 +124,27 @@ def test_fastsam_point_prompt_follows_the_point_rule(fastsam):
     assert np.array_equal(fastsam.segment(TWO_POINTS).mask, expected)
 
 
+def test_fastsam_answers_under_the_chosen_rules(fastsam):
+    fastsam.prepare(IMAGE)
+    instances, box = fastsam.instances, np.array([10.5, 10.5, 60.0, 50.0])
+    assert fastsam.rules == "original"
+    original = select_by_points(instances, TWO_POINTS.point_coords, TWO_POINTS.point_labels, "original")
+    assert np.array_equal(fastsam.segment(TWO_POINTS).mask, original)
+    view = fastsam.with_rules("ultralytics")
+    by_ultralytics = ultralytics_selection(instances, TWO_POINTS.point_coords, TWO_POINTS.point_labels)
+    assert np.array_equal(view.segment(TWO_POINTS).mask, by_ultralytics)
+    assert np.array_equal(view.segment(Prompts.from_lists(boxes=box)).mask, ultralytics_selection(instances, box=box))
+    assert np.array_equal(fastsam.segment(Prompts.from_lists(boxes=box)).mask, select_by_box(instances, box))
+    assert fastsam.rules == "original" and view.instances is instances
+
+
+def test_fastsam_unknown_rules_are_refused(fastsam_network, fastsam):
+    with pytest.raises(ValueError, match="original, ultralytics"):
+        FastSamBackend("s", model=fastsam_network, device="cpu", image_size=64, rules="paper")
+    with pytest.raises(ValueError, match="original, ultralytics"):
+        fastsam.with_rules("Original")
+
+
 def test_fastsam_finding_nothing_gives_an_empty_mask(fastsam_network):
     backend = FastSamBackend("s", model=fastsam_network, device="cpu", image_size=128, confidence=1.0)
     backend.prepare(IMAGE)
@@ -168,6 +190,11 @@ def test_fastsam_loads_an_ultralytics_checkpoint_from_an_explicit_path(tmp_path)
 def test_fastsam_variant_must_be_s_or_x():
     with pytest.raises(ValueError, match="variant"):
         FastSamBackend("m", random_weights=True)
+
+
+def test_build_backend_gives_fastsam_the_chosen_rules():
+    options = BuildOptions(device="cpu", random_weights=True, fastsam_rules="ultralytics")
+    assert build_backend("fastsam-s", options).rules == "ultralytics"
 
 
 def test_build_backend_knows_aliases():

@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from support.compare_support import small_image, tiny_sam
+from support.fastsam_peer import ultralytics_selection
 
 from compare.backends import FastSamBackend, SamBackend
 from compare.cli import main
@@ -30,6 +32,7 @@ def small_factory(name: str, options: BuildOptions):
             device=options.device,
             image_size=128,
             num_threads=options.num_threads,
+            rules=options.fastsam_rules,
         )
     return build_backend(name, options)
 
@@ -75,10 +78,43 @@ def test_cli_runs_end_to_end_with_random_weights(images, tmp_path, capsys):
     assert len(result.cases) == 2 * 2 * 2 * 3
     assert {r.image for r in result.encoder_runs} == {"one.png", "two.png"}
     assert result.settings["random_weights"] is True and result.settings["device"] == "cpu"
+    assert result.settings["fastsam_rules"] == "original"
     for name in ("cases.csv", "encoder.csv", "latency.png", "miou_vs_distance.png", "masks.png"):
         assert (out / name).stat().st_size > 0
     assert RANDOM_WEIGHTS_NOTE in (out / "report.md").read_text()
     assert "| vit_t |" in capsys.readouterr().out
+    assert "follow the 'original' prompt rules: the FastSAM authors'" in (out / "report.md").read_text()
+
+
+def test_fastsam_rules_option_reaches_fastsam_and_is_recorded(images, tmp_path):
+    built = []
+
+    def factory(name: str, options: BuildOptions):
+        if name == "vit_b":
+            return SamBackend("vit_b", model=tiny_sam(), device=options.device)
+        backend = FastSamBackend(
+            "s", random_weights=True, device="cpu", image_size=128, confidence=0.0, rules=options.fastsam_rules
+        )
+        built.append(backend)
+        return backend
+
+    argv = [images[0], "--reference", "vit_b", "--models", "fastsam-s", "--distances", "20,40", "--warmup", "0"]
+    argv += ["--prompts-per-image", "3", "--random-weights", "--device", "cpu", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--fastsam-rules", "ultralytics"], factory=factory) == 0
+    result = ComparisonResult.load_json(tmp_path / "out" / "results.json")
+    assert result.settings["fastsam_rules"] == "ultralytics"
+    instances = built[0].instances
+    assert instances.shape[0] > 0
+    for case in (c for c in result.cases if c.model == "fastsam-s"):
+        points, labels = np.array(case.prompt["points"]), np.array(case.prompt["labels"])
+        assert case.mask_area == ultralytics_selection(instances, points, labels).sum()
+    assert "'ultralytics' prompt rules" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_unknown_fastsam_rules_are_refused(images, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*images, "--fastsam-rules", "paper", "--out", str(tmp_path)])
+    assert info.value.code == 2 and "--fastsam-rules" in capsys.readouterr().err
 
 
 def _tiny_unseeded_factory(name: str, options: BuildOptions):

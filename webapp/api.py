@@ -8,6 +8,7 @@ import json
 import gradio as gr
 import numpy as np
 
+from compare.fastsam_rules import DEFAULT_FASTSAM_RULES
 from mobile_sam.utils.rle import mask_to_rle
 from samkit.checkpoints import CheckpointError
 from samkit.images import ImageLoadError
@@ -129,14 +130,22 @@ class Api:
         prompts: str,
         models: str = f'["{MOBILE_SAM}"]',
         reference: str = PAPER_REFERENCE,
+        fastsam_rules: str = DEFAULT_FASTSAM_RULES,
         request: gr.Request = None,
     ) -> list[dict]:
-        """The comparison table (mIoU against the reference and latencies) for prompts on an image."""
+        """The comparison table (mIoU against the reference and latencies) for prompts on an image; FastSAM's
+        masks follow `fastsam_rules` ("original" or "ultralytics", `compare.fastsam_rules`)."""
         try:
             upload = read_upload(image, self.max_side)
             cases = user_prompts(scaled_prompts(prompts, upload), upload.image.shape[:2])
             comparison = await self.compare_tab.answer(
-                upload.image, cases, reference or PAPER_REFERENCE, model_list(models), self.random_weights, request
+                upload.image,
+                cases,
+                reference or PAPER_REFERENCE,
+                model_list(models),
+                self.random_weights,
+                request,
+                fastsam_rules=fastsam_rules or DEFAULT_FASTSAM_RULES,
             )
         except HANDLED as error:
             raise user_error(error) from error

@@ -7,6 +7,7 @@ import json
 
 import gradio as gr
 
+from compare.fastsam_rules import DEFAULT_FASTSAM_RULES
 from samkit.models import APP_DETECTOR, FASTSAM_MODELS, MOBILE_SAM, PAPER_REFERENCE
 
 from .everything_jobs import GRID, EverythingSettings
@@ -26,8 +27,11 @@ def add_api(w: Wiring) -> None:
         knobs += [gr.Textbox(GRID, label="mode"), gr.Textbox(APP_DETECTOR, label="detector")]
         models = gr.Textbox(label="models", value=json.dumps([MOBILE_SAM, *FASTSAM_MODELS]))
         reference = gr.Textbox(label="reference", value=PAPER_REFERENCE)
+        fastsam_rules = gr.Textbox(label="fastsam_rules", value=DEFAULT_FASTSAM_RULES)
         result, overlay = gr.JSON(label="result"), gr.Image(type="numpy", format="png", label="overlay")
         buttons = [gr.Button() for _ in range(3)]
     buttons[0].click(api.segment, [image, prompts, multimask], result, api_name="segment", **w.interactive)
     buttons[1].click(api.everything, [image, *knobs], [result, overlay], api_name="everything", **w.heavy)
-    buttons[2].click(api.compare, [image, prompts, models, reference], result, api_name="compare", **w.heavy)
+    buttons[2].click(
+        api.compare, [image, prompts, models, reference, fastsam_rules], result, api_name="compare", **w.heavy
+    )

@@ -6,7 +6,8 @@ from typing import Any
 
 import gradio as gr
 
-from samkit.models import LABELS, MOBILE_SAM
+from compare.fastsam_rules import DEFAULT_FASTSAM_RULES, FASTSAM_RULES, FASTSAM_RULES_DESCRIPTIONS
+from samkit.models import FASTSAM_MODELS, LABELS, MOBILE_SAM
 
 from . import compare_tab
 from .api import HANDLED
@@ -36,6 +37,13 @@ def add_compare_tab(w: Wiring) -> None:
             compared = gr.CheckboxGroup(
                 [(LABELS[n], n) for n in parts.compare.compared()], value=[MOBILE_SAM], label="Models to compare"
             )
+            rules = gr.Radio(
+                list(FASTSAM_RULES),
+                value=DEFAULT_FASTSAM_RULES,
+                label="FastSAM prompt rules",
+                info="; ".join(f"{name}: {text}" for name, text in FASTSAM_RULES_DESCRIPTIONS.items()),
+                elem_id="compare-fastsam-rules",
+            )
         with gr.Row():
             source = gr.Radio([USER_PROMPTS, PROTOCOL_PROMPTS], value=USER_PROMPTS, label="Prompts", scale=3)
             count = gr.Number(
@@ -55,6 +63,7 @@ def add_compare_tab(w: Wiring) -> None:
             prompts_from: str,
             n: float,
             seed_value: float,
+            fastsam_rules: str,
             random: bool,
             request: gr.Request,
             progress=gr.Progress(),
@@ -68,13 +77,17 @@ def add_compare_tab(w: Wiring) -> None:
                     cases = compare_tab.protocol_prompts(size, int(n), int(seed_value))
                 else:
                     cases = compare_tab.user_prompts(state.clicks.prompts(), size)
-                comparison = await parts.compare.answer(state.image, cases, ref, models, random, request, progress)
+                comparison = await parts.compare.answer(
+                    state.image, cases, ref, models, random, request, progress, fastsam_rules
+                )
             except HANDLED as error:
                 return [], None, None, with_banner(f"**{hide_paths(str(error))}**", random)
             text = (
                 f"{len(cases)} prompt(s), one mask each; mIoU is against {LABELS[comparison.rows[0].model]}. "
                 "Encoder times come from the first encoding of this image (later runs reuse it)."
             )
+            if any(row.model in FASTSAM_MODELS for row in comparison.rows):
+                text += f" FastSAM's masks follow the {fastsam_rules} prompt rules."
             return (
                 compare_tab.gallery(comparison, state.display, state.display_scale, cases),
                 compare_tab.table(comparison),
@@ -84,7 +97,7 @@ def add_compare_tab(w: Wiring) -> None:
 
         event = run.click(
             on_compare,
-            [reference, compared, source, count, seed, w.random_weights],
+            [reference, compared, source, count, seed, rules, w.random_weights],
             [gallery, table, plot, summary],
             **w.private,
             **w.heavy,

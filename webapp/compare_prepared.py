@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from compare.backends import Backend, MaskResult
+from compare.backends import Backend, FastSamBackend, MaskResult
+from compare.fastsam_rules import DEFAULT_FASTSAM_RULES, check_rules
 from compare.models import architecture_parameter_counts
 from compare.params import ParameterCounts
 from compare.runner import ProtocolSpec, run_comparison
@@ -66,9 +67,12 @@ class PreparedBackends:
 
 
 class _Prepared:
-    """A Backend view of an already prepared backend: `prepare` reports the cached encoder time."""
+    """A Backend view of an already prepared backend: `prepare` reports the cached encoder time; FastSAM answers
+    under `fastsam_rules`."""
 
-    def __init__(self, backend: Backend, encoder_ms: float) -> None:
+    def __init__(self, backend: Backend, encoder_ms: float, fastsam_rules: str = DEFAULT_FASTSAM_RULES) -> None:
+        if isinstance(backend, FastSamBackend):
+            backend = backend.with_rules(fastsam_rules)
         self.name, self.device = backend.name, backend.device
         self._backend, self._encoder_ms = backend, encoder_ms
 
@@ -98,17 +102,20 @@ def compare_on_image(
     cancel: CancelFlag | None = None,
     progress: Callable[[float, str], None] | None = None,
     unavailable: tuple[type[BaseException], ...] = (),
+    fastsam_rules: str = DEFAULT_FASTSAM_RULES,
 ) -> ImageComparison:
     """
     Run prompts (one mask each) on an HxWx3 uint8 image with the reference and every model.
 
     Models are prepared one by one (cancel is checked between them); a compared model whose
     preparation raises one of `unavailable` (missing weights, say) gets a row saying why.
+    FastSAM's masks follow `fastsam_rules` (`compare.fastsam_rules.FASTSAM_RULES`).
 
     Raises:
-      ValueError: no prompts.
+      ValueError: no prompts, or unknown FastSAM rules.
       Cancelled: cancel was set.
     """
+    check_rules(fastsam_rules)
     if not prompts:
         raise ValueError("Add at least one point or box first.")
     names = [reference] + [name for name in dict.fromkeys(models) if name != reference]
@@ -119,7 +126,7 @@ def compare_on_image(
             progress(index / (len(names) + 1), f"{name}: encoding the image (cached after the first time)")
         raise_if_cancelled(cancel, "the comparison")
         try:
-            ready[name] = _Prepared(*prepared.get(name, variant, image))
+            ready[name] = _Prepared(*prepared.get(name, variant, image), fastsam_rules)
         except unavailable as error:
             if index == 0:
                 raise

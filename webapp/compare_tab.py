@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from compare import FastSamBackend, MobileSamBackend, SamBackend
 from compare.backends import Backend
+from compare.fastsam_rules import DEFAULT_FASTSAM_RULES, check_rules
 from compare.models import canonical_model_name
 from samkit.checkpoints import CheckpointError
 from samkit.drawing import draw_prompts, mask_colors, overlay_masks
@@ -84,9 +85,12 @@ class CompareTab:
         random_weights: bool,
         request: Any,
         progress: Callable[..., Any] | None = None,
+        fastsam_rules: str = DEFAULT_FASTSAM_RULES,
     ) -> ImageComparison:
-        """Run the comparison in the heavy lane (cancelled with the calling task or the session)."""
+        """Run the comparison in the heavy lane (cancelled with the calling task or the session); FastSAM's masks
+        follow `fastsam_rules`."""
         reference, models = self.check(prompts, reference, models)
+        check_rules(fastsam_rules)
         report = None if progress is None else (lambda fraction, text: progress(fraction, desc=text))
 
         def job(control: JobControl) -> ImageComparison:
@@ -101,6 +105,7 @@ class CompareTab:
                     cancel=control,
                     progress=report,
                     unavailable=(CheckpointError,),
+                    fastsam_rules=fastsam_rules,
                 )
 
         return await run_heavy(self.sessions, self.lane, request, job, progress)
