@@ -1,5 +1,5 @@
-"""Compare original SAM, MobileSAM and FastSAM on the same images and prompts: mask agreement (mIoU against a
-reference model, as in the MobileSAM paper) and latency split into encoder and decoder."""
+"""Compare original SAM, MobileSAM, EfficientViT-SAM and FastSAM on the same images and prompts: mask agreement
+(mIoU against a reference model, as in the MobileSAM paper) and latency split into encoder and decoder."""
 
 from .backends import Backend, FastSamBackend, MaskResult, MobileSamBackend, SamBackend
 from .params import ParameterCounts

@@ -1,4 +1,4 @@
-"""One interface over original SAM, MobileSAM and FastSAM: encode an image once, then answer prompts.
+"""One interface over original SAM, MobileSAM, EfficientViT-SAM and FastSAM: encode an image once, then answer prompts.
 
 Every backend has `name`, `device`, `prepare(image)` (timed as the "encoder"), `segment(prompt)` (timed as the
 "decoder") and `parameter_counts()`. A backend is built from an explicit checkpoint path, from the checkpoint
@@ -72,7 +72,8 @@ def _check_source(checkpoint: str | Path | None, random_weights: bool, model: nn
 
 
 class SamBackend:
-    """Original SAM (ViT-B/L/H image encoder) through `mobile_sam.SamPredictor`.
+    """A SAM-family model (original SAM ViT-B/L/H, EfficientViT-SAM: `samkit.models.SAM_MODELS`) through
+    `mobile_sam.SamPredictor`.
 
     Prompt rule: a single point (no box) asks for three masks (`multimask_output=True`) and keeps the one with
     the highest predicted IoU, as SAM recommends for ambiguous prompts; several points or a box ask for one mask.

@@ -32,12 +32,12 @@ from .outputs import write_outputs
 from .report import fastsam_rules_note, latency_markdown, miou_markdown, parameters_markdown, skipped_distances_note
 from .runner import ProtocolSpec, check_distances_fit, run_comparison
 
-_DESCRIPTION = """\
-Compare original SAM, MobileSAM and FastSAM on the same images and prompts: mIoU of each model's masks
-against a reference model's (the MobileSAM paper treats original SAM ViT-H as ground truth), and latency
+_DESCRIPTION = f"""\
+Compare original SAM, MobileSAM, EfficientViT-SAM and FastSAM on the same images and prompts: mIoU of each model's
+masks against a reference model's (the MobileSAM paper treats original SAM ViT-H as ground truth), and latency
 split into image encoder (once per image) and decoder (once per prompt).
 
-Models: vit_h, vit_l, vit_b (original SAM), vit_t (MobileSAM), fastsam-x, fastsam-s.
+Models: {", ".join(MODEL_NAMES)}.
 Checkpoints come from --checkpoint NAME=FILE, else the checkpoint folder (--checkpoint-dir, else
 $MOBILE_SAM_CACHE_DIR, else ~/.cache/mobile_sam); --download fetches missing official files.
 `python -m compare params` prints parameter counts from the model definitions alone.

@@ -277,6 +277,30 @@ def test_compare_runs_the_seeded_random_point_protocol(parts, clicked):
     assert all(len(masks) == 3 for masks in result.masks.values())
 
 
+def test_compare_runs_efficientvit_sam_with_the_miou_of_its_own_predictor(parts, clicked):
+    """EfficientViT-SAM-L0 (random weights) in the tab: its row's mIoU and masks are those of mobile_sam's
+    SamPredictor on the store's models, one point asking for three masks and keeping the best."""
+    assert {"efficientvit_sam_l0", "efficientvit_sam_xl0"} <= set(parts.compare.compared())
+    cases = compare_tab.protocol_prompts(clicked.image.shape[:2], 2, 1)
+    result = asyncio.run(parts.compare.answer(clicked.image, cases, "vit_t", ["efficientvit_sam_l0"], True, None))
+    best = {}
+    for name in ("vit_t", "efficientvit_sam_l0"):
+        predictor = SamPredictor(parts.compare.store.model(name, True))
+        predictor.set_image(clicked.image)
+        best[name] = []
+        for case in cases:
+            masks, scores, _ = predictor.predict(case.point_coords, case.point_labels, multimask_output=True)
+            best[name].append(masks[np.argmax(scores)])
+    ious = [(a & b).sum() / (a | b).sum() for a, b in zip(best["efficientvit_sam_l0"], best["vit_t"])]
+    row = result.rows[1]
+    assert row.model == "efficientvit_sam_l0" and row.status == "ok" and row.miou == pytest.approx(np.mean(ious))
+    assert all(np.array_equal(a, b) for a, b in zip(result.masks["efficientvit_sam_l0"], best["efficientvit_sam_l0"]))
+    assert (
+        row.encoder_ms > 0 and row.decoder_ms > 0 and row.total_ms == pytest.approx(row.encoder_ms + 2 * row.decoder_ms)
+    )
+    assert compare_tab.table(result)[1][0] == "EfficientViT-SAM-L0"
+
+
 def test_compare_refuses_models_off_the_allow_list(image_path):
     parts = Parts.create(
         app.AppConfig(random_weights=True, models="vit_t,fastsam-s"), ModelStore("cpu", download=False)

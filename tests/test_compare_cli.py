@@ -17,6 +17,7 @@ from compare.cli import main
 from compare.models import BuildOptions, build_backend
 from compare.report import RANDOM_WEIGHTS_NOTE
 from compare.results import ComparisonResult
+from mobile_sam import SamPredictor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,6 +110,61 @@ def test_fastsam_rules_option_reaches_fastsam_and_is_recorded(images, tmp_path):
         points, labels = np.array(case.prompt["points"]), np.array(case.prompt["labels"])
         assert case.mask_area == ultralytics_selection(instances, points, labels).sum()
     assert "'ultralytics' prompt rules" in (tmp_path / "out" / "report.md").read_text()
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+EFFICIENTVIT = ["efficientvit_sam_l0", "efficientvit_sam_xl0"]
+
+
+def test_efficientvit_sam_rows_agree_with_their_own_predictor(tmp_path):
+    """EfficientViT-SAM L0 and XL0 (random weights) against a tiny SAM: every IoU, the report's mIoU, the latency
+    split and the parameter totals, recomputed through mobile_sam.SamPredictor and the official state dicts."""
+    path = tmp_path / "one.png"
+    rgb = small_image(96, 128, seed=3)
+    Image.fromarray(rgb).save(path)
+    models = {}
+
+    def factory(name: str, options: BuildOptions):
+        if name == "vit_b":
+            backend = SamBackend("vit_b", model=tiny_sam(), device=options.device)
+        else:
+            backend = build_backend(name, options)
+        models[name] = backend.model
+        return backend
+
+    out = tmp_path / "out"
+    argv = [str(path), "--reference", "vit_b", "--models", ",".join(EFFICIENTVIT), "--distances", "30"]
+    argv += ["--prompts-per-image", "3", "--warmup", "0", "--random-weights", "--device", "cpu", "--out", str(out)]
+    assert main(argv, factory=factory) == 0
+    result = ComparisonResult.load_json(out / "results.json")
+    assert result.models == ["vit_b", *EFFICIENTVIT]
+    masks = {}
+    for name in result.models:
+        predictor = SamPredictor(models[name])
+        predictor.set_image(rgb)
+        cases = [c for c in result.cases if c.model == name]
+        assert len(cases) == 3
+        masks[name] = []
+        for case in cases:  # two points: one mask
+            points, labels = np.array(case.prompt["points"]), np.array(case.prompt["labels"])
+            masks[name].append(predictor.predict(points, labels, multimask_output=False)[0][0])
+    report = (out / "report.md").read_text()
+    shapes = json.loads((REPO_ROOT / "tests/conformance_data/efficientvit/state_dict_shapes.json").read_text())
+    for name in EFFICIENTVIT:
+        ious = [_iou(mine, ref) for mine, ref in zip(masks[name], masks["vit_b"])]
+        cases = [c for c in result.cases if c.model == name]
+        assert [c.iou for c in cases] == pytest.approx(ious, abs=1e-9)
+        assert [c.mask_area for c in cases] == [int(m.sum()) for m in masks[name]]
+        assert f"| {name} | {np.mean(ious):.3f} (3) |" in report
+        assert result.encoder_stats(name).median_ms > 0 and result.decoder_stats(name).median_ms > 0
+        buffers = {key for key, _ in models[name].named_buffers()}
+        official = shapes[name.removeprefix("efficientvit_sam_")]
+        total = sum(math.prod(shape) for key, shape, _ in official if key not in buffers)
+        assert result.parameters[name]["total"] == total
 
 
 def test_unknown_fastsam_rules_are_refused(images, tmp_path, capsys):

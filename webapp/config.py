@@ -66,8 +66,10 @@ HELP = {
     "checkpoint_dir": "folder holding the checkpoints (default $MOBILE_SAM_CACHE_DIR or ~/.cache/mobile_sam)",
     "random_weights": "start with randomly initialised weights (no checkpoints needed; masks are meaningless)",
     "models": "comma-separated allow-list of the Compare tab's models (vit_t is always served)",
-    "download": "download missing MobileSAM and FastSAM checkpoints on first use (--no-download: never)",
-    "download_large": "also download SAM ViT-B/L/H checkpoints (0.4 to 2.5 GB) when a visitor asks for them",
+    "download": "download missing MobileSAM, EfficientViT-SAM-L and FastSAM checkpoints on first use (--no-download: "
+    "never)",
+    "download_large": "also download the large checkpoints (SAM ViT-B/L/H, 0.4 to 2.5 GB; EfficientViT-SAM-XL0/XL1) "
+    "when a visitor asks for them",
     "max_image_side": "downscale uploaded images so their longest side is at most this many pixels",
     "max_file_size": "largest upload accepted, e.g. 25mb",
     "interactive_concurrency": "clicks decoded at once (the fast lane: cached embeddings only)",
