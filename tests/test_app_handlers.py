@@ -268,6 +268,42 @@ def test_compare_reports_miou_against_the_reference_for_every_model(parts, click
     assert all(row.encoder_ms > 0 and row.status == "ok" for row in result.rows)
 
 
+@pytest.mark.parametrize("rules", ["original", "ultralytics"])
+def test_compare_fastsam_follows_the_chosen_rules_and_the_summary_says_which(parts, clicked, rules, monkeypatch):
+    from support.fastsam_peer import ultralytics_selection
+
+    from compare import FastSamBackend
+    from compare.fastsam_rules import select_by_points
+    from samkit.prompts import Prompts
+    from webapp.compare_prepared import PreparedBackends
+
+    def prepare(name, variant, image):  # FastSAM keeping every detection: random weights find none at conf 0.4
+        if name != "fastsam-s":
+            return parts.compare._prepare(name, variant, image)
+        backend = FastSamBackend("s", model=parts.compare.store.model(name, True), image_size=128, confidence=0.0)
+        return backend, backend.prepare(image)["encoder_ms"]
+
+    monkeypatch.setattr(parts.compare, "prepared", PreparedBackends(prepare))
+    instances = parts.compare.prepared.get("fastsam-s", True, clicked.image)[0].instances
+    assert instances.shape[0] > 0
+    y, x = np.argwhere(instances[0])[0]
+    # a background then a foreground point on one pixel of an instance: "original" keeps it, "ultralytics" drops it
+    cases = [Prompts.from_lists([[x, y], [x, y]], [0, 1]), *compare_tab.protocol_prompts(clicked.image.shape[:2], 2, 2)]
+    result = asyncio.run(
+        parts.compare.answer(clicked.image, cases, "vit_t", ["fastsam-s"], True, None, fastsam_rules=rules)
+    )
+    assert result.masks["fastsam-s"][0].any() == (rules == "original")
+    for case, mask in zip(cases, result.masks["fastsam-s"]):
+        if rules == "ultralytics":
+            expected = ultralytics_selection(instances, case.point_coords, case.point_labels)
+        else:
+            expected = select_by_points(instances, case.point_coords, case.point_labels, "original")
+        assert np.array_equal(mask, expected)
+    assert f"FastSAM's masks follow the '{rules}' prompt rules" in compare_tab.summary(result, len(cases), rules)
+    without = asyncio.run(parts.compare.answer(clicked.image, cases, "vit_t", ["vit_t"], True, None))
+    assert "FastSAM" not in compare_tab.summary(without, len(cases), rules)
+
+
 def test_compare_runs_the_seeded_random_point_protocol(parts, clicked):
     cases = compare_tab.protocol_prompts(clicked.image.shape[:2], 3, 0)
     result = asyncio.run(parts.compare.answer(clicked.image, cases, "vit_t", ["fastsam-s"], True, None))

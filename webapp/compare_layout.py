@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from compare.fastsam_rules import DEFAULT_FASTSAM_RULES, FASTSAM_RULES, FASTSAM_RULES_DESCRIPTIONS
-from samkit.models import FASTSAM_MODELS, LABELS, MOBILE_SAM
+from samkit.models import LABELS, MOBILE_SAM
 
 from . import compare_tab
 from .api import HANDLED
@@ -82,12 +82,7 @@ def add_compare_tab(w: Wiring) -> None:
                 )
             except HANDLED as error:
                 return [], None, None, with_banner(f"**{hide_paths(str(error))}**", random)
-            text = (
-                f"{len(cases)} prompt(s), one mask each; mIoU is against {LABELS[comparison.rows[0].model]}. "
-                "Encoder times come from the first encoding of this image (later runs reuse it)."
-            )
-            if any(row.model in FASTSAM_MODELS for row in comparison.rows):
-                text += f" FastSAM's masks follow the {fastsam_rules} prompt rules."
+            text = compare_tab.summary(comparison, len(cases), fastsam_rules)
             return (
                 compare_tab.gallery(comparison, state.display, state.display_scale, cases),
                 compare_tab.table(comparison),

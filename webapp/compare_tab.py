@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from compare import FastSamBackend, MobileSamBackend, SamBackend
 from compare.backends import Backend
-from compare.fastsam_rules import DEFAULT_FASTSAM_RULES, check_rules
+from compare.fastsam_rules import DEFAULT_FASTSAM_RULES, FASTSAM_RULES_DESCRIPTIONS, check_rules
 from compare.models import canonical_model_name
 from samkit.checkpoints import CheckpointError
 from samkit.drawing import draw_prompts, mask_colors, overlay_masks
@@ -167,6 +167,20 @@ def table(comparison: ImageComparison) -> list[list[str]]:
         ]
         for r in comparison.rows
     ]
+
+
+def summary(comparison: ImageComparison, prompt_count: int, fastsam_rules: str) -> str:
+    """The line above the results: prompts, the reference, where encoder times come from and, when FastSAM ran,
+    its prompt rules."""
+    text = (
+        f"{prompt_count} prompt(s), one mask each; mIoU is against {LABELS[comparison.rows[0].model]}. "
+        "Encoder times come from the first encoding of this image (later runs reuse it)."
+    )
+    if any(row.model in FASTSAM_MODELS and row.status == "ok" for row in comparison.rows):
+        text += (
+            f" FastSAM's masks follow the {fastsam_rules!r} prompt rules: {FASTSAM_RULES_DESCRIPTIONS[fastsam_rules]}."
+        )
+    return text
 
 
 def latency_figure(comparison: ImageComparison) -> Figure:
