@@ -23,7 +23,13 @@ from torch import nn
 
 from mobile_sam import build_mobilesamv2, sam_model_registry
 
-from .checkpoints import CheckpointNotFoundError, ProgressCallback, load_ultralytics_checkpoint, resolve_checkpoint
+from .checkpoints import (
+    CheckpointDownloadError,
+    CheckpointNotFoundError,
+    ProgressCallback,
+    load_ultralytics_checkpoint,
+    resolve_checkpoint,
+)
 from .extras import ULTRALYTICS_USE, require
 from .models import MOBILESAMV2_FAMILY, ModelInfo, model_info
 
@@ -69,7 +75,9 @@ def load_model(
                 torch.manual_seed(seed)
             return _architecture(info.name).eval()
     if info.needs:
-        path, *parts = _resolve_all(info, checkpoint, checkpoint_dir, download, progress)
+        path, *parts = model_files(
+            info.name, checkpoint, cache_dir=checkpoint_dir, download=download, progress=progress
+        )
         return build_mobilesamv2(MOBILESAMV2_ENCODER, path, *parts).eval()
     path = resolve_checkpoint(info, path=checkpoint, cache_dir=checkpoint_dir, download=download, progress=progress)
     if info.is_state_dict:
@@ -99,21 +107,32 @@ def _architecture(name: str) -> nn.Module:
     return ultralytics_architecture(name)
 
 
-def _resolve_all(
-    info: ModelInfo,
-    checkpoint: str | Path | None,
-    checkpoint_dir: str | Path | None,
-    download: bool,
-    progress: ProgressCallback | bool | None,
+def model_files(
+    name: str,
+    checkpoint: str | Path | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    download: bool = True,
+    progress: ProgressCallback | bool | None = None,
 ) -> list[Path]:
-    """The files of `info` and of the entries it `needs`, in that order; every missing one is named at once."""
+    """The files of model `name` that `load_model` reads: its own (`checkpoint`, else from the cache) and those of
+    the entries it `needs` (from the cache), in that order, downloaded where allowed.
+
+    Raises:
+      CheckpointNotFoundError: a file is missing (or, for a model of several files, could not be downloaded); the
+        message names every missing one.
+      samkit.checkpoints.CheckpointError: a file does not match its recorded or published hash.
+    """
+    info = model_info(name)
+    if not info.needs:
+        return [resolve_checkpoint(info, path=checkpoint, cache_dir=cache_dir, download=download, progress=progress)]
     paths, missing = [], []
     for entry, explicit in ((info.name, checkpoint), *((part, None) for part in info.needs)):
         try:
             paths.append(
-                resolve_checkpoint(entry, path=explicit, cache_dir=checkpoint_dir, download=download, progress=progress)
+                resolve_checkpoint(entry, path=explicit, cache_dir=cache_dir, download=download, progress=progress)
             )
-        except CheckpointNotFoundError as error:
+        except (CheckpointNotFoundError, CheckpointDownloadError) as error:
             missing.append(str(error))
     if missing:
         raise CheckpointNotFoundError(
