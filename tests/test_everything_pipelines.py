@@ -136,3 +136,41 @@ def test_the_grid_records_its_pipeline(photo: Path, tmp_path: Path) -> None:
     assert main([str(photo), "--out", str(out), "--random-weights", "--points-per-side", "2", "--device", "cpu"]) == 0
     assert json.loads((out / "annotations.json").read_text())["info"]["pipeline"] == "grid"
     assert json.loads((out / "run.json").read_text())["settings"]["pipeline"] == "grid"
+
+
+@pytest.fixture(scope="module")
+def app_parts(v2_files: Path):
+    """The app's handlers on a server whose checkpoint folder holds MobileSAMv2's files."""
+    import app
+    from webapp.model_store import ModelStore
+    from webapp.parts import Parts
+
+    config = app.AppConfig(random_weights=False, max_image_side=512, download=False)
+    return Parts.create(config, ModelStore("cpu", checkpoint_dir=v2_files, download=False))
+
+
+def test_the_apps_objects_mode_runs_mobilesamv2_when_its_files_are_there(
+    app_parts, photo: Path, direct_records: list[dict]
+) -> None:
+    import asyncio
+
+    from webapp.everything_jobs import EverythingSettings
+
+    answer = asyncio.run(app_parts.everything.answer(str(photo), EverythingSettings(), False, None, mode="objects"))
+    assert answer.result.pipeline == "mobilesamv2" and "MobileSAMv2" in answer.summary()
+    assert answer.coco()["info"]["pipeline"] == "mobilesamv2"
+    assert [record["box"] for record in answer.result.records] == [record["box"] for record in direct_records]
+    assert np.array_equal(masks(answer.result.records), masks(direct_records))
+
+
+def test_the_apps_pipeline_choice(app_parts, tmp_path: Path) -> None:
+    from webapp.model_store import ModelStore
+    from webapp.parts import Parts
+
+    assert app_parts.everything.pipeline("objects") == "mobilesamv2"
+    assert app_parts.everything.pipeline("objects", "mobilesam-boxes") == "mobilesam-boxes"
+    assert app_parts.everything.pipeline("grid", "mobilesamv2") == "grid"
+    bare = Parts.create(app_parts.config, ModelStore("cpu", checkpoint_dir=tmp_path, download=False))
+    assert bare.everything.pipeline("objects") == "mobilesam-boxes"  # nothing of MobileSAMv2's there
+    with pytest.raises(ValueError, match="Unknown pipeline"):
+        bare.everything.pipeline("objects", "mobilesamv3")
