@@ -25,6 +25,7 @@ from mobile_sam import build_mobilesamv2
 from mobile_sam.utils.rle import rle_to_mask
 from samkit.checkpoints import load_ultralytics_checkpoint
 from samkit.images import load_image
+from samkit.knobs import KnobError
 
 CPU = ["--device", "cpu", "--format", "coco", "--no-overlay", "--prompts", "objects"]
 
@@ -174,3 +175,13 @@ def test_the_apps_pipeline_choice(app_parts, tmp_path: Path) -> None:
     assert bare.everything.pipeline("objects") == "mobilesam-boxes"  # nothing of MobileSAMv2's there
     with pytest.raises(ValueError, match="Unknown pipeline"):
         bare.everything.pipeline("objects", "mobilesamv3")
+
+
+def test_mobilesamv2s_encoder_file_may_be_given_by_path(v2_files: Path, tmp_path: Path) -> None:
+    shutil.copy(v2_files / "Prompt_guided_Mask_Decoder.pt", tmp_path / "Prompt_guided_Mask_Decoder.pt")
+    flags = ["--pipeline", "mobilesamv2", "--checkpoint", str(v2_files / "l2.pt"), "--checkpoint-dir", str(tmp_path)]
+    resolved = spec(*flags, "--boxes", "boxes.json").resolved()  # caller boxes: no detector file needed
+    assert (resolved.checkpoint, resolved.detector) == (str(v2_files / "l2.pt"), None)
+    assert set(resolved.record()["weights"]) == {"l2.pt", "Prompt_guided_Mask_Decoder.pt"}
+    with pytest.raises(KnobError, match="--model applies to"):
+        spec(*flags, "--model", "vit_b")
