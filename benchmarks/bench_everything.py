@@ -15,10 +15,12 @@ Prints wall time, CPU time, peak RSS and page faults per run, the reference/exac
 the exact mode's records agree with the reference's.
 
 `--prompts objects` compares instead, per photo and each in its own subprocess, the grid generator (default
-knobs, vit_t) with MobileSAMv2's object-aware mode (`everything.ObjectAwareMaskGenerator`) on 300 and 100
-box prompts drawn from a seeded generator (random FastSAM weights detect nothing, so the boxes are fixed),
-with the time per stage (detector, encoder, decoder, post-processing) and peak RSS; the detector's network
-pass (FastSAM-s and FastSAM-x with random weights, imgsz 1024, boxes only) is timed in its own subprocess.
+knobs, vit_t) with the object-aware pipelines (`everything.pipelines`): boxes with MobileSAM's decoder
+(`everything.ObjectAwareMaskGenerator` on vit_t) on 300 and 100 box prompts, and MobileSAMv2 (its L2 encoder and
+prompt-guided decoder, random weights, at its published settings) on 300, the boxes drawn from a seeded generator
+(random detector weights detect nothing useful, so the boxes are fixed), with the time per stage (detector,
+encoder, decoder, post-processing) and peak RSS; each detector's network pass (FastSAM-s, FastSAM-x and
+MobileSAMv2's ObjectAwareModel with random weights, imgsz 1024, boxes only) is timed in its own subprocess.
 
     python benchmarks/bench_everything.py                      # retina.jpg (+ truck.jpg if present)
     python benchmarks/bench_everything.py --image PHOTO --decoders synthetic --modes exact
@@ -108,7 +110,8 @@ def seeded_boxes(height: int, width: int, count: int, seed: int = 0) -> np.ndarr
 
 def prompts_worker(args: argparse.Namespace) -> None:
     """One measured run of --prompts objects: `grid` (default knobs), `grid-all` (pred_iou_thresh=0: every prompt's
-    masks are made, the cost a trained model approaches), `objects` (with --boxes N) or `detector-s` / `detector-x`."""
+    masks are made, the cost a trained model approaches), `objects` or `mobilesamv2` (with --boxes N), or
+    `detector-s` / `detector-x` / `detector-objectaware`."""
     sys.path.insert(0, str(REPO_ROOT))
     import torch
 
@@ -122,7 +125,16 @@ def prompts_worker(args: argparse.Namespace) -> None:
     keep_freed_memory()
     image = load_image(args.image[0])
     stages: dict[str, float] = {}
-    if args.mode.startswith("detector-"):
+    if args.mode == "detector-objectaware":
+        from everything.box_sources import ObjectAwareBoxSource
+        from samkit.loading import ultralytics_architecture
+
+        source = ObjectAwareBoxSource(ultralytics_architecture("objectaware"), device="cpu")
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        start = time.perf_counter()
+        count = len(source.detect(image).boxes)
+        stages["detector"] = time.perf_counter() - start
+    elif args.mode.startswith("detector-"):
         from everything.box_sources import UltralyticsBoxSource
         from samkit.loading import ultralytics_architecture
 
@@ -131,6 +143,16 @@ def prompts_worker(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         count = len(source.detect(image).boxes)
         stages["detector"] = time.perf_counter() - start
+    elif args.mode == "mobilesamv2":
+        from everything.pipelines import mobilesamv2_generator
+        from samkit.loading import load_model
+
+        generator = mobilesamv2_generator(
+            load_model("mobilesamv2", random_weights=True, seed=0), output_mode="coco_rle"
+        )
+        boxes = seeded_boxes(image.shape[0], image.shape[1], args.boxes)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        count = len(generator.generate(image, boxes=boxes, timings=stages))
     else:
         model = sam_model_registry["vit_t"](args.weights)
         if args.mode in ("grid", "grid-all"):
@@ -183,11 +205,21 @@ def _peak_rss_mb() -> float:
 
 def compare_prompts(images: list[Path], args: argparse.Namespace) -> None:
     """--prompts objects: grid against 300 and 100 box prompts, per stage, plus the detector's network pass."""
-    runs = [("grid", 0), ("grid-all", 0), ("objects", 300), ("objects", 100), ("detector-s", 0), ("detector-x", 0)]
+    runs = [
+        ("grid", 0),
+        ("grid-all", 0),
+        ("objects", 300),
+        ("objects", 100),
+        ("mobilesamv2", 300),
+        ("detector-s", 0),
+        ("detector-x", 0),
+        ("detector-objectaware", 0),
+    ]
     print(
-        "vit_t and FastSAM with RANDOM weights: masks meaningless. With random weights the grid's IoU filter keeps "
-        "no candidate, so `grid` skips all mask work (a lower bound of a trained model's cost); `grid-all` sets "
-        "pred_iou_thresh=0 (every prompt's masks made: an upper bound). The object-aware mode has no filter."
+        "vit_t, MobileSAMv2, FastSAM and ObjectAwareModel with RANDOM weights: masks meaningless. With random weights "
+        "the grid's IoU filter keeps no candidate, so `grid` skips all mask work (a lower bound of a trained model's "
+        "cost); `grid-all` sets pred_iou_thresh=0 (every prompt's masks made: an upper bound). The object-aware "
+        "pipelines have no filter. `objects N`: boxes with MobileSAM's decoder; `mobilesamv2 N`: MobileSAMv2."
     )
     for image in images:
         results = {}
@@ -211,7 +243,7 @@ def compare_prompts(images: list[Path], args: argparse.Namespace) -> None:
             if completed.returncode != 0:
                 print(f"{image.name} {mode}: FAILED\n{completed.stderr[-2000:]}")
                 continue
-            label = f"{mode} {boxes}" if mode == "objects" else mode
+            label = f"{mode} {boxes}" if mode in ("objects", "mobilesamv2") else mode
             r = results[label] = json.loads(completed.stdout.strip().splitlines()[-1])
             stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in r["stages"].items())
             print(
@@ -225,7 +257,7 @@ def compare_prompts(images: list[Path], args: argparse.Namespace) -> None:
                 continue
             grid = results[baseline]
             grid_decoder = grid["stages"]["decoder+postprocess"] / 1024
-            for label in ("objects 300", "objects 100"):
+            for label in ("objects 300", "objects 100", "mobilesamv2 300"):
                 if label not in results:
                     continue
                 r, n = results[label], int(label.split()[1])
@@ -235,14 +267,15 @@ def compare_prompts(images: list[Path], args: argparse.Namespace) -> None:
                     f"decoder {1000 * r['stages']['decoder'] / n:.1f}"
                     f" ms per box vs {baseline} decoder+postprocess {1000 * grid_decoder:.1f} ms per point"
                 )
-                for detector in ("detector-s", "detector-x"):
+                detectors = (
+                    ("detector-objectaware",) if label.startswith("mobilesamv2") else ("detector-s", "detector-x")
+                )
+                for detector in detectors:
                     if detector in results:
                         wall = r["total_s"] + results[detector]["total_s"]
                         cpu = r["cpu_s"] + results[detector]["cpu_s"]
-                        line += (
-                            f"; with FastSAM-{detector[-1]} wall x{grid['total_s'] / wall:.1f}, "
-                            f"CPU x{grid['cpu_s'] / cpu:.1f}"
-                        )
+                        name = "ObjectAwareModel" if detector.endswith("objectaware") else f"FastSAM-{detector[-1]}"
+                        line += f"; with {name} wall x{grid['total_s'] / wall:.1f}, CPU x{grid['cpu_s'] / cpu:.1f}"
                 print(line)
         if "grid" in results and "grid-all" in results:
             print(break_even(results))

@@ -1,15 +1,18 @@
 """Command line: segment everything in images and write COCO JSON, mask PNGs and overlays.
 
     python -m everything PATH... --out DIR [--model vit_t] [--prompts grid|objects] [--boxes FILE]
-                                 [--engine local|ray] [--restart]
+                                 [--pipeline auto|mobilesamv2|mobilesam-boxes] [--engine local|ray] [--restart]
 
 PATH may be image files, folders (their images, recursively) or list files (.txt: one image path per line,
 relative to the list's folder); each image's output name is its path relative to that root (`everything.inputs`),
 and names that would collide are refused before any work. Both engines write the same folder
 (`everything.results`): per-image results as they finish, `annotations.json`, `failures.json`, and `run.json`,
 the settings, which a rerun must match to resume (`everything.run_record`; `--restart` starts over). Every knob
-is checked before any work (`everything.settings`). An unreadable image is reported and skipped; the exit
-status is 1 at the end if any image failed, 2 when the run was refused.
+is checked before any work (`everything.settings`). --prompts objects runs one of two pipelines
+(`everything.pipelines`): MobileSAMv2 as published when its files are in the checkpoint folder (or with
+--pipeline mobilesamv2), else object-aware boxes with MobileSAM's decoder; run.json and annotations.json name the
+pipeline. An unreadable image is reported and skipped; the exit status is 1 at the end if any image failed, 2 when
+the run was refused.
 """
 
 from __future__ import annotations
@@ -22,8 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from samkit.knobs import KnobError, Rule
-from samkit.models import DETECTORS, MODELS, SAM_MODELS
+from samkit.models import APP_DETECTOR, DETECTORS, MOBILE_SAM, MOBILESAMV2_DETECTOR, MODELS, SAM_MODELS
 
+from .pipelines import (
+    BOXES_PIPELINE,
+    MOBILESAMV2_KNOBS,
+    MOBILESAMV2_PIPELINE,
+    OBJECT_PIPELINES,
+    PIPELINES,
+    mobilesamv2_missing,
+)
 from .settings import DEFAULTS, GRID, KNOBS, OBJECTS, PROMPT_MODES, SETTINGS
 
 # The detectors' checkpoints come through samkit.checkpoints: ultralytics must never reach the network (nor
@@ -31,8 +42,10 @@ from .settings import DEFAULTS, GRID, KNOBS, OBJECTS, PROMPT_MODES, SETTINGS
 os.environ.setdefault("YOLO_OFFLINE", "1")
 GRID_D, OBJECTS_D = DEFAULTS[GRID], DEFAULTS[OBJECTS]
 FORMATS = ("coco", "png", "both")
-# The detector of --prompts objects when neither --detector nor --boxes is given: MobileSAMv2's own.
-DEFAULT_DETECTOR = "objectaware"
+# The detector of each object-aware pipeline when neither --detector nor --boxes is given: MobileSAMv2's own, and
+# FastSAM-s (a downloadable file) for boxes with MobileSAM's decoder.
+DEFAULT_DETECTORS = {MOBILESAMV2_PIPELINE: MOBILESAMV2_DETECTOR, BOXES_PIPELINE: APP_DETECTOR}
+AUTO = "auto"
 CHECKPOINT_OPTIONS = (
     "Here: --checkpoint FILE (the SAM weights), --detector FILE (a detector), --checkpoint-dir DIR (a folder of "
     "official files), or --random-weights to try the pipeline without weights."
@@ -48,10 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m everything",
         description=(
-            "Segment everything in images with MobileSAM / SAM. --prompts grid (default) gives the official automatic "
-            "mask generator's results; --prompts objects is MobileSAMv2's object-aware mode (one box prompt per "
-            "detected object, or per box of --boxes), a DIFFERENT algorithm whose masks are not the official grid "
-            "results."
+            "Segment everything in images with MobileSAM / SAM / MobileSAMv2. --prompts grid (default) gives the "
+            "official automatic mask generator's results; --prompts objects is object-aware prompting (one box "
+            "prompt per detected object, or per box of --boxes), a DIFFERENT algorithm whose masks are not the "
+            "official grid results: MobileSAMv2 itself when its files are there (--pipeline), else the boxes with "
+            "MobileSAM's decoder."
         ),
     )
     parser.add_argument(
@@ -81,16 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--model",
         choices=SAM_MODELS,
-        default=SAM_MODELS[0],
-        help="; ".join(f"{name} = {MODELS[name].label}" for name in SAM_MODELS) + f" (default {SAM_MODELS[0]})",
+        help="; ".join(f"{name} = {MODELS[name].label}" for name in SAM_MODELS)
+        + f" (default {MOBILE_SAM}; the mobilesamv2 pipeline is its own model)",
     )
-    model.add_argument("--checkpoint", type=Path, help="checkpoint file (default: the official file from the cache)")
+    model.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="checkpoint file (default: the official file from the cache); with --pipeline mobilesamv2, its l2.pt",
+    )
     model.add_argument("--checkpoint-dir", type=Path, help="folder holding official checkpoint files (the cache)")
     model.add_argument("--no-download", action="store_true", help="never download a missing checkpoint")
     model.add_argument(
         "--random-weights",
         action="store_true",
-        help="use randomly initialised SAM weights (for testing only: the masks are meaningless; "
+        help="use randomly initialised model weights (for testing only: the masks are meaningless; "
         "the detector of --prompts objects still needs its file)",
     )
     model.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -104,9 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(a different algorithm: not the official results; much less decoder work; the default with --boxes)",
     )
     prompts.add_argument(
+        "--pipeline",
+        choices=(AUTO, *OBJECT_PIPELINES),
+        default=AUTO,
+        help=f"--prompts objects: {MOBILESAMV2_PIPELINE} = {PIPELINES[MOBILESAMV2_PIPELINE]}, from l2.pt, "
+        f"Prompt_guided_Mask_Decoder.pt and ObjectAwareModel.pt in the checkpoint folder (--checkpoint and --detector "
+        f"may name the first and the last); {BOXES_PIPELINE} = {PIPELINES[BOXES_PIPELINE]}, which needs no file of "
+        f"MobileSAMv2's; {AUTO} (default): {MOBILESAMV2_PIPELINE} when its files are in the checkpoint folder and "
+        f"no --model, --checkpoint, other --detector or knob of {BOXES_PIPELINE} is given, else {BOXES_PIPELINE}",
+    )
+    prompts.add_argument(
         "--detector",
-        help=f"box detector for --prompts objects: {DEFAULT_DETECTOR} (MobileSAMv2's ObjectAwareModel.pt, "
-        "default), fastsam-s, fastsam-x, or the path of an ultralytics checkpoint you trust",
+        help=f"box detector for --prompts objects: {MOBILESAMV2_DETECTOR} (MobileSAMv2's ObjectAwareModel.pt, the "
+        f"default of {MOBILESAMV2_PIPELINE}), fastsam-s (the default of {BOXES_PIPELINE}), fastsam-x, or the path of "
+        "an ultralytics checkpoint you trust",
     )
     prompts.add_argument(
         "--boxes",
@@ -210,16 +239,25 @@ def generator_spec(args: argparse.Namespace):
     from .spec import GeneratorSpec
 
     mode = prompt_mode(args)
-    given = {name: getattr(args, name) for name in (*KNOBS, "upsampling") if getattr(args, name, None) is not None}
+    given = given_settings(args)
     foreign = ["--" + name.replace("_", "-") for name in given if name not in SETTINGS[mode]]
     if foreign:
         raise KnobError(f"not a setting of --prompts {mode}: {', '.join(foreign)}")
-    if mode == GRID and args.detector is not None:
-        raise KnobError("--detector applies to --prompts objects")
-    detector = None if args.boxes is not None or mode == GRID else (args.detector or DEFAULT_DETECTOR)
+    if mode == GRID and (args.detector is not None or args.pipeline != AUTO):
+        raise KnobError("--detector and --pipeline apply to --prompts objects")
+    pipeline = None if mode == GRID else object_pipeline(args, given)[0]
+    if pipeline == MOBILESAMV2_PIPELINE and args.model is not None:
+        raise KnobError(
+            f"--model applies to the {BOXES_PIPELINE} and grid pipelines: {MOBILESAMV2_PIPELINE} is its own model"
+        )
+    detector = None if args.boxes is not None or mode == GRID else (args.detector or DEFAULT_DETECTORS[pipeline])
     if detector is not None and detector.strip().lower() not in DETECTORS and not Path(detector).expanduser().is_file():
         raise KnobError(f"--detector must be one of {', '.join(DETECTORS)} or a checkpoint file, got {detector!r}")
+    if pipeline == MOBILESAMV2_PIPELINE and detector is not None and detector.strip().lower() in DETECTORS:
+        if detector.strip().lower() != MOBILESAMV2_DETECTOR:
+            raise KnobError(f"the detector of {MOBILESAMV2_PIPELINE} is {MOBILESAMV2_DETECTOR} (or its file)")
     return GeneratorSpec(
+        pipeline=pipeline,
         model=args.model,
         checkpoint=str(args.checkpoint) if args.checkpoint else None,
         checkpoint_dir=str(args.checkpoint_dir) if args.checkpoint_dir else None,
@@ -230,6 +268,31 @@ def generator_spec(args: argparse.Namespace):
         detector=detector,
         settings=given,
     )
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The generator settings given on the command line."""
+    return {name: getattr(args, name) for name in (*KNOBS, "upsampling") if getattr(args, name, None) is not None}
+
+
+def object_pipeline(args: argparse.Namespace, given: dict[str, Any]) -> tuple[str, str]:
+    """The pipeline of --prompts objects and why: --pipeline; else (auto) MobileSAMv2 when its files are in the
+    checkpoint folder and nothing given belongs to the other pipeline (--model, --checkpoint, another --detector,
+    a knob MobileSAMv2 does not take); else object-aware boxes with MobileSAM's decoder."""
+    if args.pipeline != AUTO:
+        return args.pipeline, "--pipeline"
+    others = [flag for flag in ("model", "checkpoint") if getattr(args, flag) is not None]
+    if args.detector is not None and args.detector.strip().lower() != MOBILESAMV2_DETECTOR:
+        others.append("detector")
+    others += [name for name in given if name not in MOBILESAMV2_KNOBS]
+    if others:
+        return BOXES_PIPELINE, "given " + ", ".join("--" + name.replace("_", "-") for name in others)
+    missing = mobilesamv2_missing(args.checkpoint_dir, caller_boxes=args.boxes is not None)
+    if missing:
+        return BOXES_PIPELINE, f"{MOBILESAMV2_PIPELINE} runs instead when its files are there: missing " + ", ".join(
+            str(path) for path in missing
+        )
+    return MOBILESAMV2_PIPELINE, "its files are in the checkpoint folder"
 
 
 def check_extras(args: argparse.Namespace, spec: Any) -> None:
@@ -298,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
     write_failures(args.out, failures)
     now = len(summary.done) if summary is not None else 0
     if args.format in ("coco", "both"):
-        path, count = merge_results(args.out, [item.name for item in inputs])
+        path, count = merge_results(args.out, [item.name for item in inputs], {"pipeline": spec.pipeline})
         print(f"wrote {path} ({count} images)", file=sys.stderr)
     print(
         f"{len(inputs)} images: {now} now, {len(done)} from earlier runs, {len(failures)} failed"
@@ -318,9 +381,11 @@ def _print_notes(args: argparse.Namespace, spec: Any) -> None:
             file=sys.stderr,
         )
     if spec.prompts == OBJECTS:
+        why = object_pipeline(args, given_settings(args))[1]
         print(
-            "note: --prompts objects is MobileSAMv2's object-aware mode, a different algorithm: its masks are not "
-            "the official grid generator's results.",
+            f"note: --prompts objects runs the {spec.pipeline} pipeline ({why}): "
+            f"{PIPELINES[spec.pipeline]}; a different algorithm: its masks are not the official grid generator's "
+            "results.",
             file=sys.stderr,
         )
 

@@ -7,14 +7,15 @@ Layout of an output folder (NAME: the image's output name, its path relative to 
   DIR/results/NAME.json          {"file_name", "height", "width", "records": [...]} (records in COCO RLE), written
                                  atomically when the image is done, after its PNGs; its presence marks NAME done.
   DIR/masks/NAME/mask_NNNN.png   one PNG per mask (--format png or both); DIR/masks/NAME/overlay.png.
-  DIR/annotations.json           COCO: one image entry per input of the last run that has a result, input order.
+  DIR/annotations.json           COCO: one image entry per input of the last run that has a result, input order;
+                                 its "info" names the pipeline that made them (`everything.pipelines`).
   DIR/failures.json              [{"file", "name", "error"}] of the last run's failures (retried on the next run).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,11 @@ def write_image_outputs(
     atomic_write_bytes(result_path(out, name), result_json(masks).encode("utf-8"))
 
 
-def merge_results(out: Path, names: Sequence[str]) -> tuple[Path, int]:
-    """Write `DIR/annotations.json` from the results of `names` that exist (input order); returns its path
-    and the number of images in it."""
+def merge_results(out: Path, names: Sequence[str], info: Mapping[str, Any] | None = None) -> tuple[Path, int]:
+    """Write `DIR/annotations.json` from the results of `names` that exist (input order), with `info` (e.g. the
+    pipeline) in its "info"; returns its path and the number of images in it."""
     images = [read_result(result_path(out, name)) for name in names if result_path(out, name).is_file()]
-    return write_coco_json(Path(out) / ANNOTATIONS_FILE, images), len(images)
+    return write_coco_json(Path(out) / ANNOTATIONS_FILE, images, info), len(images)
 
 
 def write_failures(out: Path, failures: list[dict[str, Any]]) -> Path:

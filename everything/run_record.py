@@ -1,9 +1,9 @@
 """`DIR/run.json`: what the results in an output folder were made with, so that a rerun reuses only matching ones.
 
     {"version": 1,
-     "settings": {"model", "weights" (checkpoint SHA-256 or "random (seed N)"), "prompts", "boxes" (detector
-                  name and file SHA-256, or "caller boxes"), "generator" (every knob, defaults included),
-                  "format", "overlay"},
+     "settings": {"pipeline" (`everything.pipelines`: grid, mobilesamv2 or mobilesam-boxes), "model", "weights"
+                  (checkpoint SHA-256, one per file for MobileSAMv2, or "random (seed N)"), "prompts", "boxes"
+                  (detector file SHA-256, or "caller boxes"), every knob (defaults included), "format", "overlay"},
      "inputs": {NAME: {"file": absolute path, "boxes_sha256": for caller boxes}}}
 
 `open_run` compares a new run with the record: other settings are refused (what differs is named) unless

@@ -4,6 +4,8 @@ One loader by name for every model of the catalog (`samkit.models`).
 `load_model(name, ...)` returns the network in eval mode on the CPU:
   - SAM-family names ("vit_t", "vit_b", "vit_l", "vit_h"): a `mobile_sam.modeling.Sam` built by
     `mobile_sam.sam_model_registry` from the official state dict (strict);
+  - "mobilesamv2": MobileSAMv2 (`mobile_sam.build_mobilesamv2("efficientvit_l2", ...)`, a `Sam`): its image
+    encoder's file (l2.pt; `checkpoint` replaces it) and the prompt-guided decoder's (always from the cache);
   - "fastsam-s", "fastsam-x", "objectaware": the ultralytics network inside the official pickle, read with
     ultralytics' restricted loader (`samkit.checkpoints.load_ultralytics_checkpoint`) from the verified cache or
     an explicit path only.
@@ -19,11 +21,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mobile_sam import sam_model_registry
+from mobile_sam import build_mobilesamv2, sam_model_registry
 
-from .checkpoints import ProgressCallback, load_ultralytics_checkpoint, resolve_checkpoint
+from .checkpoints import (
+    CheckpointDownloadError,
+    CheckpointNotFoundError,
+    ProgressCallback,
+    load_ultralytics_checkpoint,
+    resolve_checkpoint,
+)
 from .extras import ULTRALYTICS_USE, require
-from .models import model_info
+from .models import MOBILESAMV2_FAMILY, ModelInfo, model_info
+
+# The encoder_type of `build_mobilesamv2` whose file the catalog's "mobilesamv2" is (MobileSAMv2's default).
+MOBILESAMV2_ENCODER = "efficientvit_l2"
 
 # The ultralytics architecture of each random-weight network: YOLOv8 segmentation at FastSAM's scales with one
 # class (FastSAM segments class-agnostic "objects"); ObjectAwareModel is a YOLOv8-x segmentation network too.
@@ -47,18 +58,27 @@ def load_model(
     """The model called `name` (a catalog name, alias or file name) in eval mode on the CPU (see the module doc).
 
     Raises:
-      ValueError: an unknown name, or both a checkpoint and random_weights.
-      mobile_sam.build_sam.CheckpointError: the checkpoint is missing (the message says what to put where),
+      ValueError: an unknown name, a file that is only part of a model ("mobilesamv2_decoder"), or both a checkpoint
+        and random_weights.
+      mobile_sam.build_sam.CheckpointError: a checkpoint is missing (the message says which file to put where),
         unreadable or of the wrong format.
     """
     info = model_info(name)
     if random_weights and checkpoint is not None:
         raise ValueError("give a checkpoint or random_weights=True, not both")
+    owner = _owner(info)
+    if owner is not None:
+        raise ValueError(f"{info.filename} ({info.name}) is a part of {owner}: load {owner!r}, which reads it too")
     if random_weights:
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
             return _architecture(info.name).eval()
+    if info.needs:
+        path, *parts = model_files(
+            info.name, checkpoint, cache_dir=checkpoint_dir, download=download, progress=progress
+        )
+        return build_mobilesamv2(MOBILESAMV2_ENCODER, path, *parts).eval()
     path = resolve_checkpoint(info, path=checkpoint, cache_dir=checkpoint_dir, download=download, progress=progress)
     if info.is_state_dict:
         return sam_model_registry[info.name](path).eval()
@@ -82,4 +102,47 @@ def ultralytics_architecture(name: str) -> nn.Module:
 def _architecture(name: str) -> nn.Module:
     if name in sam_model_registry:
         return sam_model_registry[name](None)
+    if model_info(name).family == MOBILESAMV2_FAMILY:
+        return build_mobilesamv2(MOBILESAMV2_ENCODER)
     return ultralytics_architecture(name)
+
+
+def model_files(
+    name: str,
+    checkpoint: str | Path | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    download: bool = True,
+    progress: ProgressCallback | bool | None = None,
+) -> list[Path]:
+    """The files of model `name` that `load_model` reads: its own (`checkpoint`, else from the cache) and those of
+    the entries it `needs` (from the cache), in that order, downloaded where allowed.
+
+    Raises:
+      CheckpointNotFoundError: a file is missing (or, for a model of several files, could not be downloaded); the
+        message names every missing one.
+      samkit.checkpoints.CheckpointError: a file does not match its recorded or published hash.
+    """
+    info = model_info(name)
+    if not info.needs:
+        return [resolve_checkpoint(info, path=checkpoint, cache_dir=cache_dir, download=download, progress=progress)]
+    paths, missing = [], []
+    for entry, explicit in ((info.name, checkpoint), *((part, None) for part in info.needs)):
+        try:
+            paths.append(
+                resolve_checkpoint(entry, path=explicit, cache_dir=cache_dir, download=download, progress=progress)
+            )
+        except (CheckpointNotFoundError, CheckpointDownloadError) as error:
+            missing.append(str(error))
+    if missing:
+        raise CheckpointNotFoundError(
+            f"{info.label} is built from {len(info.needs) + 1} files; {len(missing)} missing:\n" + "\n\n".join(missing)
+        )
+    return paths
+
+
+def _owner(info: ModelInfo) -> str | None:
+    """The catalog model that `needs` this entry's file, if any (it is loaded through that model)."""
+    from .models import MODELS
+
+    return next((other.name for other in MODELS.values() if info.name in other.needs), None)

@@ -5,6 +5,8 @@ The model catalog: every model this project knows by name, once, with its label 
 called, where its official checkpoint comes from (URL, SHA-256) and which family it belongs to:
   - "mobile_sam", "sam", "efficientvit_sam": state dicts for `mobile_sam.sam_model_registry` (prompted by SAM's
     decoder architecture);
+  - "mobilesamv2": MobileSAMv2's own files, read by `mobile_sam.build_mobilesamv2`: "mobilesamv2" is its default
+    image encoder's file (l2.pt), which `needs` its prompt-guided decoder's ("mobilesamv2_decoder");
   - "fastsam": FastSAM (ultralytics YOLOv8-seg pickles), compared with SAM and used as a box detector;
   - "objectaware": MobileSAMv2's ObjectAwareModel (an ultralytics YOLOv8 pickle), a box detector.
 Names are looked up case-insensitively, also by alias and by file name (`model_info`).
@@ -16,8 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from mobile_sam.build_mobilesamv2 import MOBILESAMV2_WEIGHTS_URL
+
 SAM_FAMILIES = ("mobile_sam", "sam", "efficientvit_sam")
 ULTRALYTICS_FAMILIES = ("fastsam", "objectaware")
+MOBILESAMV2_FAMILY = "mobilesamv2"
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,8 @@ class ModelInfo:
     """One model: its registry `name`, how people call it (`label`), its family and its official file.
 
     `url` is a direct download unless `downloadable` is False (then it is the page that links the file);
-    `sha256` and `size` are None where not published; `paper` quotes the papers' parameter figures.
+    `sha256` and `size` are None where not published; `paper` quotes the papers' parameter figures; `needs` names
+    the other catalog entries whose files the model is built from too.
     """
 
     name: str
@@ -39,6 +45,7 @@ class ModelInfo:
     downloadable: bool = True
     aliases: tuple[str, ...] = ()
     paper: str = ""
+    needs: tuple[str, ...] = ()
 
     @property
     def is_state_dict(self) -> bool:
@@ -54,6 +61,13 @@ class ModelInfo:
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _FASTSAM_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
+# MobileSAMv2's prompt-guided decoder is a file of the official repository (PromptGuidedDecoder/); its other files
+# (weight/l2.pt, weight/ObjectAwareModel.pt, ...) come in the archive its README links (MOBILESAMV2_WEIGHTS_URL, a
+# Google Drive page: no direct link).
+_MOBILESAMV2_DECODER_URL = (
+    "https://raw.githubusercontent.com/ChaoningZhang/MobileSAM/master/MobileSAMv2/PromptGuidedDecoder/"
+    "Prompt_guided_Mask_Decoder.pt"
+)
 # The links of mit-han-lab/efficientvit's applications/efficientvit_sam/README.md (no hash is published).
 _EFFICIENTVIT_SAM_URL = "https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/"
 # EfficientViT-SAM variants: encoder input side and the total parameters its README quotes.
@@ -130,6 +144,29 @@ MODELS: Mapping[str, ModelInfo] = MappingProxyType(
                 for variant, (side, total) in _EFFICIENTVIT_SAM.items()
             ),
             ModelInfo(
+                name="mobilesamv2",
+                label="MobileSAMv2",
+                family=MOBILESAMV2_FAMILY,
+                filename="l2.pt",
+                url=MOBILESAMV2_WEIGHTS_URL,
+                sha256=None,
+                size=None,
+                description="MobileSAMv2's image encoder (EfficientViT-SAM-L2), weight/l2.pt of its weights archive",
+                downloadable=False,
+                aliases=("mobile_sam_v2", "mobilesamv2_l2"),
+                needs=("mobilesamv2_decoder",),
+            ),
+            ModelInfo(
+                name="mobilesamv2_decoder",
+                label="MobileSAMv2 prompt-guided decoder",
+                family=MOBILESAMV2_FAMILY,
+                filename="Prompt_guided_Mask_Decoder.pt",
+                url=_MOBILESAMV2_DECODER_URL,
+                sha256=None,
+                size=None,
+                description="MobileSAMv2's prompt encoder and mask decoder, trained for its detector's box prompts",
+            ),
+            ModelInfo(
                 name="fastsam-s",
                 label="FastSAM-s",
                 family="fastsam",
@@ -158,10 +195,11 @@ MODELS: Mapping[str, ModelInfo] = MappingProxyType(
                 label="ObjectAwareModel (MobileSAMv2)",
                 family="objectaware",
                 filename="ObjectAwareModel.pt",
-                url="https://github.com/ChaoningZhang/MobileSAM/tree/master/MobileSAMv2",
+                url=MOBILESAMV2_WEIGHTS_URL,
                 sha256=None,
                 size=None,
-                description="MobileSAMv2 object-aware box detector, YOLOv8 (ultralytics); linked from that README",
+                description="MobileSAMv2's object-aware box detector, YOLOv8 (ultralytics), weight/ObjectAwareModel.pt "
+                "of its weights archive",
                 downloadable=False,
             ),
         )
@@ -176,6 +214,9 @@ def names(*families: str) -> tuple[str, ...]:
 
 # Names by role, in catalog order; MobileSAM is the default model everywhere.
 MOBILE_SAM = next(name for name, info in MODELS.items() if info.family == "mobile_sam")
+# MobileSAMv2 as its Inference.py runs it: the model (L2 encoder + prompt-guided decoder) and its detector.
+MOBILESAMV2 = "mobilesamv2"
+MOBILESAMV2_DETECTOR = "objectaware"
 # The MobileSAM paper's teacher and the reference of its comparisons: original SAM with the ViT-H encoder.
 PAPER_REFERENCE = "vit_h"
 # The detector the app offers first: FastSAM-s needs no file beyond the downloadable FastSAM checkpoint.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,8 +81,9 @@ def record_mask(record: dict[str, Any]) -> np.ndarray:
     return segmentation.astype(bool, copy=False) if isinstance(segmentation, np.ndarray) else rle_to_mask(segmentation)
 
 
-def coco_dict(images: Sequence[ImageMasks]) -> dict[str, Any]:
-    """A complete COCO dataset dict: `images`, `annotations` (RLE, bbox XYWH, area, score) and `categories`.
+def coco_dict(images: Sequence[ImageMasks], info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A complete COCO dataset dict: `info` (a description, and `info`'s entries: what made the masks), `images`,
+    `annotations` (RLE, bbox XYWH, area, score) and `categories`.
 
     Image and annotation ids start at 1. `score` is the record's predicted IoU; the generators' other fields
     (`stability_score`, `point_coords`, `crop_box`, `box`) are kept where the records have them.
@@ -107,16 +108,16 @@ def coco_dict(images: Sequence[ImageMasks]) -> dict[str, Any]:
                     annotation[name] = _json_ready(record[name])
             annotations.append(annotation)
     return {
-        "info": {"description": "MobileSAM masks"},
+        "info": {"description": "MobileSAM masks", **(info or {})},
         "images": coco_images,
         "annotations": annotations,
         "categories": [dict(CATEGORY)],
     }
 
 
-def write_coco_json(path: str | Path, images: Sequence[ImageMasks]) -> Path:
-    """Write `coco_dict(images)` to `path` atomically."""
-    return atomic_write_bytes(path, json.dumps(coco_dict(images)).encode("utf-8"))
+def write_coco_json(path: str | Path, images: Sequence[ImageMasks], info: Mapping[str, Any] | None = None) -> Path:
+    """Write `coco_dict(images, info)` to `path` atomically."""
+    return atomic_write_bytes(path, json.dumps(coco_dict(images, info)).encode("utf-8"))
 
 
 def save_mask_png(mask: np.ndarray, path: str | Path) -> Path:

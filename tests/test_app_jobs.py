@@ -85,6 +85,7 @@ def test_everything_api_arguments_have_real_names(server):
         "input_size",
         "mode",
         "detector",
+        "pipeline",
     ]
 
 

@@ -82,7 +82,8 @@ def test_keep_freed_memory_is_accepted_by_glibc() -> None:
 def test_objects_mode_defaults_to_mobilesamv2_filters_and_grid_to_the_official_ones() -> None:
     from everything.__main__ import build_parser, generator_spec
 
-    objects = generator_spec(build_parser().parse_args(["x.jpg", "--out", "o", "--prompts", "objects"])).settings
+    boxes = ["--prompts", "objects", "--pipeline", "mobilesam-boxes"]  # whatever the checkpoint cache holds
+    objects = generator_spec(build_parser().parse_args(["x.jpg", "--out", "o", *boxes])).settings
     grid = generator_spec(build_parser().parse_args(["x.jpg", "--out", "o"])).settings
     assert (objects["pred_iou_thresh"], objects["stability_score_thresh"], objects["box_nms_thresh"]) == (
         0.0,
@@ -91,9 +92,7 @@ def test_objects_mode_defaults_to_mobilesamv2_filters_and_grid_to_the_official_o
     )
     assert (objects["max_boxes"], objects["border_snap"]) == (300, 20.0)
     assert (grid["pred_iou_thresh"], grid["stability_score_thresh"], grid["box_nms_thresh"]) == (0.88, 0.95, 0.7)
-    explicit = generator_spec(
-        build_parser().parse_args(["x.jpg", "--out", "o", "--prompts", "objects", "--pred-iou-thresh", "0.5"])
-    )
+    explicit = generator_spec(build_parser().parse_args(["x.jpg", "--out", "o", *boxes, "--pred-iou-thresh", "0.5"]))
     assert explicit.settings["pred_iou_thresh"] == 0.5
 
 
@@ -105,8 +104,9 @@ def test_upsampling_flag_reaches_the_generator_and_defaults_per_mode() -> None:
 
     assert spec().build().upsampling == "torch"  # the grid's official values unless asked
     assert spec("--upsampling", "opencv").build().upsampling == "opencv"
-    assert spec("--prompts", "objects").settings["upsampling"] == "opencv"  # the object-aware generator's default
-    assert spec("--prompts", "objects", "--upsampling", "torch").settings["upsampling"] == "torch"
+    boxes = ("--prompts", "objects", "--pipeline", "mobilesam-boxes")
+    assert spec(*boxes).settings["upsampling"] == "opencv"  # the object-aware generator's default
+    assert spec(*boxes, "--upsampling", "torch").settings["upsampling"] == "torch"
     with pytest.raises(SystemExit):
         spec("--upsampling", "nearest")
 

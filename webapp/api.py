@@ -17,7 +17,7 @@ from samkit.prompts import Prompts
 
 from .compare_tab import CompareTab, user_prompts
 from .everything_jobs import GRID, EverythingSettings
-from .everything_tab import EverythingTab
+from .everything_tab import AUTO, EverythingTab
 from .heavy import STOPPED
 from .image_session import segment
 from .messages import user_error
@@ -102,10 +102,12 @@ class Api:
         input_size: float = SETTINGS.input_size,
         mode: str = GRID,
         detector: str = APP_DETECTOR,
+        pipeline: str = AUTO,
         request: gr.Request = None,
     ) -> tuple[dict, np.ndarray]:
-        """The COCO dataset dict of all masks (plus a summary) and the overlay; over-budget jobs are refused.
-        mode "objects" prompts with the boxes of a detector (one of `samkit.models.DETECTORS`)."""
+        """The COCO dataset dict of all masks (plus a summary and the pipeline that made them) and the overlay;
+        over-budget jobs are refused. mode "objects" runs `pipeline`: "mobilesamv2", "mobilesam-boxes" (the boxes of
+        `detector`, one of `samkit.models.DETECTORS`) or "auto" (MobileSAMv2 when its files are on the server)."""
         try:
             settings = EverythingSettings.checked(
                 points_per_side=points_per_side,
@@ -117,11 +119,22 @@ class Api:
                 input_size=input_size,
             )
             answer = await self.everything_tab.answer(
-                image, settings, self.random_weights, request, mode=mode or GRID, detector=detector or APP_DETECTOR
+                image,
+                settings,
+                self.random_weights,
+                request,
+                mode=mode or GRID,
+                detector=detector or APP_DETECTOR,
+                pipeline=pipeline or AUTO,
             )
         except HANDLED as error:
             raise user_error(error) from error
-        document = {**answer.coco(), "summary": answer.summary(), "random_weights": self.random_weights}
+        document = {
+            **answer.coco(),
+            "summary": answer.summary(),
+            "pipeline": answer.result.pipeline,
+            "random_weights": self.random_weights,
+        }
         return document, answer.result.overlay
 
     async def compare(

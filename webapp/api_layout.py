@@ -12,6 +12,7 @@ from samkit.models import APP_DETECTOR, FASTSAM_MODELS, MOBILE_SAM, PAPER_REFERE
 
 from .everything_jobs import GRID, EverythingSettings
 from .everything_layout import SLIDERS
+from .everything_tab import AUTO
 from .wiring import Wiring
 
 
@@ -25,6 +26,7 @@ def add_api(w: Wiring) -> None:
         multimask = gr.Checkbox(True, label="multimask")
         knobs = [gr.Number(getattr(defaults, name), label=name) for name in SLIDERS]
         knobs += [gr.Textbox(GRID, label="mode"), gr.Textbox(APP_DETECTOR, label="detector")]
+        knobs += [gr.Textbox(AUTO, label="pipeline")]
         models = gr.Textbox(label="models", value=json.dumps([MOBILE_SAM, *FASTSAM_MODELS]))
         reference = gr.Textbox(label="reference", value=PAPER_REFERENCE)
         fastsam_rules = gr.Textbox(label="fastsam_rules", value=DEFAULT_FASTSAM_RULES)

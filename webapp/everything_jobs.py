@@ -20,6 +20,7 @@ import numpy as np
 
 from everything.box_sources import MAX_DETECTIONS, BoxSource
 from everything.objects import ObjectAwareMaskGenerator
+from everything.pipelines import BOXES_PIPELINE, GRID_PIPELINE, MOBILESAMV2_PIPELINE, PIPELINES, mobilesamv2_generator
 from everything.settings import DEFAULTS, GRID, OBJECTS, rule
 from mobile_sam.automatic_mask_generator import SamAutomaticMaskGenerator
 from mobile_sam.modeling import Sam
@@ -158,18 +159,20 @@ class EverythingBudget:
 
 @dataclass(frozen=True)
 class EverythingResult:
-    """One finished job: COCO-RLE records (shareable, small), the overlay and how long it took."""
+    """One finished job: COCO-RLE records (shareable, small), the overlay, how long it took and the pipeline that
+    made it (`everything.pipelines`)."""
 
     records: list[dict[str, Any]]  # segmentation as COCO RLE with str counts
     overlay: np.ndarray  # HxWx3 uint8, seeded colours and contours
     image_size: tuple[int, int]  # (H, W) the masks refer to
     seconds: float
     estimated_seconds: float
+    pipeline: str = GRID_PIPELINE
 
     def coco(self, file_name: str) -> dict[str, Any]:
-        """The COCO dataset dict of the records (samkit.writers.coco_dict)."""
+        """The COCO dataset dict of the records (samkit.writers.coco_dict), its "info" naming the pipeline."""
         height, width = self.image_size
-        return coco_dict([ImageMasks(file_name, height, width, self.records)])
+        return coco_dict([ImageMasks(file_name, height, width, self.records)], {"pipeline": self.pipeline})
 
 
 class EmbeddingPredictor(SamPredictor):
@@ -200,13 +203,15 @@ def run_everything(
     budget: EverythingBudget | None = None,
     embedding: ImageEmbedding | None = None,
     box_source: BoxSource | None = None,
+    pipeline: str | None = None,
     cancel: CancelFlag | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> EverythingResult:
     """
     Segment everything in an HxWx3 uint8 image (already limited with prepare_image): with the
-    official point grid, or, given a box_source, with MobileSAMv2's object-aware generator (one box
-    prompt per detection; of the settings only min_mask_region_area applies).
+    official point grid, or, given a box_source, with the object-aware generator (one box prompt per
+    detection): `pipeline` "mobilesamv2" (a MobileSAMv2 model and detector, its published settings) or
+    "mobilesam-boxes" (the default; of the settings only min_mask_region_area applies).
 
     The budget is checked before any work. An embedding of exactly this image (from the
     interactive tab's cache) skips the grid generator's image encoder.
@@ -217,7 +222,12 @@ def run_everything(
     """
     budget = budget or EverythingBudget(max_seconds=math.inf)
     estimated = budget.check(image.shape[:2], settings, GRID if box_source is None else OBJECTS)
-    if box_source is not None:
+    pipeline = GRID_PIPELINE if box_source is None else pipeline or BOXES_PIPELINE
+    if pipeline not in PIPELINES:
+        raise ValueError(f"Unknown pipeline {pipeline!r}; expected one of {', '.join(PIPELINES)}.")
+    if pipeline == MOBILESAMV2_PIPELINE:  # batches change progress steps and memory, not masks
+        generator = mobilesamv2_generator(model, box_source, boxes_per_batch=POINTS_PER_BATCH, output_mode="coco_rle")
+    elif box_source is not None:
         generator = ObjectAwareMaskGenerator(
             model,
             box_source,
@@ -234,7 +244,8 @@ def run_everything(
     start = time.perf_counter()
     records = generator.generate(image, progress=progress, cancel=cancel)
     seconds = time.perf_counter() - start
-    return EverythingResult(records, overlay_records(image, records, seed=0), image.shape[:2], seconds, estimated)
+    overlay = overlay_records(image, records, seed=0)
+    return EverythingResult(records, overlay, image.shape[:2], seconds, estimated, pipeline)
 
 
 class ResultCache:

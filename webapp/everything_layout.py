@@ -6,10 +6,12 @@ from typing import Any
 
 import gradio as gr
 
+from everything.pipelines import BOXES_PIPELINE, MOBILESAMV2_PIPELINE
 from samkit.models import APP_DETECTOR, DETECTORS
 
 from .api import HANDLED
 from .everything_jobs import GRID, LIMITS, OBJECTS, EverythingSettings
+from .everything_tab import AUTO
 from .messages import hide_paths, with_banner
 from .wiring import Wiring
 
@@ -36,11 +38,22 @@ def add_everything_tab(w: Wiring) -> None:
                 if w.examples:
                     gr.Examples([[p] for p in w.examples], inputs=[upload], label="Examples")
                 mode = gr.Radio(
-                    [("Grid of points (official)", GRID), ("Objects (MobileSAMv2: detector boxes)", OBJECTS)],
+                    [("Grid of points (official)", GRID), ("Objects (detector boxes)", OBJECTS)],
                     value=GRID,
                     label="Prompts",
                 )
-                detector = gr.Dropdown(list(DETECTORS), value=APP_DETECTOR, label="Detector (objects mode)")
+                pipeline = gr.Radio(
+                    [
+                        ("Automatic: MobileSAMv2 when its files are on this server", AUTO),
+                        ("MobileSAMv2 (its encoder, decoder and detector)", MOBILESAMV2_PIPELINE),
+                        ("Object-aware boxes with MobileSAM's decoder", BOXES_PIPELINE),
+                    ],
+                    value=AUTO,
+                    label="Objects pipeline",
+                )
+                detector = gr.Dropdown(
+                    list(DETECTORS), value=APP_DETECTOR, label="Detector (boxes with MobileSAM's decoder)"
+                )
                 defaults = EverythingSettings()
                 knobs = [
                     gr.Slider(*LIMITS[name], getattr(defaults, name), step=step, label=label)
@@ -64,6 +77,7 @@ def add_everything_tab(w: Wiring) -> None:
         async def on_run(
             path: Any,
             how: str,
+            which: str,
             boxes_from: str,
             pps: float,
             iou: float,
@@ -79,7 +93,9 @@ def add_everything_tab(w: Wiring) -> None:
             knob_values = (pps, iou, stability, nms, crops, area, size)
             try:
                 settings = EverythingSettings.checked(**dict(zip(SLIDERS, knob_values)))
-                answer = await parts.everything.answer(path, settings, random, request, progress, how, boxes_from)
+                answer = await parts.everything.answer(
+                    path, settings, random, request, progress, how, boxes_from, which
+                )
             except HANDLED as error:
                 return None, with_banner(f"**{hide_paths(str(error))}**", random), None, None
             coco, archive = parts.everything.write_downloads(answer, request)
@@ -87,7 +103,7 @@ def add_everything_tab(w: Wiring) -> None:
 
         event = run.click(
             on_run,
-            [upload, mode, detector, *knobs, w.random_weights],
+            [upload, mode, pipeline, detector, *knobs, w.random_weights],
             [overlay, summary, *files],
             **w.private,
             **w.heavy,

@@ -9,10 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from everything.box_sources import UltralyticsBoxSource
+from everything.box_sources import ObjectAwareBoxSource, UltralyticsBoxSource
+from everything.pipelines import (
+    BOXES_PIPELINE,
+    GRID_PIPELINE,
+    MOBILESAMV2_PIPELINE,
+    OBJECT_PIPELINES,
+    PIPELINES,
+    mobilesamv2_missing,
+)
 from mobile_sam.utils.atomic import atomic_write_bytes
 from samkit.loading import load_model
-from samkit.models import APP_DETECTOR, DETECTORS, MOBILE_SAM
+from samkit.models import APP_DETECTOR, DETECTORS, MOBILE_SAM, MOBILESAMV2, MOBILESAMV2_DETECTOR
 from samkit.writers import write_mask_pngs
 
 from .embedding_cache import image_key
@@ -33,6 +41,10 @@ from .scheduling import HeavyLane, JobControl, current_job, interruptible
 from .sessions import Sessions
 from .uploads import Upload, read_upload
 
+# The objects mode's pipeline choice: "auto" runs MobileSAMv2 when its files are in the server's checkpoint folder.
+AUTO = "auto"
+PIPELINE_CHOICES = (AUTO, *OBJECT_PIPELINES)
+
 
 @dataclass(frozen=True)
 class EverythingAnswer:
@@ -46,7 +58,7 @@ class EverythingAnswer:
         height, width = self.result.image_size
         text = (
             f"{len(self.result.records)} masks in {self.result.seconds:.2f} s on a {width}x{height} image "
-            f"(estimated {self.result.estimated_seconds:.0f} s)"
+            f"(estimated {self.result.estimated_seconds:.0f} s) by {PIPELINES[self.result.pipeline]}"
         )
         text += ", from the cache." if self.cached else "."
         return text + (" " + self.upload.notice if self.upload.notice else "")
@@ -79,36 +91,54 @@ class EverythingTab:
         progress: Callable[..., Any] | None = None,
         mode: str = GRID,
         detector: str = APP_DETECTOR,
+        pipeline: str = AUTO,
     ) -> EverythingAnswer:
         """
         The job for an upload: refused at once when over budget, from the cache when already done,
-        else run in the heavy lane (cancelled with the calling task or the session).
+        else run in the heavy lane (cancelled with the calling task or the session). In objects mode,
+        `pipeline` (`PIPELINE_CHOICES`) picks MobileSAMv2 or `detector`'s boxes with MobileSAM's decoder.
 
         Raises:
           ValueError, ImageLoadError, BudgetExceeded, CheckpointError, LaneFull, Cancelled.
         """
-        if mode == OBJECTS and detector not in DETECTORS:
+        pipeline = self.pipeline(mode, pipeline)
+        if pipeline == BOXES_PIPELINE and detector not in DETECTORS:
             raise ValueError(f"Unknown detector {detector!r}; expected one of {', '.join(DETECTORS)}.")
-        upload, image, key = await asyncio.to_thread(self._prepare, path, settings, random_weights, mode, detector)
+        if pipeline != BOXES_PIPELINE:
+            detector = MOBILESAMV2_DETECTOR if pipeline == MOBILESAMV2_PIPELINE else None
+        upload, image, key = await asyncio.to_thread(self._prepare, path, settings, random_weights, pipeline, detector)
         cached = self.results.get(key)
         if cached is not None:
             return EverythingAnswer(upload, cached, True)
 
         def job(control: JobControl) -> tuple[EverythingResult, bool]:
             return self.results.get_or_run(
-                key, lambda: self._run(image, settings, random_weights, control, progress, mode, detector)
+                key, lambda: self._run(image, settings, random_weights, control, progress, pipeline, detector)
             )
 
         result, cached = await run_heavy(self.sessions, self.lane, request, job, progress)
         return EverythingAnswer(upload, result, cached)
 
+    def pipeline(self, mode: str, choice: str = AUTO) -> str:
+        """The pipeline of a job: the grid's, or in objects mode `choice`, where "auto" is MobileSAMv2 when its
+        files are in the server's checkpoint folder, else boxes with MobileSAM's decoder."""
+        if mode == GRID:
+            return GRID_PIPELINE
+        if mode != OBJECTS:
+            raise ValueError(f"Unknown segment-everything mode {mode!r}; expected {GRID!r} or {OBJECTS!r}.")
+        if choice not in PIPELINE_CHOICES:
+            raise ValueError(f"Unknown pipeline {choice!r}; expected one of {', '.join(PIPELINE_CHOICES)}.")
+        if choice != AUTO:
+            return choice
+        return BOXES_PIPELINE if mobilesamv2_missing(self.store.checkpoint_dir) else MOBILESAMV2_PIPELINE
+
     def _prepare(
-        self, path: str | None, settings: EverythingSettings, random_weights: bool, mode: str, detector: str
+        self, path: str | None, settings: EverythingSettings, random_weights: bool, pipeline: str, detector: str | None
     ) -> tuple[Upload, Any, tuple]:
         upload = read_upload(path, self.max_image_side)
         image = prepare_image(upload.image, settings)
-        self.budget.check(image.shape[:2], settings, mode)
-        model_key = (MOBILE_SAM, bool(random_weights), mode, detector if mode == OBJECTS else None)
+        self.budget.check(image.shape[:2], settings, GRID if pipeline == GRID_PIPELINE else OBJECTS)
+        model_key = (bool(random_weights), pipeline, detector)
         return upload, image, ResultCache.key(image, settings, model_key)
 
     def _run(
@@ -118,11 +148,12 @@ class EverythingTab:
         random_weights: bool,
         control: JobControl,
         progress: Callable[..., Any] | None,
-        mode: str,
-        detector: str,
+        pipeline: str,
+        detector: str | None,
     ) -> EverythingResult:
-        model = self.store.model(MOBILE_SAM, random_weights)
-        box_source = self._detector(detector, bool(random_weights)) if mode == OBJECTS else None
+        model = self.store.model(MOBILESAMV2 if pipeline == MOBILESAMV2_PIPELINE else MOBILE_SAM, random_weights)
+        official = pipeline == MOBILESAMV2_PIPELINE
+        box_source = self._detector(detector, bool(random_weights), official) if detector is not None else None
         embedding = self.store.embeddings.get((image_key(image), MOBILE_SAM, bool(random_weights)))
         report = None if progress is None else (lambda fraction: progress(fraction, desc="Segmenting everything"))
         with current_job(control):
@@ -133,12 +164,14 @@ class EverythingTab:
                 budget=self.budget,
                 embedding=embedding,
                 box_source=box_source,
+                pipeline=pipeline,
                 cancel=control,
                 progress=report,
             )
 
-    def _detector(self, name: str, random_weights: bool) -> Any:
-        """The object-aware mode's detector, loaded once (random weights: an untrained YOLOv8 of its size)."""
+    def _detector(self, name: str, random_weights: bool, official: bool) -> Any:
+        """The object-aware mode's detector, loaded once (random weights: an untrained YOLOv8 of its size);
+        `official`: MobileSAMv2's ObjectAwareModel run as its Inference.py runs it (`ObjectAwareBoxSource`)."""
 
         def build() -> Any:
             network = load_model(
@@ -148,9 +181,10 @@ class EverythingTab:
                 random_weights=random_weights,
                 seed=RANDOM_SEED,
             )
-            return UltralyticsBoxSource(interruptible(network), device=self.store.device)
+            source = ObjectAwareBoxSource if official else UltralyticsBoxSource
+            return source(interruptible(network), device=self.store.device)
 
-        return self.store.shared(("detector", name, random_weights), build)
+        return self.store.shared(("detector", name, random_weights, official), build)
 
     def write_downloads(self, answer: EverythingAnswer, request: Any) -> tuple[str, str]:
         """The COCO JSON and a ZIP of one PNG per mask, in a new folder of the session."""
