@@ -103,8 +103,13 @@ class Api:
         detector: str = APP_DETECTOR,
         request: gr.Request = None,
     ) -> tuple[dict, np.ndarray]:
-        """The COCO dataset dict of all masks (plus a summary) and the overlay; over-budget jobs are refused.
-        mode "objects" prompts with the boxes of a detector (one of `samkit.models.DETECTORS`)."""
+        """The COCO dataset dict of all masks (plus a summary and the sizes) and the overlay; over-budget jobs are
+        refused. mode "objects" prompts with the boxes of a detector (one of `samkit.models.DETECTORS`).
+
+        The generator segments a working copy, longest side input_size (`working_size`); the masks, boxes, areas
+        and points are given in the uploaded image's pixels (`mask_size`, the COCO image's height and width: the
+        file's own size `original_size`, unless it was over the server's image side limit, which `notice` says),
+        resized by nearest neighbour at pixel centres (`samkit.rescaling`). The overlay is at working_size."""
         try:
             settings = EverythingSettings.checked(
                 points_per_side=points_per_side,
@@ -120,8 +125,18 @@ class Api:
             )
         except HANDLED as error:
             raise user_error(error) from error
-        document = {**answer.coco(), "summary": answer.summary(), "random_weights": self.random_weights}
-        return document, answer.result.overlay
+        result, upload = answer.result, answer.upload
+        document = {
+            **answer.coco(),
+            "summary": answer.summary(),
+            "random_weights": self.random_weights,
+            "mask_size": list(result.image_size),
+            "working_size": list(result.working_size),
+            "original_size": list(upload.original_size),
+            "mask_resize": "nearest" if result.working_size != result.image_size else "none",
+            "notice": upload.notice,
+        }
+        return document, result.overlay
 
     async def compare(
         self,
