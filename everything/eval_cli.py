@@ -44,13 +44,16 @@ def eval_parser() -> argparse.ArgumentParser:
         "and MobileSAMv2 (on LVIS) measure it; per result, i.e. per prompt mode.",
     )
     parser.add_argument(
-        "paths",
+        "results",
         nargs="+",
         type=Path,
-        metavar="RESULT... GROUND_TRUTH",
-        help="one or more results (an output folder of python -m everything, its annotations.json, a COCO results "
-        "list or a results/NAME.json), then the ground truth (COCO instances JSON; LVIS works too). Images are "
-        "matched by file name (results lists: by image id); masks must have the ground truth's image size",
+        metavar="RESULT",
+        help="one or more results: an output folder of python -m everything, its annotations.json, a COCO results "
+        "list or a results/NAME.json. Images are matched by file name (results lists: by image id); masks must "
+        "have the ground truth's image size",
+    )
+    parser.add_argument(
+        "ground_truth", type=Path, metavar="GROUND_TRUTH", help="the ground truth: COCO instances JSON (LVIS works too)"
     )
     parser.add_argument("--out", type=Path, help=f"write DIR/{EVAL_FILE} and DIR/{PLOT_FILE} (created if missing)")
     parser.add_argument(
@@ -79,9 +82,7 @@ def eval_parser() -> argparse.ArgumentParser:
 def run_eval(argv: Sequence[str]) -> int:
     """Run `python -m everything eval` (exit status 2 when the inputs cannot be scored)."""
     args = eval_parser().parse_args(argv)
-    if len(args.paths) < 2:
-        eval_parser().error("give at least one RESULT and the GROUND_TRUTH")
-    *results, ground_truth = args.paths
+    results, ground_truth = args.results, args.ground_truth
     if args.label is not None and len(args.label) != len(results):
         eval_parser().error(f"--label given {len(args.label)} times for {len(results)} results")
     try:

@@ -333,3 +333,20 @@ def test_a_path_named_eval_is_still_an_input_when_written_dot_slash(tmp_path: Pa
     assert main(["./eval", "--out", "out", "--random-weights", "--device", "cpu"]) == 2
     error = capsys.readouterr().err
     assert "eval" in error and "GROUND_TRUTH" not in error
+
+
+def test_the_score_option_chooses_what_ranks_the_top_k():
+    objects, junk = squares(12)[:2], squares(12)[2:]  # ten proposals that find nothing
+    truth = read_ground_truth(ground_truth_dict([("a.png", objects)], {}))
+    result = result_dict([("a.png", objects + junk, [0.1, 0.1] + [1.0] * 10)])
+    for annotation in result["annotations"]:
+        annotation["stability_score"] = 0.9 if annotation["id"] <= 2 else 0.5
+
+    def at_ten(score: str) -> float:
+        return evaluate(read_proposals(result, truth, score), truth).average_recall()[10]
+
+    assert at_ten("auto") == at_ten("predicted_iou") == 0.0  # the two finds are ranked 11th and 12th
+    assert at_ten("order") == at_ten("stability_score") == 1.0
+    del result["annotations"][0]["stability_score"]
+    with pytest.raises(EvaluationError, match="no numeric stability_score"):
+        read_proposals(result, truth, "stability_score")
