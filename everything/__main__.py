@@ -2,6 +2,7 @@
 
     python -m everything PATH... --out DIR [--model vit_t] [--prompts grid|objects] [--boxes FILE]
                                  [--pipeline auto|mobilesamv2|mobilesam-boxes] [--engine local|ray] [--restart]
+    python -m everything eval RESULT... GROUND_TRUTH [--out DIR]     (mask AR@K: `everything.eval_cli`)
 
 PATH may be image files, folders (their images, recursively) or list files (.txt: one image path per line,
 relative to the list's folder); each image's output name is its path relative to that root (`everything.inputs`),
@@ -12,7 +13,8 @@ is checked before any work (`everything.settings`). --prompts objects runs one o
 (`everything.pipelines`): MobileSAMv2 as published when its files are in the checkpoint folder (or with
 --pipeline mobilesamv2), else object-aware boxes with MobileSAM's decoder; run.json and annotations.json name the
 pipeline. An unreadable image is reported and skipped; the exit status is 1 at the end if any image failed, 2 when
-the run was refused.
+the run was refused. A first argument `eval` is the eval command; an image or folder named eval
+is written ./eval.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
             "official grid results: MobileSAMv2 itself when its files are there (--pipeline), else the boxes with "
             "MobileSAM's decoder."
         ),
+        epilog="python -m everything eval RESULT... GROUND_TRUTH scores results as object proposals (mask AR@K; "
+        "see its --help). An input path named eval: write ./eval.",
     )
     parser.add_argument(
         "paths",
@@ -391,6 +395,11 @@ def _print_notes(args: argparse.Namespace, spec: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["eval"]:
+        from .eval_cli import run_eval
+
+        return run_eval(argv[1:])
     args = build_parser().parse_args(argv)
     from samkit.checkpoints import CheckpointError
     from samkit.extras import MissingExtraError

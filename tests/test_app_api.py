@@ -4,6 +4,7 @@ import json
 import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -219,3 +220,67 @@ def test_handled_errors_are_not_logged_with_a_traceback(client, images, capfd):
 def test_everything_settings_out_of_range_are_refused_with_their_rule(client, images, knobs, message):
     with pytest.raises(AppError, match=message):
         client.predict(handle_file(str(images[2])), *knobs, api_name="/everything")
+
+
+# -- /everything on a photo larger than the working copy: masks in the uploaded image's pixels -------------------
+WORKING_SIDE = 128
+EVERYTHING_KNOBS = (4, 0.0, 0.0, 0.7, 0, 0, WORKING_SIDE)  # every candidate kept, working copy's longest side 128
+
+
+def _working_masks(store: ModelStore, upload: np.ndarray) -> list[dict]:
+    """The official grid generator's records on the working copy, made here with OpenCV's INTER_AREA resize."""
+    from mobile_sam import SamAutomaticMaskGenerator
+
+    height, width = upload.shape[:2]
+    scale = WORKING_SIDE / max(height, width)
+    working = cv2.resize(upload, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    generator = SamAutomaticMaskGenerator(
+        store.model("vit_t", random_weights=True),
+        points_per_side=4,
+        points_per_batch=16,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        box_nms_thresh=0.7,
+    )
+    return generator.generate(working)
+
+
+def test_everything_gives_masks_in_the_uploaded_photos_pixels(server, client, tmp_path):
+    from pycocotools import mask as mask_utils
+
+    path = tmp_path / "wide.jpg"
+    Image.fromarray(photo((300, 420), seed=11)).save(path, quality=95)
+    upload = np.array(Image.open(path).convert("RGB"))
+    document, overlay = client.predict(handle_file(str(path)), *EVERYTHING_KNOBS, api_name="/everything")
+    working = _working_masks(server[1], upload)
+
+    assert document["images"][0] | {"id": 1} == {"id": 1, "file_name": "wide.jpg", "height": 300, "width": 420}
+    assert document["mask_size"] == [300, 420] and document["original_size"] == [300, 420]
+    assert document["working_size"] == [91, 128] and document["mask_resize"] == "nearest"
+    assert np.array(Image.open(overlay)).shape[:2] == (91, 128)
+    assert "91" in document["summary"] and "420x300" in document["summary"]
+    assert len(document["annotations"]) == len(working) >= 1
+    for annotation, record in zip(document["annotations"], working):
+        rle = dict(annotation["segmentation"], counts=annotation["segmentation"]["counts"].encode())
+        mask = mask_utils.decode(rle).astype(bool)  # pycocotools' own decoder
+        assert mask.shape == (300, 420)
+        resized = np.array(Image.fromarray(record["segmentation"]).resize((420, 300), Image.NEAREST))
+        assert (mask & resized).sum() / max((mask | resized).sum(), 1) >= 0.99
+        assert annotation["area"] == mask.sum()
+        rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        # the generator's XYWH convention: (x1, y1) is the last pixel inside
+        expected = [columns[0], rows[0], columns[-1] - columns[0], rows[-1] - rows[0]]
+        assert annotation["bbox"] == [int(v) for v in expected]
+        np.testing.assert_allclose(
+            annotation["point_coords"], np.multiply(record["point_coords"], [420 / 128, 300 / 91])
+        )
+        assert annotation["crop_box"] == [0, 0, 420, 300]
+        assert annotation["predicted_iou"] == pytest.approx(record["predicted_iou"], abs=1e-5)
+
+
+def test_everything_on_an_upload_over_the_side_limit_gives_the_servers_copy_and_says_so(client, bad_inputs):
+    document, _ = client.predict(handle_file(str(bad_inputs["huge"])), *EVERYTHING_KNOBS, api_name="/everything")
+    assert document["mask_size"] == [128, 512] and document["original_size"] == [300, 1200]
+    assert (document["images"][0]["height"], document["images"][0]["width"]) == (128, 512)
+    assert rle_to_mask(document["annotations"][0]["segmentation"]).shape == (128, 512)
+    assert "downscaled" in document["notice"] and "downscaled" in document["summary"]

@@ -259,6 +259,28 @@ def test_everything_returns_an_overlay_a_count_coco_json_and_a_zip_with_progress
     assert again.cached and again.result is answer.result and "from the cache" in again.summary()
 
 
+def test_everything_downloads_agree_with_the_answer_in_the_uploaded_photos_pixels(parts, tmp_path):
+    path = tmp_path / "street.jpg"
+    Image.fromarray(photo((150, 200), seed=4)).save(path)
+    settings = EverythingSettings.checked(
+        points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, input_size=64
+    )
+    answer = asyncio.run(parts.everything.answer(str(path), settings, True, None))
+    coco_path, zip_path = parts.everything.write_downloads(answer, None)
+    document = json.loads(open(coco_path).read())
+    assert coco_path.endswith("street_everything.json") and zip_path.endswith("street_masks.zip")
+    assert document == json.loads(json.dumps(answer.coco()))
+    assert document["images"][0] | {"id": 1} == {"id": 1, "file_name": "street.jpg", "height": 150, "width": 200}
+    assert answer.result.working_size == (48, 64) and answer.result.overlay.shape == (48, 64, 3)
+    with zipfile.ZipFile(zip_path) as archive:
+        names = sorted(archive.namelist())
+        assert len(names) == len(document["annotations"]) >= 1
+        for name, annotation in zip(names, document["annotations"]):
+            png = np.array(Image.open(archive.open(name))) > 0
+            np.testing.assert_array_equal(png, rle_to_mask(annotation["segmentation"]))
+            assert png.shape == (150, 200)
+
+
 def test_compare_reports_miou_against_the_reference_for_every_model(parts, clicked):
     cases = compare_tab.user_prompts(clicked.clicks.prompts(), clicked.image.shape[:2])
     result = asyncio.run(parts.compare.answer(clicked.image, cases, "vit_t", ["fastsam-s"], True, None))

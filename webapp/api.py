@@ -105,9 +105,15 @@ class Api:
         pipeline: str = AUTO,
         request: gr.Request = None,
     ) -> tuple[dict, np.ndarray]:
-        """The COCO dataset dict of all masks (plus a summary and the pipeline that made them) and the overlay;
-        over-budget jobs are refused. mode "objects" runs `pipeline`: "mobilesamv2", "mobilesam-boxes" (the boxes of
-        `detector`, one of `samkit.models.DETECTORS`) or "auto" (MobileSAMv2 when its files are on the server)."""
+        """The COCO dataset dict of all masks (plus a summary, the sizes and the pipeline that made them) and the
+        overlay; over-budget jobs are refused. mode "objects" runs `pipeline`: "mobilesamv2", "mobilesam-boxes" (the
+        boxes of `detector`, one of `samkit.models.DETECTORS`) or "auto" (MobileSAMv2 when its files are on the
+        server).
+
+        The generator segments a working copy, longest side input_size (`working_size`); the masks, boxes, areas
+        and points are given in the uploaded image's pixels (`mask_size`, the COCO image's height and width: the
+        file's own size `original_size`, unless it was over the server's image side limit, which `notice` says),
+        resized by nearest neighbour at pixel centres (`samkit.rescaling`). The overlay is at working_size."""
         try:
             settings = EverythingSettings.checked(
                 points_per_side=points_per_side,
@@ -129,13 +135,19 @@ class Api:
             )
         except HANDLED as error:
             raise user_error(error) from error
+        result, upload = answer.result, answer.upload
         document = {
             **answer.coco(),
             "summary": answer.summary(),
-            "pipeline": answer.result.pipeline,
+            "pipeline": result.pipeline,
             "random_weights": self.random_weights,
+            "mask_size": list(result.image_size),
+            "working_size": list(result.working_size),
+            "original_size": list(upload.original_size),
+            "mask_resize": "nearest" if result.working_size != result.image_size else "none",
+            "notice": upload.notice,
         }
-        return document, answer.result.overlay
+        return document, result.overlay
 
     async def compare(
         self,

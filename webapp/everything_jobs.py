@@ -30,6 +30,7 @@ from mobile_sam.utils.cancel import CancelFlag
 from samkit.drawing import overlay_records
 from samkit.images import limit_image_side
 from samkit.knobs import KnobError, Rule
+from samkit.rescaling import rescale_records
 from samkit.writers import ImageMasks, coco_dict
 
 from .embedding_cache import EmbeddingCache, image_key
@@ -163,10 +164,11 @@ class EverythingResult:
     made it (`everything.pipelines`)."""
 
     records: list[dict[str, Any]]  # segmentation as COCO RLE with str counts
-    overlay: np.ndarray  # HxWx3 uint8, seeded colours and contours
-    image_size: tuple[int, int]  # (H, W) the masks refer to
+    overlay: np.ndarray  # hxwx3 uint8 at working_size, seeded colours and contours (a preview)
+    image_size: tuple[int, int]  # (H, W) the masks refer to: the output_size asked for, else working_size
     seconds: float
     estimated_seconds: float
+    working_size: tuple[int, int]  # (h, w) of the image the generator segmented
     pipeline: str = GRID_PIPELINE
 
     def coco(self, file_name: str) -> dict[str, Any]:
@@ -206,12 +208,15 @@ def run_everything(
     pipeline: str | None = None,
     cancel: CancelFlag | None = None,
     progress: Callable[[float], None] | None = None,
+    output_size: tuple[int, int] | None = None,
 ) -> EverythingResult:
     """
-    Segment everything in an HxWx3 uint8 image (already limited with prepare_image): with the
+    Segment everything in an hxwx3 uint8 image (already limited with prepare_image): with the
     official point grid, or, given a box_source, with the object-aware generator (one box prompt per
     detection): `pipeline` "mobilesamv2" (a MobileSAMv2 model and detector, its published settings) or
-    "mobilesam-boxes" (the default; of the settings only min_mask_region_area applies).
+    "mobilesam-boxes" (the default; of the settings only min_mask_region_area applies). With output_size
+    (H, W), the masks are given in the pixels of that copy of the image, e.g. the uploaded one
+    (`samkit.rescaling.rescale_records`: nearest neighbour at pixel centres); the overlay stays at (h, w).
 
     The budget is checked before any work. An embedding of exactly this image (from the
     interactive tab's cache) skips the grid generator's image encoder.
@@ -243,9 +248,13 @@ def run_everything(
             generator.predictor = EmbeddingPredictor(model, embedding, image_key(image))
     start = time.perf_counter()
     records = generator.generate(image, progress=progress, cancel=cancel)
-    seconds = time.perf_counter() - start
     overlay = overlay_records(image, records, seed=0)
-    return EverythingResult(records, overlay, image.shape[:2], seconds, estimated, pipeline)
+    working_size = tuple(image.shape[:2])
+    image_size = working_size if output_size is None else tuple(int(v) for v in output_size)
+    if image_size != working_size:
+        records = rescale_records(records, working_size, image_size, cancel=cancel)
+    seconds = time.perf_counter() - start
+    return EverythingResult(records, overlay, image_size, seconds, estimated, working_size, pipeline)
 
 
 class ResultCache:

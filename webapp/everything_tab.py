@@ -55,16 +55,26 @@ class EverythingAnswer:
     cached: bool
 
     def summary(self) -> str:
-        height, width = self.result.image_size
+        result = self.result
+        height, width = result.image_size
         text = (
-            f"{len(self.result.records)} masks in {self.result.seconds:.2f} s on a {width}x{height} image "
-            f"(estimated {self.result.estimated_seconds:.0f} s) by {PIPELINES[self.result.pipeline]}"
+            f"{len(result.records)} masks in {result.seconds:.2f} s (estimated {result.estimated_seconds:.0f} s) "
+            f"by {PIPELINES[result.pipeline]}"
         )
+        if result.working_size != result.image_size:
+            work_height, work_width = result.working_size
+            text += (
+                f", segmented on a {work_width}x{work_height} working copy and given in the {width}x{height} pixels "
+                "of the uploaded image (masks resized by nearest neighbour; the overlay shows the working copy)"
+            )
+        else:
+            text += f" on a {width}x{height} image"
         text += ", from the cache." if self.cached else "."
         return text + (" " + self.upload.notice if self.upload.notice else "")
 
     def coco(self) -> dict[str, Any]:
-        return self.result.coco(f"{safe_stem(self.upload.name)}.png")
+        """The COCO dict of the masks, named after the uploaded file, its image of the masks' size."""
+        return self.result.coco(self.upload.file_name)
 
 
 class EverythingTab:
@@ -110,10 +120,11 @@ class EverythingTab:
         cached = self.results.get(key)
         if cached is not None:
             return EverythingAnswer(upload, cached, True)
+        size = upload.image.shape[:2]
 
         def job(control: JobControl) -> tuple[EverythingResult, bool]:
             return self.results.get_or_run(
-                key, lambda: self._run(image, settings, random_weights, control, progress, pipeline, detector)
+                key, lambda: self._run(image, settings, random_weights, control, progress, pipeline, detector, size)
             )
 
         result, cached = await run_heavy(self.sessions, self.lane, request, job, progress)
@@ -135,11 +146,13 @@ class EverythingTab:
     def _prepare(
         self, path: str | None, settings: EverythingSettings, random_weights: bool, pipeline: str, detector: str | None
     ) -> tuple[Upload, Any, tuple]:
+        """The upload, the working copy the generator segments and the result's cache key. The masks are given
+        in the upload's pixels: the file's own, unless it was over the server's image side limit."""
         upload = read_upload(path, self.max_image_side)
         image = prepare_image(upload.image, settings)
         self.budget.check(image.shape[:2], settings, GRID if pipeline == GRID_PIPELINE else OBJECTS)
         model_key = (bool(random_weights), pipeline, detector)
-        return upload, image, ResultCache.key(image, settings, model_key)
+        return upload, image, ResultCache.key(image, settings, (model_key, upload.image.shape[:2]))
 
     def _run(
         self,
@@ -150,6 +163,7 @@ class EverythingTab:
         progress: Callable[..., Any] | None,
         pipeline: str,
         detector: str | None,
+        output_size: tuple[int, int],
     ) -> EverythingResult:
         model = self.store.model(MOBILESAMV2 if pipeline == MOBILESAMV2_PIPELINE else MOBILE_SAM, random_weights)
         official = pipeline == MOBILESAMV2_PIPELINE
@@ -167,6 +181,7 @@ class EverythingTab:
                 pipeline=pipeline,
                 cancel=control,
                 progress=report,
+                output_size=output_size,
             )
 
     def _detector(self, name: str, random_weights: bool, official: bool) -> Any:

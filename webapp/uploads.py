@@ -21,6 +21,7 @@ class Upload:
     original_size: tuple[int, int]  # (H, W) of the file, upright
     scale: float  # image pixels per original pixel (1.0 when not downscaled)
     notice: str  # "" or a sentence saying the image was downscaled
+    file_name: str  # the file's name as uploaded (e.g. truck.jpg), no folder
 
     def to_image(self, xy: np.ndarray) -> np.ndarray:
         """Original-pixel coordinates (any shape, last axis XY or XYXY) -> image pixels."""
@@ -53,4 +54,4 @@ def read_upload(path: str | None, max_side: int) -> Upload:
             f"The image ({width}x{height}) was downscaled to {image.shape[1]}x{image.shape[0]} "
             f"(longest side {max_side} px, set with --max-image-side)."
         )
-    return Upload(image, Path(path).stem, (height, width), scale, notice)
+    return Upload(image, Path(path).stem, (height, width), scale, notice, name)
