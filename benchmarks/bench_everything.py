@@ -48,7 +48,7 @@ DEFAULT_IMAGES = [REPO_ROOT / "assets" / "retina.jpg", REPO_ROOT.parent / "share
 
 def worker(args: argparse.Namespace) -> None:
     """One measured run; prints a JSON line and writes the records (COCO RLE) to --records."""
-    sys.path.insert(0, str(REPO_ROOT))
+    sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]  # the reference lives in tests/support
     import torch
     from support.reference_generator import ReferenceMaskGenerator
 

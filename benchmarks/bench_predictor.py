@@ -38,6 +38,7 @@ def _load_image(path: Path | None) -> np.ndarray:
 
 
 def _build(seed: int):
+    sys.path.insert(0, str(REPO / "tests"))  # the peer lives in tests/support
     from support.ultralytics_peer import PeerPredictor, build_peer_model
 
     from mobile_sam import SamPredictor, sam_model_registry
