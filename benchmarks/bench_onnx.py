@@ -3,7 +3,8 @@
 Rows: the image encoder on one preprocessed 1024x1024 image, and decoding one point (multimask, through
 the full predictor path: prompt transform, decoder, upscaling to the original size, threshold). Sides:
 our torch `SamPredictor`, `OnnxPredictor` on the fp32 export, and on its dynamic-int8 quantization
-(onnxruntime's `quantize_dynamic`, uint8 weights, as the official export script's --quantize-out). Prints
+(onnxruntime's `quantize_dynamic`, uint8 weights, as the official export script's --quantize-out). ONNX Runtime's
+threads do not spin between runs (they would take the cores from the torch runs in between). Prints
 medians, the ratio torch / side (> 1 means the side is faster than torch) and the agreement
 of each side with torch (embedding max |diff|, mask IoU on the conformance prompts when
 ../shared/conformance is present, else on the benchmark point).
@@ -46,6 +47,9 @@ def _sides(weights: Path | None, out: Path, threads: int):
     int8 = [_quantize(path) for path in (exported.encoder, exported.decoder)]
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # ONNX Runtime's pool threads spin after each run by default; with runs alternating in one process they would
+    # hold the cores through the next torch run and double its time (README, Performance).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return {
         "torch": SamPredictor(sam),
         "onnx fp32": OnnxPredictor(exported.encoder, exported.decoder, session_options=options),
