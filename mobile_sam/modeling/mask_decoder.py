@@ -161,7 +161,7 @@ class MaskDecoder(nn.Module):
         Only the IoU token goes through the final attention; the returned state gives the mask tokens of
         chosen prompts with `decode_mask_tokens`.
         """
-        state = self.transformer.run_blocks(image, self._prompt_tokens(sparse_prompt_embeddings))
+        state = self.transformer.run_blocks(image, self._prompt_tokens(sparse_prompt_embeddings), defer_last=True)
         iou_token = self.transformer.final_tokens(state, tokens=slice(0, 1))
         return self.iou_prediction_head(iou_token[:, 0]), state
 
@@ -175,8 +175,9 @@ class MaskDecoder(nn.Module):
             image_tokens (S, C, 64, 64): image features after the transformer.
         """
         outputs = self._outputs(multimask_output)
-        mask_tokens = self.transformer.final_tokens(state, prompts, slice(1 + outputs[0], 1 + outputs[-1] + 1))
-        image_tokens = state.keys[prompts].transpose(1, 2).unflatten(2, state.image.size)
+        state = state.materialized(prompts)
+        mask_tokens = self.transformer.final_tokens(state, tokens=slice(1 + outputs[0], 1 + outputs[-1] + 1))
+        image_tokens = state.keys.transpose(1, 2).unflatten(2, state.image.size)
         return self._hyper_in(mask_tokens, outputs), image_tokens
 
     def decode_prepared(
