@@ -231,8 +231,7 @@ class SamPredictor:
         """Thresholded full-size masks (B, C, H, W) bool, upsampled a few prompts at a time.
 
         Full-size float logits for a large batch would be B * C * H * W * 4 bytes at once (550 MB for 64
-        boxes on a 1800x1200 photo); chunks keep that bounded to about 64 MB. On a CPU, NumPy thresholds them
-        (torch's comparison into bool is not vectorised there).
+        boxes on a 1800x1200 photo); chunks keep that bounded to about 64 MB.
         """
         batch, channels = low_res.shape[:2]
         height, width = self.original_size
@@ -240,15 +239,21 @@ class SamPredictor:
         chunk = max(1, POSTPROCESS_CHUNK_BYTES // (4 * channels * height * width))
         for start in range(0, batch, chunk):
             logits = self.model.postprocess_masks(low_res[start : start + chunk], self.input_size, self.original_size)
-            if masks.device.type == "cpu":
-                np.greater(logits.numpy(), self.model.mask_threshold, out=masks[start : start + chunk].numpy())
-            else:
-                torch.gt(logits, self.model.mask_threshold, out=masks[start : start + chunk])
+            threshold_into(logits, self.model.mask_threshold, masks[start : start + chunk])
         return masks
 
     def _require_image(self) -> None:
         if not self.is_image_set:
             raise ImageNotSetError("no image is set: call set_image(image) before predicting")
+
+
+def threshold_into(logits: torch.Tensor, threshold: float, out: torch.Tensor) -> None:
+    """out (bool, the shape of logits) = logits > threshold. On a CPU through NumPy, whose comparison into bool is
+    vectorised (torch's is not there)."""
+    if out.device.type == "cpu" and logits.device.type == "cpu" and out.is_contiguous() and logits.is_contiguous():
+        np.greater(logits.detach().numpy(), threshold, out=out.numpy())
+    else:
+        torch.gt(logits, threshold, out=out)
 
 
 @dataclass(frozen=True)

@@ -237,8 +237,8 @@ class MaskDecoder(nn.Module):
         the (B, K, 4h, 4w) masks, and the values are the convolutions' up to float rounding.
         """
         conv1, norm, act1, conv2, act2 = self.output_upscaling
-        batch, height, width, _ = tokens.shape
-        x = F.linear(tokens, _pixel_weight(conv1), conv1.bias.repeat(4)).unflatten(-1, (4, -1))
+        batch, height, width, channels = tokens.shape
+        x = F.linear(tokens.reshape(-1, channels), _pixel_weight(conv1), conv1.bias.repeat(4)).unflatten(-1, (4, -1))
         x = act1(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
         x = act2(F.linear(x, _pixel_weight(conv2), conv2.bias.repeat(4)))  # (B, h, w, 2x2, 2x2 * C/8)
         masks = hyper_in @ x.reshape(batch, -1, hyper_in.shape[-1]).transpose(1, 2)  # (B, K, h * w * 16)
