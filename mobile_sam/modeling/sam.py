@@ -133,6 +133,10 @@ def upsample_low_res(
     `input_size` (the part that upsampling reads; more is ignored).
     """
     rows, cols = (-(-side // scale) + 1 for side in input_size[:2])
-    logits = F.interpolate(logits[..., :rows, :cols], scale_factor=scale, mode="bilinear", align_corners=False)
-    logits = logits[..., : input_size[0], : input_size[1]]
-    return F.interpolate(logits, tuple(original_size), mode="bilinear", align_corners=False)
+    # One plane per image: torch's single-threaded bilinear kernel is several times slower over channels.
+    batch, channels = logits.shape[:2]
+    planes = logits[..., :rows, :cols].flatten(0, 1).unsqueeze(1)
+    planes = F.interpolate(planes, scale_factor=scale, mode="bilinear", align_corners=False)
+    planes = planes[..., : input_size[0], : input_size[1]]
+    planes = F.interpolate(planes, tuple(original_size), mode="bilinear", align_corners=False)
+    return planes.view(batch, channels, *planes.shape[-2:])
