@@ -50,7 +50,7 @@ class MaskDecoder(nn.Module):
             MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
         )
         self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
-        # Prompts upscaled at once: bounds the (chunk, 32, 256, 256) intermediate tensors to a few tens of MB,
+        # Prompts upscaled at once: bounds the (chunk, 64, 64, 4, 128) intermediate tensors to a few tens of MB,
         # which the allocator can reuse instead of mapping fresh pages for every batch.
         self.upscale_chunk_size = 4
 

@@ -57,6 +57,7 @@ class ImageUpdate:
         return torch.baddbmm(residual.expand(self.weights.shape[0], -1, -1), self.weights.transpose(1, 2), self.rows)
 
     def select(self, prompts: torch.Tensor | slice) -> ImageUpdate:
+        """The update of some prompts (S,)."""
         return ImageUpdate(None if self.weights is None else self.weights[prompts], self.rows[prompts])
 
 
@@ -380,14 +381,12 @@ class Attention(nn.Module):
         with_rows, with_queries, sums = products[:, :count], products[:, count:-1], products[:, -1]
         mean = (sums + (rows.sum(-1).unsqueeze(1) @ weights).squeeze(1)) / channels  # (B, HW)
         gram_weights = (rows @ rows.transpose(1, 2)) @ weights  # (B, J, HW)
-        squares = torch.linalg.vector_norm(residual, dim=-1).square() + (weights * (2 * with_rows + gram_weights)).sum(
-            1
-        )
+        update_terms = (weights * (2 * with_rows + gram_weights)).sum(1)  # 2 r.u + |u|^2 per token, (B, HW)
+        squares = torch.linalg.vector_norm(residual, dim=-1).square() + update_terms
         inv_std = torch.rsqrt(squares / channels - mean.square() + norm.eps)  # (B, HW)
         # logits over norm(x) + pe, less the per-query constant query . beta (the softmax drops it)
-        centred = (
-            with_queries + (scaled @ rows.transpose(1, 2)) @ weights - scaled.sum(-1, keepdim=True) * mean[:, None]
-        )
+        with_update = (scaled @ rows.transpose(1, 2)) @ weights  # (B, h * Nq, HW)
+        centred = with_queries + with_update - scaled.sum(-1, keepdim=True) * mean[:, None]
         logits = centred * inv_std[:, None] + _batched_matmul(query_matrix, key_pe.transpose(1, 2))
         attn = logits.softmax(dim=-1) * inv_std[:, None]  # (B, h * Nq, HW), weights of x - mean
         mixed = attn @ residual + (attn @ weights.transpose(1, 2)) @ rows - (attn * mean[:, None]).sum(-1, keepdim=True)
