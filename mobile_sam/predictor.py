@@ -75,6 +75,7 @@ class SamPredictor:
         self.features = self.model.image_encoder(input_image)
         self.dense_pe = self.model.prompt_encoder.get_dense_pe()
         self.is_image_set = True
+        self._prepared_image()  # here, not on the first prompt
 
     def get_image_embedding(self) -> torch.Tensor:
         """The current image embedding, (1, 256, 64, 64)."""

@@ -63,9 +63,11 @@ class PromptDecoder:
         model = predictor.model
         self.predictor = predictor
         self.prompt_encoder, self.mask_decoder = model.prompt_encoder, model.mask_decoder
-        _, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
         features = predictor.features
-        self.image = self.mask_decoder.prepare_image(features, self.prompt_encoder.get_dense_pe(), dense)
+        self.image = predictor._prepared_image()  # the predictor's, where it keeps one
+        if self.image is None:
+            _, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
+            self.image = self.mask_decoder.prepare_image(features, self.prompt_encoder.get_dense_pe(), dense)
         tokens = features.shape[-1]
         self.low_res_size = UPSCALE * tokens
         # Image tokens under the low-res logits that upsampling to the input frame reads (upscaling is local).
