@@ -19,9 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .predictor import POSTPROCESS_CHUNK_BYTES, SamPredictor
+from .modeling.sam import upsample_low_res
+from .predictor import POSTPROCESS_CHUNK_BYTES, SamPredictor, threshold_into
+from .utils.mask_candidates import PromptDecoder
 
 OFFICIAL_BATCH_SIZE = 320
+# Boxes decoded at once on a CPU, whatever the batch size: small tensors stay in the caches there.
+CPU_BOX_GROUP = 4
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,9 @@ def segment_boxes(
         predictor: a `SamPredictor` of a MobileSAMv2 model (`mobile_sam.build_mobilesamv2`) or any SAM, its
             image set.
         boxes: (N, 4) XYXY in original-image pixels (as the detector gives them; not clipped or snapped here).
-        batch_size: boxes decoded at once (the official 320). Each mask is independent of the others, so a
-            smaller batch gives the same masks with less memory (the decoder holds activations for every box of a
-            batch).
+        batch_size: boxes decoded at once (the official 320; on a CPU at most `CPU_BOX_GROUP`). Each mask is
+            independent of the others, so a smaller batch gives the same masks with less memory (the decoder holds
+            activations for every box of a batch).
     Returns:
         a `BoxMasks`, largest mask first.
     """
@@ -65,28 +69,29 @@ def segment_boxes(
     if predictor.original_size is None:
         predictor.get_image_embedding()  # raises the predictor's error: no image is set
     model = predictor.model
-    in_boxes = torch.from_numpy(predictor.transform.apply_boxes(array, predictor.original_size))
+    decoder = PromptDecoder(predictor)
+    scale = model.image_size // decoder.low_res_size
     height, width = predictor.original_size
-    masks = torch.empty((len(in_boxes), height, width), dtype=torch.bool, device=predictor.device)
-    dense_pe = model.prompt_encoder.get_dense_pe()
+    masks = torch.empty((len(array), height, width), dtype=torch.bool, device=predictor.device)
+    group = batch_size if predictor.device.type != "cpu" else min(batch_size, CPU_BOX_GROUP)
     chunk = max(1, POSTPROCESS_CHUNK_BYTES // (4 * height * width))  # full-size float logits held at once
-    for start in range(0, len(in_boxes), batch_size):
-        sparse, dense = model.prompt_encoder(
-            points=None, boxes=in_boxes[start : start + batch_size].to(predictor.device), masks=None
-        )
-        low_res, _ = model.mask_decoder(
-            image_embeddings=predictor.features,
-            image_pe=dense_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-            simple_type=True,
-        )
+    for start in range(0, len(array), group):
+        decoded = decoder.boxes(array[start : start + group], iou_first=False)
+        low_res = decoded.low_res_logits(torch.arange(len(decoded.iou_predictions)))  # (n, 1, h', w')
         for first in range(0, len(low_res), chunk):
-            logits = model.postprocess_masks(low_res[first : first + chunk], predictor.input_size, (height, width))
+            logits = upsample_low_res(low_res[first : first + chunk], scale, predictor.input_size, (height, width))
             done = start + first
-            torch.gt(logits[:, 0], model.mask_threshold, out=masks[done : done + len(logits)])
-    # Mask by mask: summing all the masks at once would convert them all to int64 first.
-    areas = torch.stack([mask.sum() for mask in masks]).to(torch.float32) if len(masks) else torch.zeros(0)
+            threshold_into(logits[:, 0], model.mask_threshold, masks[done : done + len(logits)])
+    areas = _areas(masks)
     order = torch.argsort(areas, descending=True)
     return BoxMasks(masks=masks[order], areas=areas[order], order=order)
+
+
+def _areas(masks: torch.Tensor) -> torch.Tensor:
+    """Pixel counts (N,) float32 of bool masks (N, H, W), mask by mask (a sum over bool tensors converts them to
+    int64 first; NumPy counts them in place on a CPU)."""
+    if len(masks) == 0:
+        return torch.zeros(0, device=masks.device)
+    if masks.device.type == "cpu":
+        return torch.tensor([np.count_nonzero(mask) for mask in masks.numpy()], dtype=torch.float32)
+    return torch.stack([mask.sum() for mask in masks]).to(torch.float32)

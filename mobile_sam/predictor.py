@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from .modeling import Sam
+from .modeling import MaskDecoder, Sam
+from .modeling.transformer import ImageTokens
 from .utils.transforms import ResizeLongestSide
 
 # Upper bound on the full-size float logits held at once while thresholding a batch of masks.
@@ -72,6 +75,7 @@ class SamPredictor:
         self.features = self.model.image_encoder(input_image)
         self.dense_pe = self.model.prompt_encoder.get_dense_pe()
         self.is_image_set = True
+        self._prepared_image()  # here, not on the first prompt
 
     def get_image_embedding(self) -> torch.Tensor:
         """The current image embedding, (1, 256, 64, 64)."""
@@ -83,6 +87,7 @@ class SamPredictor:
         self.is_image_set = False
         self.features: torch.Tensor | None = None
         self.dense_pe: torch.Tensor | None = None
+        self._prepared: _PreparedImage | None = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
 
@@ -174,16 +179,54 @@ class SamPredictor:
         )
         if sparse.shape[0] != batch:
             raise ValueError("prompt batch sizes disagree")
-        low_res, scores = self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self.dense_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-        )
+        prepared = self._prepared_image() if mask_input is None else None
+        if prepared is None:
+            low_res, scores = self.model.mask_decoder(
+                image_embeddings=self.features,
+                image_pe=self.dense_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
+        else:
+            decoder = self.model.mask_decoder
+            scores, hyper_in, image_tokens = decoder.decode_prepared(prepared, sparse, multimask_output)
+            low_res = decoder.upscale_masks(hyper_in, image_tokens)
         if return_logits:
             return self.model.postprocess_masks(low_res, self.input_size, self.original_size), scores, low_res
         return self._binary_masks(low_res), scores, low_res
+
+    def _prepared_image(self) -> ImageTokens | None:
+        """The mask decoder's image side for prompts without a mask input (`MaskDecoder.prepare_image`), computed
+        once per embedding and reused by every later prompt; None where the decoder must run as a module (a
+        subclass that overrides `forward`, or hooks on it).
+
+        The cache is checked against the embedding and positional encoding in use (callers may assign
+        `features` themselves) and the weights it was computed from (in-place updates bump their versions).
+        Readers in several threads at once at worst compute it twice.
+        """
+        decoder = self.model.mask_decoder
+        if (
+            type(decoder).forward is not MaskDecoder.forward
+            or decoder._forward_hooks
+            or decoder._forward_pre_hooks
+            or self.features.shape[0] != 1
+        ):
+            return None
+        weights = (*decoder.transformer.layers[0].parameters(), *self.model.prompt_encoder.no_mask_embed.parameters())
+        versions = (self.features._version, self.dense_pe._version, *(w._version for w in weights))
+        cached = self._prepared
+        if (
+            cached
+            and cached.features is self.features
+            and cached.dense_pe is self.dense_pe
+            and cached.versions == versions
+        ):
+            return cached.image
+        _, dense = self.model.prompt_encoder(points=None, boxes=None, masks=None)
+        image = decoder.prepare_image(self.features, self.dense_pe, dense)
+        self._prepared = _PreparedImage(self.features, self.dense_pe, versions, image)
+        return image
 
     def _binary_masks(self, low_res: torch.Tensor) -> torch.Tensor:
         """Thresholded full-size masks (B, C, H, W) bool, upsampled a few prompts at a time.
@@ -197,12 +240,31 @@ class SamPredictor:
         chunk = max(1, POSTPROCESS_CHUNK_BYTES // (4 * channels * height * width))
         for start in range(0, batch, chunk):
             logits = self.model.postprocess_masks(low_res[start : start + chunk], self.input_size, self.original_size)
-            torch.gt(logits, self.model.mask_threshold, out=masks[start : start + chunk])
+            threshold_into(logits, self.model.mask_threshold, masks[start : start + chunk])
         return masks
 
     def _require_image(self) -> None:
         if not self.is_image_set:
             raise ImageNotSetError("no image is set: call set_image(image) before predicting")
+
+
+def threshold_into(logits: torch.Tensor, threshold: float, out: torch.Tensor) -> None:
+    """out (bool, the shape of logits) = logits > threshold. On a CPU through NumPy, whose comparison into bool is
+    vectorised (torch's is not there)."""
+    if out.device.type == "cpu" and logits.device.type == "cpu" and out.is_contiguous() and logits.is_contiguous():
+        np.greater(logits.detach().numpy(), threshold, out=out.numpy())
+    else:
+        torch.gt(logits, threshold, out=out)
+
+
+@dataclass(frozen=True)
+class _PreparedImage:
+    """`SamPredictor._prepared_image`'s cache: the tensors and weight versions it was computed from, and the result."""
+
+    features: torch.Tensor
+    dense_pe: torch.Tensor
+    versions: tuple[int, ...]
+    image: ImageTokens
 
 
 def _check_image(image: object) -> None:

@@ -50,7 +50,7 @@ class MaskDecoder(nn.Module):
             MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
         )
         self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
-        # Prompts upscaled at once: bounds the (chunk, 32, 256, 256) intermediate tensors to a few tens of MB,
+        # Prompts upscaled at once: bounds the (chunk, 64, 64, 4, 128) intermediate tensors to a few tens of MB,
         # which the allocator can reuse instead of mapping fresh pages for every batch.
         self.upscale_chunk_size = 4
 
@@ -161,7 +161,7 @@ class MaskDecoder(nn.Module):
         Only the IoU token goes through the final attention; the returned state gives the mask tokens of
         chosen prompts with `decode_mask_tokens`.
         """
-        state = self.transformer.run_blocks(image, self._prompt_tokens(sparse_prompt_embeddings))
+        state = self.transformer.run_blocks(image, self._prompt_tokens(sparse_prompt_embeddings), defer_last=True)
         iou_token = self.transformer.final_tokens(state, tokens=slice(0, 1))
         return self.iou_prediction_head(iou_token[:, 0]), state
 
@@ -175,8 +175,9 @@ class MaskDecoder(nn.Module):
             image_tokens (S, C, 64, 64): image features after the transformer.
         """
         outputs = self._outputs(multimask_output)
-        mask_tokens = self.transformer.final_tokens(state, prompts, slice(1 + outputs[0], 1 + outputs[-1] + 1))
-        image_tokens = state.keys[prompts].transpose(1, 2).unflatten(2, state.image.size)
+        state = state.materialized(prompts)
+        mask_tokens = self.transformer.final_tokens(state, tokens=slice(1 + outputs[0], 1 + outputs[-1] + 1))
+        image_tokens = state.keys.transpose(1, 2).unflatten(2, state.image.size)
         return self._hyper_in(mask_tokens, outputs), image_tokens
 
     def decode_prepared(
@@ -212,16 +213,44 @@ class MaskDecoder(nn.Module):
         return torch.stack([mlps[output](mask_tokens[:, i]) for i, output in enumerate(outputs)], dim=1)
 
     def upscale_masks(self, hyper_in: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
-        """Mask logits from `decode_tokens` outputs: hyper_in (B, K, C/8), image_tokens (B, C, h, w) ->
-        (B, K, 4h, 4w)."""
-        chunks = []
-        for start in range(0, max(image_tokens.shape[0], 1), self.upscale_chunk_size):
-            stop = start + self.upscale_chunk_size
-            upscaled = self.output_upscaling(image_tokens[start:stop])
-            batch, channels, height, width = upscaled.shape
-            masks = hyper_in[start:stop] @ upscaled.reshape(batch, channels, height * width)
-            chunks.append(masks.reshape(batch, -1, height, width))
+        """Mask logits from `decode_tokens` outputs: hyper_in (B, K, C/8), image_tokens (B, C, h, w) -> (B, K, 4h, 4w).
+
+        `output_upscaling` runs on token-major features (see `_upscale`); the image tokens that the decoder
+        makes are token-major already, so `image_tokens` is usually a permuted view of them.
+        """
+        tokens = image_tokens.permute(0, 2, 3, 1)
+        chunks = [
+            self._upscale(
+                hyper_in[start : start + self.upscale_chunk_size], tokens[start : start + self.upscale_chunk_size]
+            )
+            for start in range(0, max(tokens.shape[0], 1), self.upscale_chunk_size)
+        ]
         return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+
+    def _upscale(self, hyper_in: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """`output_upscaling`, then the hypernetwork product: hyper_in (B, K, C/8), tokens (B, h, w, C) -> masks
+        (B, K, 4h, 4w).
+
+        A transposed convolution with kernel 2 and stride 2 maps each input pixel to its own 2x2 output pixels, so
+        it is a linear layer on token-major features with the four output pixels side by side; the channel
+        LayerNorm and activations act on the last dimension there. Every GEMM is large, nothing is transposed until
+        the (B, K, 4h, 4w) masks, and the values are the convolutions' up to float rounding.
+        """
+        conv1, norm, act1, conv2, act2 = self.output_upscaling
+        batch, height, width, channels = tokens.shape
+        x = F.linear(tokens.reshape(-1, channels), _pixel_weight(conv1), conv1.bias.repeat(4)).unflatten(-1, (4, -1))
+        x = act1(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+        x = act2(F.linear(x, _pixel_weight(conv2), conv2.bias.repeat(4)))  # (B, h, w, 2x2, 2x2 * C/8)
+        masks = hyper_in @ x.reshape(batch, -1, hyper_in.shape[-1]).transpose(1, 2)  # (B, K, h * w * 16)
+        # Pixel (4i + 2a + c, 4j + 2b + d) of a mask sits at token (i, j), first-level pixel (a, b), second (c, d).
+        masks = masks.view(batch, -1, height, width, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
+        return masks.reshape(batch, -1, 4 * height, 4 * width)
+
+
+def _pixel_weight(conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """A kernel-2 stride-2 transposed convolution's weight (C_in, C_out, 2, 2) as a linear layer's (4 * C_out, C_in),
+    output features ordered (kernel row, kernel column, channel)."""
+    return conv.weight.permute(2, 3, 1, 0).flatten(0, 2)
 
 
 def _shared_batch(x: torch.Tensor) -> torch.Tensor:

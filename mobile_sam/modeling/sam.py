@@ -99,11 +99,7 @@ class Sam(nn.Module):
         upsamples bilinearly to `original_size`. Only the low-res rows and columns that reach the kept
         region are upsampled (the same values as upsampling everything and cropping).
         """
-        scale = self.image_size // masks.shape[-1]
-        rows, cols = self.low_res_extent(input_size, masks.shape[-1])
-        masks = F.interpolate(masks[..., :rows, :cols], scale_factor=scale, mode="bilinear", align_corners=False)
-        masks = masks[..., : input_size[0], : input_size[1]]
-        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+        return upsample_low_res(masks, self.image_size // masks.shape[-1], input_size, original_size)
 
     def low_res_extent(self, input_size: tuple[int, ...], low_res_size: int) -> tuple[int, int]:
         """`low_res_extent` for this model's input frame."""
@@ -125,3 +121,22 @@ def low_res_extent(input_size: tuple[int, ...], image_size: int, low_res_size: i
     scale = image_size // low_res_size
     rows, cols = (min(low_res_size, -(-side // scale) + 1) for side in input_size[:2])
     return rows, cols
+
+
+def upsample_low_res(
+    logits: torch.Tensor, scale: int, input_size: tuple[int, ...], original_size: tuple[int, ...]
+) -> torch.Tensor:
+    """`Sam.postprocess_masks` of low-res logits (B, K, h, w) on a grid of `scale` input-frame pixels per sample:
+    logits (B, K, H, W) at `original_size`.
+
+    The logits may be just the top-left part of the low-res grid, as long as it holds the `low_res_extent` of
+    `input_size` (the part that upsampling reads; more is ignored).
+    """
+    rows, cols = (-(-side // scale) + 1 for side in input_size[:2])
+    # One plane per image: torch's single-threaded bilinear kernel is several times slower over channels.
+    batch, channels = logits.shape[:2]
+    planes = logits[..., :rows, :cols].flatten(0, 1).unsqueeze(1)
+    planes = F.interpolate(planes, scale_factor=scale, mode="bilinear", align_corners=False)
+    planes = planes[..., : input_size[0], : input_size[1]]
+    planes = F.interpolate(planes, tuple(original_size), mode="bilinear", align_corners=False)
+    return planes.view(batch, channels, *planes.shape[-2:])

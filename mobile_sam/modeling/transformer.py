@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .common import MLPBlock
@@ -36,17 +37,58 @@ class ImageTokens:
 
 
 @dataclass(frozen=True)
+class ImageUpdate:
+    """What an image-to-token attention adds to the image tokens, (B, HW, C).
+
+    Over few tokens it is kept factored: the weights (B, h * K, HW) of every image token over h * K value rows
+    (B, h * K, C) (values through the output projection), and the update is weights^T @ rows. Otherwise
+    `weights` is None and `rows` is the update itself.
+    """
+
+    weights: torch.Tensor | None
+    rows: torch.Tensor
+
+    def added_to(self, residual: torch.Tensor | None) -> torch.Tensor:
+        """residual (1 or B, HW, C) + the update (the update alone if residual is None): (B, HW, C)."""
+        if self.weights is None:
+            return self.rows if residual is None else residual + self.rows
+        if residual is None:
+            return self.weights.transpose(1, 2) @ self.rows
+        return torch.baddbmm(residual.expand(self.weights.shape[0], -1, -1), self.weights.transpose(1, 2), self.rows)
+
+    def select(self, prompts: torch.Tensor | slice) -> ImageUpdate:
+        """The update of some prompts (S,)."""
+        return ImageUpdate(None if self.weights is None else self.weights[prompts], self.rows[prompts])
+
+
+@dataclass(frozen=True)
 class TransformerState:
     """B prompts after the two-way blocks, before the final token-to-image attention.
 
     queries (B, N, C): prompt tokens; point_embedding (B, N, C): their initial values, used as their
-    positional encoding; keys (B, HW, C): image tokens; image: the `ImageTokens` they started from.
+    positional encoding; image: the `ImageTokens` they started from.
+    keys (B, HW, C): the image tokens; or, when `update` is set, the last block's input image tokens, which
+    that block turns into its output norm(keys + update) only where asked to (`image_tokens`).
     """
 
     queries: torch.Tensor
     point_embedding: torch.Tensor
     keys: torch.Tensor
     image: ImageTokens
+    update: ImageUpdate | None = None
+    norm: nn.LayerNorm | None = None
+
+    def image_tokens(self, prompts: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """The image tokens after the blocks of some prompts (S,): (S, HW, C)."""
+        if self.update is None:
+            return self.keys[prompts]
+        return self.norm(self.update.select(prompts).added_to(self.keys[prompts]))
+
+    def materialized(self, prompts: torch.Tensor | slice = slice(None)) -> TransformerState:
+        """The state of some prompts (S,) with their image tokens formed."""
+        return TransformerState(
+            self.queries[prompts], self.point_embedding[prompts], self.image_tokens(prompts), self.image
+        )
 
 
 class TwoWayTransformer(nn.Module):
@@ -122,11 +164,21 @@ class TwoWayTransformer(nn.Module):
         first_block = self.layers[0].project_image(tokens, pe) if project else None
         return ImageTokens(tokens, pe, (image_embedding.shape[2], image_embedding.shape[3]), first_block)
 
-    def run_blocks(self, image: ImageTokens, point_embedding: torch.Tensor) -> TransformerState:
-        """The two-way blocks for prompt tokens (B, N, C) on a prepared image."""
+    def run_blocks(
+        self, image: ImageTokens, point_embedding: torch.Tensor, defer_last: bool = False
+    ) -> TransformerState:
+        """The two-way blocks for prompt tokens (B, N, C) on a prepared image.
+
+        defer_last: leave the last block's image update unapplied (`TransformerState.update`): the final
+        attention of a few tokens (`final_tokens`) then reads the image tokens without forming them, and
+        `TransformerState.image_tokens` forms them for the prompts that need them.
+        """
         queries, keys = point_embedding, image.tokens
         for i, layer in enumerate(self.layers):
             projected = image.first_block if i == 0 else None
+            if defer_last and i == len(self.layers) - 1:
+                queries, update = layer.attend(queries, keys, point_embedding, image.pe, projected)
+                return TransformerState(queries, point_embedding, keys, image, update, layer.norm4)
             queries, keys = layer(queries, keys, point_embedding, image.pe, projected)
         return TransformerState(queries, point_embedding, keys, image)
 
@@ -138,10 +190,14 @@ class TwoWayTransformer(nn.Module):
         Prompt tokens do not interact in this attention, so any subset gives the values of the full run.
         """
         queries = state.queries[prompts, tokens]
-        keys = state.keys[prompts]
-        attn_out = self.final_attn_token_to_image(
-            q=queries + state.point_embedding[prompts, tokens], k=keys + state.image.pe, v=keys
-        )
+        q = queries + state.point_embedding[prompts, tokens]
+        attention = self.final_attn_token_to_image
+        if state.update is not None and state.update.weights is not None and attention.folds_projections(q.shape[1]):
+            update = state.update.select(prompts)
+            attn_out = attention.attend_updated_tokens(q, state.keys[prompts], update, state.norm, state.image.pe)
+        else:
+            keys = state.image_tokens(prompts)
+            attn_out = attention(q=q, k=keys, v=keys, key_pe=state.image.pe)
         return self.norm_final_attn(queries + attn_out)
 
 
@@ -180,6 +236,19 @@ class TwoWayAttentionBlock(nn.Module):
 
         projected: `project_image(keys, key_pe)` of batch-1 keys, computed beforehand.
         """
+        queries, update = self.attend(queries, keys, query_pe, key_pe, projected)
+        return queries, self.norm4(update.added_to(keys))
+
+    def attend(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        query_pe: torch.Tensor,
+        key_pe: torch.Tensor,
+        projected: ProjectedImage | None = None,
+    ) -> tuple[torch.Tensor, ImageUpdate]:
+        """`forward` up to the image tokens' update: queries (B, N, C) and the update that `forward` adds to keys
+        before `norm4`."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(q=queries, k=queries, v=queries)
         else:
@@ -192,14 +261,10 @@ class TwoWayAttentionBlock(nn.Module):
             k = keys + key_pe
             queries = self.norm2(queries + t2i(q=queries + query_pe, k=k, v=keys))
             queries = self.norm3(queries + self.mlp(queries))
-            keys = i2t(q=k, k=queries + query_pe, v=queries, residual=keys)
-        else:
-            queries = self.norm2(
-                queries + t2i.attend_projected_keys(queries + query_pe, projected.keys, projected.values)
-            )
-            queries = self.norm3(queries + self.mlp(queries))
-            keys = i2t.attend_projected_queries(projected.queries, queries + query_pe, queries, residual=keys)
-        return queries, self.norm4(keys)
+            return queries, i2t.image_update(q=k, k=queries + query_pe, v=queries)
+        queries = self.norm2(queries + t2i.attend_projected_keys(queries + query_pe, projected.keys, projected.values))
+        queries = self.norm3(queries + self.mlp(queries))
+        return queries, i2t.attend_projected_queries(projected.queries, queries + query_pe, queries)
 
     def project_image(self, keys: torch.Tensor, key_pe: torch.Tensor) -> ProjectedImage:
         """The image-side projections of this block's attentions for image tokens keys (1, HW, C), key_pe (1, HW, C)."""
@@ -238,16 +303,31 @@ class Attention(nn.Module):
         self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None = None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        residual: torch.Tensor | None = None,
+        key_pe: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """q (Bq, Nq, C), k and v (Bk, Nk, C) -> (max(Bq, Bk), Nq, C), plus residual (1 or B, Nq, C) if given."""
+        """q (Bq, Nq, C), k and v (Bk, Nk, C) -> (max(Bq, Bk), Nq, C), plus residual (1 or B, Nq, C) if given.
+
+        key_pe (1 or Bk, Nk, C): added to the keys (not the values). Few queries over many keys take it apart,
+        q.(k + pe) = q.k + q.pe, so that k + pe is never formed (q.pe is one product over a shared pe).
+        """
         if self.folds_projections(k.shape[1]) and q.shape[1] >= _MANY_TOKENS:
-            return self._few_keys(q, k, v, residual)
+            return self._few_keys(q, k if key_pe is None else k + key_pe, v).added_to(residual)
         if self.folds_projections(q.shape[1]) and k.shape[1] >= _MANY_TOKENS:
-            out = self._few_queries(q, k, v)
+            out = self._few_queries(q, k, v, key_pe)
         else:
-            out = self._plain(q, k, v)
+            out = self._plain(q, k if key_pe is None else k + key_pe, v)
         return out if residual is None else residual + out
+
+    def image_update(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> ImageUpdate:
+        """`forward(q, k, v)` as an `ImageUpdate`: factored when q has many tokens and k few."""
+        if self.folds_projections(k.shape[1]) and q.shape[1] >= _MANY_TOKENS:
+            return self._few_keys(q, k, v)
+        return ImageUpdate(None, self(q, k, v))
 
     def folds_projections(self, tokens: int) -> bool:
         """Whether folding the other side's projections into this many tokens costs less than applying them."""
@@ -258,18 +338,59 @@ class Attention(nn.Module):
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
     def attend_projected_keys(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Queries q (B, N, C) over keys and values already projected, (1, heads, HW, d) each -> (B, N, C)."""
-        q = self._project_scaled(q, self.q_proj)
-        attn = torch.einsum("bhnd,hpd->bhnp", q, keys[0]).softmax(dim=-1)
-        return self.out_proj(_merge_heads(torch.einsum("bhnp,hpd->bhnd", attn, values[0])))
+        """Queries q (B, N, C) over keys and values already projected, (1, heads, HW, d) each -> (B, N, C).
 
-    def attend_projected_queries(
-        self, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor
-    ) -> torch.Tensor:
-        """Projected queries (1, heads, HW, d) over few keys k, v (B, N, C) -> residual (1 or B, HW, C) + output."""
+        The B prompts' queries are rows of one fused attention over the shared keys (the logits are never formed).
+        """
+        batch, tokens = q.shape[:2]
+        q = self._project_scaled(q, self.q_proj).transpose(0, 1).flatten(1, 2)  # (heads, B * N, d)
+        out = F.scaled_dot_product_attention(q[None], keys, values, scale=1.0)[0]
+        return self.out_proj(_merge_heads(out.unflatten(1, (batch, tokens)).transpose(0, 1)))
+
+    def attend_projected_queries(self, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> ImageUpdate:
+        """Projected queries (1, heads, HW, d) over few keys k, v (B, N, C): the (B, HW, C) output, factored."""
         k = self._project_scaled(k, self.k_proj)
         logits = torch.einsum("bhnd,hpd->bhnp", k, queries[0]).flatten(1, 2)  # (B, heads * N, HW)
-        return self._mix_few_values(logits, v, residual)
+        return self._mix_few_values(logits, v)
+
+    def attend_updated_tokens(
+        self,
+        q: torch.Tensor,
+        residual: torch.Tensor,
+        update: ImageUpdate,
+        norm: nn.LayerNorm,
+        key_pe: torch.Tensor,
+    ) -> torch.Tensor:
+        """Few queries q (B, Nq, C) over image tokens norm(residual + update) (keys with key_pe added, values
+        without), where residual is (B, HW, C) and `update` factored: -> (B, Nq, C), as `forward`, without forming
+        the (B, HW, C) tokens.
+
+        With x = residual + weights^T @ rows, the LayerNorm's per-token mean and variance come from the residual's
+        dot products with the few rows, its squared norms and the rows' Gram matrix; a query's logit over
+        norm(x) + pe and its softmax-weighted sum of norm(x) are affine in x given those statistics, so every
+        product over the HW tokens is one of a few rows against the residual (three reads of it in all).
+        """
+        weights, rows = update.weights, update.rows  # (B, J, HW), (B, J, C)
+        channels, count = residual.shape[-1], rows.shape[1]
+        gamma = norm.weight if norm.weight is not None else torch.ones_like(rows[0, 0])
+        beta = norm.bias if norm.bias is not None else torch.zeros_like(rows[0, 0])
+        query_matrix = self._query_matrix(q)  # (B, h * Nq, C)
+        scaled = query_matrix * gamma
+        ones = torch.ones_like(rows[:, :1])
+        products = torch.cat([rows, scaled, ones], dim=1) @ residual.transpose(1, 2)  # (B, J + h * Nq + 1, HW)
+        with_rows, with_queries, sums = products[:, :count], products[:, count:-1], products[:, -1]
+        mean = (sums + (rows.sum(-1).unsqueeze(1) @ weights).squeeze(1)) / channels  # (B, HW)
+        gram_weights = (rows @ rows.transpose(1, 2)) @ weights  # (B, J, HW)
+        update_terms = (weights * (2 * with_rows + gram_weights)).sum(1)  # 2 r.u + |u|^2 per token, (B, HW)
+        squares = torch.linalg.vector_norm(residual, dim=-1).square() + update_terms
+        inv_std = torch.rsqrt(squares / channels - mean.square() + norm.eps)  # (B, HW)
+        # logits over norm(x) + pe, less the per-query constant query . beta (the softmax drops it)
+        with_update = (scaled @ rows.transpose(1, 2)) @ weights  # (B, h * Nq, HW)
+        centred = with_queries + with_update - scaled.sum(-1, keepdim=True) * mean[:, None]
+        logits = centred * inv_std[:, None] + _batched_matmul(query_matrix, key_pe.transpose(1, 2))
+        attn = logits.softmax(dim=-1) * inv_std[:, None]  # (B, h * Nq, HW), weights of x - mean
+        mixed = attn @ residual + (attn @ weights.transpose(1, 2)) @ rows - (attn * mean[:, None]).sum(-1, keepdim=True)
+        return self._output(mixed * gamma + beta)
 
     def _project_scaled(self, x: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
         """(B, N, C) -> projected by proj per head and divided by sqrt(d), (B, heads, N, d)."""
@@ -283,25 +404,35 @@ class Attention(nn.Module):
         attn = q @ k.transpose(-2, -1)
         return self.out_proj(_merge_heads(attn.softmax(dim=-1) @ v))
 
-    def _few_queries(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Few queries over many keys: fold the key and value projections into the queries.
+    def _few_queries(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_pe: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Few queries over many keys (k + key_pe): fold the key and value projections into the queries.
 
-        logits = (W_k^T q') . k  (the bias term q'.b_k is the same for every key, so softmax drops it);
+        logits = (W_k^T q') . (k + key_pe)  (the bias term q'.b_k is the same for every key, so softmax drops it);
         output = W_v (softmax @ v) + b_v, since each softmax row sums to one.
         """
+        query_matrix = self._query_matrix(q)  # (Bq, h * Nq, C)
+        logits = _batched_matmul(query_matrix, k.transpose(1, 2))  # (B, h * Nq, Nk)
+        if key_pe is not None:
+            logits = logits + _batched_matmul(query_matrix, key_pe.transpose(1, 2))
+        return self._output(_batched_matmul(logits.softmax(dim=-1), v))
+
+    def _query_matrix(self, q: torch.Tensor) -> torch.Tensor:
+        """Queries (B, Nq, C) with the key projection folded in: (B, h * Nq, C), rows ordered (head, query)."""
+        q = self._project_scaled(q, self.q_proj)  # (B, h, Nq, d)
+        weight_k = self.k_proj.weight.unflatten(0, (self.num_heads, -1))  # (h, d, C)
+        return torch.einsum("bhnd,hdc->bhnc", q, weight_k).flatten(1, 2)
+
+    def _output(self, mixed: torch.Tensor) -> torch.Tensor:
+        """Softmax-weighted sums of the values' inputs (B, h * Nq, C) -> the attention output (B, Nq, C)."""
         heads = self.num_heads
-        q = self._project_scaled(q, self.q_proj)  # (Bq, h, Nq, d)
-        weight_k = self.k_proj.weight.unflatten(0, (heads, -1))  # (h, d, C)
-        query_matrix = torch.einsum("bhnd,hdc->bhnc", q, weight_k).flatten(1, 2)  # (Bq, h * Nq, C)
-        attn = _batched_matmul(query_matrix, k.transpose(1, 2)).softmax(dim=-1)  # (B, h * Nq, Nk)
-        mixed = _batched_matmul(attn, v).unflatten(1, (heads, -1))  # (B, h, Nq, C)
+        mixed = mixed.unflatten(1, (heads, -1))  # (B, h, Nq, C)
         weight_v = self.v_proj.weight.unflatten(0, (heads, -1))  # (h, d, C)
         out = torch.einsum("bhnc,hdc->bhnd", mixed, weight_v) + self.v_proj.bias.view(heads, 1, -1)
         return self.out_proj(_merge_heads(out))
 
-    def _few_keys(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None
-    ) -> torch.Tensor:
+    def _few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> ImageUpdate:
         """Many queries over few keys: fold the query projection into the keys.
 
         logits = q . (W_q^T k') + b_q . k'.
@@ -312,23 +443,21 @@ class Attention(nn.Module):
         key_matrix = torch.einsum("bhnd,hdc->bhnc", k, weight_q).flatten(1, 2)  # (Bk, h * Nk, C)
         key_bias = torch.einsum("bhnd,hd->bhn", k, self.q_proj.bias.view(heads, -1)).flatten(1)  # (Bk, h * Nk)
         logits = _batched_matmul(key_matrix, q.transpose(1, 2)).add_(key_bias.unsqueeze(2))  # (B, h * Nk, Nq)
-        return self._mix_few_values(logits, v, residual)
+        return self._mix_few_values(logits, v)
 
-    def _mix_few_values(self, logits: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
-        """residual + softmax over the few keys of logits (B, h * Nk, Nq) applied to v (B, Nk, C): (B, Nq, C).
+    def _mix_few_values(self, logits: torch.Tensor, v: torch.Tensor) -> ImageUpdate:
+        """Softmax over the few keys of logits (B, h * Nk, Nq) applied to v (B, Nk, C): the (B, Nq, C) output,
+        factored.
 
         The output projection is applied to the h * Nk value rows first, so the (B, Nq, h * d) per-head
-        outputs are never formed; its bias is spread over the rows (each head's weights sum to one), and
-        the residual is accumulated by the matrix product itself.
+        outputs are never formed; its bias is spread over the rows (each head's weights sum to one).
         """
         heads = self.num_heads
         attn = logits.unflatten(1, (heads, -1)).softmax(dim=2).flatten(1, 2)  # (B, h * Nk, Nq)
         weight_o = self.out_proj.weight.unflatten(1, (heads, -1))  # (C, h, d)
         v = self.separate_heads(self.v_proj(v))  # (B, h, Nk, d)
         projected = torch.einsum("bhnd,chd->bhnc", v, weight_o).flatten(1, 2) + self.out_proj.bias / heads
-        if residual is None:
-            return attn.transpose(1, 2) @ projected
-        return torch.baddbmm(residual.expand(attn.shape[0], -1, -1), attn.transpose(1, 2), projected)
+        return ImageUpdate(attn, projected)
 
 
 # Below this many tokens on the long side, folding projections saves too little to matter.
@@ -344,8 +473,8 @@ def _batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a (Ba, M, K) @ b (Bb, K, N) with Ba, Bb in {1, B}; a shared operand is used once, never copied."""
     if a.shape[0] == b.shape[0]:
         return a @ b
-    if b.shape[0] == 1:
-        return a @ b[0]
+    if b.shape[0] == 1:  # one (Ba * M, K) @ (K, N) product
+        return (a.reshape(-1, a.shape[2]) @ b[0]).unflatten(0, a.shape[:2])
     batch, (_, m, k), n = b.shape[0], a.shape, b.shape[2]
     # a is shared: one (M, K) @ (K, B * N) product, viewed back as (B, M, N).
     out = a[0] @ b.permute(1, 0, 2).reshape(k, batch * n)

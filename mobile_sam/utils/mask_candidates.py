@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..modeling.sam import low_res_extent
+from ..modeling.sam import low_res_extent, upsample_low_res
 from ..predictor import SamPredictor
 from .amg import (
     area_from_rle,
@@ -64,9 +63,11 @@ class PromptDecoder:
         model = predictor.model
         self.predictor = predictor
         self.prompt_encoder, self.mask_decoder = model.prompt_encoder, model.mask_decoder
-        _, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
         features = predictor.features
-        self.image = self.mask_decoder.prepare_image(features, self.prompt_encoder.get_dense_pe(), dense)
+        self.image = predictor._prepared_image()  # the predictor's, where it keeps one
+        if self.image is None:
+            _, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
+            self.image = self.mask_decoder.prepare_image(features, self.prompt_encoder.get_dense_pe(), dense)
         tokens = features.shape[-1]
         self.low_res_size = UPSCALE * tokens
         # Image tokens under the low-res logits that upsampling to the input frame reads (upscaling is local).
@@ -102,7 +103,9 @@ class PromptDecoder:
 
             def all_logits(prompts: torch.Tensor) -> torch.Tensor:
                 prompts = prompts.to(device)
-                return decoder.upscale_masks(hyper_in[prompts], image_tokens[prompts][..., :rows, :cols])
+                # Selected and cropped in the token-major layout that the upscaling reads.
+                tokens = image_tokens.permute(0, 2, 3, 1)[prompts, :rows, :cols]
+                return decoder.upscale_masks(hyper_in[prompts], tokens.permute(0, 3, 1, 2))
 
             return DecodedBatch(iou_predictions.cpu(), all_logits)
         iou_predictions, state = decoder.decode_iou(self.image, sparse)
@@ -195,16 +198,8 @@ class CandidateMasks:
         Only the low-res rows and columns that reach the unpadded input frame are upsampled (at the same
         scale, so every value is computed exactly as in the full-frame upsampling).
         """
-        size, frame = self.low_res_size, self.model_image_size
-        need_h, need_w = self.extent
-        x = low_res[None, :, :need_h, :need_w]
-        if (need_h, need_w) == (size, size):
-            x = F.interpolate(x, (frame, frame), mode="bilinear", align_corners=False)
-        else:
-            scale = float(frame // size)
-            x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False, recompute_scale_factor=False)
-        x = x[..., : self.input_size[0], : self.input_size[1]]
-        return F.interpolate(x, self.crop_size, mode="bilinear", align_corners=False)[0]
+        scale = self.model_image_size // self.low_res_size
+        return upsample_low_res(low_res[None], scale, self.input_size, self.crop_size)[0]
 
     def _torch_chunk(
         self, low_res: torch.Tensor
