@@ -41,8 +41,8 @@ from .modeling import EfficientViTSamImageEncoder, Sam, TinyViT
 from .modeling.efficientvit_sam import EFFICIENTVIT_SAM_CONFIGS, IMAGE_ENCODER_KEY, MOBILESAMV2_L2_ENCODER
 
 MOBILESAMV2_ENCODER_TYPES = ("efficientvit_l2", "tiny_vit", "sam_vit_h")
-# Where the official README sends users for every MobileSAMv2 file (weight/, PromptGuidedDecoder/).
-MOBILESAMV2_WEIGHTS_URL = "https://drive.google.com/file/d/1dE-YAG-1mFCBmao2rHDp0n-PP4eH7SjE/view?usp=sharing"
+# The official README, which links every MobileSAMv2 file (weight/, PromptGuidedDecoder/).
+MOBILESAMV2_README_URL = "https://github.com/ChaoningZhang/MobileSAM/blob/master/MobileSAMv2/README.md"
 # The two entries of Prompt_guided_Mask_Decoder.pt, spelled as the official file spells them.
 PROMPT_GUIDED_DECODER_PARTS = ("PromtEncoder", "MaskDecoder")
 IMAGE_ENCODER_PREFIX = "image_encoder."
@@ -197,7 +197,7 @@ def _require_file(path: str | Path | None, expected: str) -> None:
     if path is not None and not Path(path).expanduser().is_file():
         raise CheckpointNotFoundError(
             f"MobileSAMv2 file not found: {Path(path).expanduser()} (expected {expected}). MobileSAMv2's weights are "
-            f"linked from its README ({MOBILESAMV2_WEIGHTS_URL}); pass the path of the file you downloaded."
+            f"linked from its README ({MOBILESAMV2_README_URL}); pass the path of the file you downloaded."
         )
 
 

@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from mobile_sam.build_mobilesamv2 import MOBILESAMV2_WEIGHTS_URL
-
 SAM_FAMILIES = ("mobile_sam", "sam", "efficientvit_sam")
 ULTRALYTICS_FAMILIES = ("fastsam", "objectaware")
 MOBILESAMV2_FAMILY = "mobilesamv2"
@@ -62,8 +60,9 @@ class ModelInfo:
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _FASTSAM_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
 # MobileSAMv2's prompt-guided decoder is a file of the official repository (PromptGuidedDecoder/); its other files
-# (weight/l2.pt, weight/ObjectAwareModel.pt, ...) come in the archive its README links (MOBILESAMV2_WEIGHTS_URL, a
-# Google Drive page: no direct link).
+# (weight/l2.pt, weight/ObjectAwareModel.pt, ...) come in the archive its README links: a Google Drive page, no
+# direct link.
+MOBILESAMV2_WEIGHTS_URL = "https://drive.google.com/file/d/1dE-YAG-1mFCBmao2rHDp0n-PP4eH7SjE/view?usp=sharing"
 _MOBILESAMV2_DECODER_URL = (
     "https://raw.githubusercontent.com/ChaoningZhang/MobileSAM/master/MobileSAMv2/PromptGuidedDecoder/"
     "Prompt_guided_Mask_Decoder.pt"

@@ -11,10 +11,9 @@ import torch
 from mobilesamv2_support import write_official_files
 
 from mobile_sam import build_mobilesamv2
-from mobile_sam.build_mobilesamv2 import MOBILESAMV2_WEIGHTS_URL
 from samkit.checkpoints import CheckpointError, CheckpointNotFoundError, ChecksumError, checkpoint_status
 from samkit.loading import load_model
-from samkit.models import MOBILESAMV2, MOBILESAMV2_DETECTOR, MODELS, model_info
+from samkit.models import MOBILESAMV2, MOBILESAMV2_DETECTOR, MOBILESAMV2_WEIGHTS_URL, MODELS, model_info
 
 
 @pytest.fixture(scope="module")

@@ -158,11 +158,11 @@ def test_a_missing_encoder_file_is_named_with_where_to_get_it(
     with pytest.raises(CheckpointNotFoundError) as raised:
         build_mobilesamv2(encoder_type, tmp_path / "missing.pt")
     message = str(raised.value)
-    assert str(tmp_path / "missing.pt") in message and official_name in message and "drive.google.com" in message
+    assert str(tmp_path / "missing.pt") in message and official_name in message and "MobileSAMv2/README.md" in message
 
 
 def test_a_missing_decoder_file_is_named_with_where_to_get_it(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointNotFoundError, match="Prompt_guided_Mask_Decoder.pt.*drive.google.com"):
+    with pytest.raises(CheckpointNotFoundError, match="Prompt_guided_Mask_Decoder.pt.*MobileSAMv2/README.md"):
         build_mobilesamv2("tiny_vit", prompt_guided_decoder=tmp_path / "decoder.pt")
 
 
