@@ -145,3 +145,29 @@ def test_few_queries_over_updated_image_tokens_match_plain_attention(attention: 
     expected = plain_attention(attention, queries, tokens + pe, tokens)
     got = attention.attend_updated_tokens(queries, residual, ImageUpdate(weights, rows), norm, pe)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_per_image_decoding_of_a_one_block_transformer_matches_forward() -> None:
+    """With one two-way block the last block's input image tokens are still shared (batch 1) by all prompts."""
+    from mobile_sam.modeling import MaskDecoder, PromptEncoder
+
+    torch.manual_seed(0)
+    prompt_encoder = PromptEncoder(
+        embed_dim=32, image_embedding_size=(16, 16), input_image_size=(256, 256), mask_in_chans=4
+    )
+    decoder = MaskDecoder(
+        transformer_dim=32,
+        transformer=TwoWayTransformer(depth=1, embedding_dim=32, mlp_dim=64, num_heads=2),
+        iou_head_hidden_dim=32,
+    ).eval()
+    generator = torch.Generator().manual_seed(7)
+    embedding = torch.randn(1, 32, 16, 16, generator=generator)
+    points = torch.rand(4, 1, 2, generator=generator) * 256
+    with torch.inference_mode():
+        sparse, dense = prompt_encoder(points=(points, torch.ones(4, 1, dtype=torch.int)), boxes=None, masks=None)
+        image_pe = prompt_encoder.get_dense_pe()
+        expected, _ = decoder(embedding.repeat(4, 1, 1, 1), image_pe, sparse, dense.contiguous(), True)
+        _, state = decoder.decode_iou(decoder.prepare_image(embedding, image_pe, dense[:1]), sparse)
+        some = torch.tensor([2, 0, 3])
+        masks = decoder.upscale_masks(*decoder.decode_mask_tokens(state, some, True))
+    torch.testing.assert_close(masks, expected[some], atol=1e-4, rtol=1e-4)

@@ -80,9 +80,13 @@ class TransformerState:
 
     def image_tokens(self, prompts: torch.Tensor | slice = slice(None)) -> torch.Tensor:
         """The image tokens after the blocks of some prompts (S,): (S, HW, C)."""
+        if self.keys.shape[0] == 1:  # still shared by all prompts (a one-block transformer)
+            keys = self.keys.expand(self.queries[prompts].shape[0], -1, -1)
+        else:
+            keys = self.keys[prompts]
         if self.update is None:
-            return self.keys[prompts]
-        return self.norm(self.update.select(prompts).added_to(self.keys[prompts]))
+            return keys
+        return self.norm(self.update.select(prompts).added_to(keys))
 
     def materialized(self, prompts: torch.Tensor | slice = slice(None)) -> TransformerState:
         """The state of some prompts (S,) with their image tokens formed."""
