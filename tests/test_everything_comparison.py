@@ -116,9 +116,15 @@ def builders(v2_files: Path) -> dict:
     }
 
 
-def test_the_comparisons_numbers_are_each_pipelines_own(v2_files: Path, photo_path: Path) -> None:
+@pytest.fixture(scope="module")
+def direct(v2_files: Path, photo_path: Path) -> dict[str, list[dict]]:
+    """Each pipeline's records, its generator called directly."""
     image = load_image(photo_path)
-    direct = {name: build().generate(image) for name, build in builders(v2_files).items()}
+    return {name: build().generate(image) for name, build in builders(v2_files).items()}
+
+
+def test_the_comparisons_numbers_are_each_pipelines_own(v2_files: Path, photo_path: Path, direct: dict) -> None:
+    image = load_image(photo_path)
     assert all(direct.values()), "every pipeline finds masks on this piece"
     build = builders(v2_files)
     published = build["mobilesamv2"]()  # "mobilesamv2" as the pipelines module sets it up, from the same parts
@@ -156,7 +162,7 @@ def test_a_pipeline_without_its_files_is_skipped_naming_them(tmp_path: Path) -> 
 
 # -- the command line ---------------------------------------------------------------------------------------------
 def test_the_cli_writes_the_comparison_and_skips_what_it_cannot_run(
-    v2_files: Path, photo_path: Path, tmp_path: Path, capsys
+    v2_files: Path, photo_path: Path, direct: dict, tmp_path: Path, capsys
 ) -> None:
     out = tmp_path / "out"
     argv = ["compare", str(photo_path), "--out", str(out), "--pipelines", "grid,mobilesamv2", "--reference"]
@@ -168,12 +174,12 @@ def test_the_cli_writes_the_comparison_and_skips_what_it_cannot_run(
     report = json.loads((out / "comparison.json").read_text())
     grid, v2 = report["rows"]
     assert grid["status"] == f"skipped: missing {v2_files / 'mobile_sam.pt'}" and grid["masks"] is None
-    direct = builders(v2_files)["mobilesamv2"]().generate(load_image(photo_path))
-    assert (v2["status"], v2["masks"], v2["recall_50"], v2["mean_best_iou"]) == ("reference", len(direct), 1.0, 1.0)
+    found = direct["mobilesamv2"]
+    assert (v2["status"], v2["masks"], v2["recall_50"], v2["mean_best_iou"]) == ("reference", len(found), 1.0, 1.0)
     coco = json.loads((out / "masks_mobilesamv2.json").read_text())
     assert coco["info"]["pipeline"] == "mobilesamv2" and coco["images"][0]["file_name"] == photo_path.name
     written = [rle_to_mask(a["segmentation"]) for a in coco["annotations"]]
-    assert np.array_equal(written, [rle_to_mask(r["segmentation"]) for r in direct])
+    assert np.array_equal(written, [rle_to_mask(r["segmentation"]) for r in found])
     assert Image.open(out / "side_by_side.png").format == "PNG"
 
 
