@@ -9,12 +9,11 @@ detector (as in tests/test_everything_pipelines.py).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from mobilesamv2_support import DATA_DIR, write_official_files
+from mobilesamv2_support import write_checkpoint_folder, write_truck_piece
 from PIL import Image
 
 from everything import ObjectAwareMaskGenerator, SamAutomaticMaskGenerator
@@ -82,17 +81,12 @@ def test_agreement_on_synthetic_masks_is_recall_and_mean_best_iou() -> None:
 @pytest.fixture(scope="module")
 def photo_path(tmp_path_factory: pytest.TempPathFactory, shared_images_dir: Path) -> Path:
     """A 120x80 piece of truck.jpg in which the random detector finds a few boxes."""
-    path = tmp_path_factory.mktemp("photo") / "piece.png"
-    Image.fromarray(load_image(shared_images_dir / "truck.jpg")[600:680, 1600:1720]).save(path)
-    return path
+    return write_truck_piece(tmp_path_factory.mktemp("photo") / "piece.png", shared_images_dir)
 
 
 @pytest.fixture(scope="module")
 def v2_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("v2_checkpoints")
-    write_official_files(folder)
-    shutil.copy(DATA_DIR / "objectaware_seed0.pt", folder / "ObjectAwareModel.pt")
-    return folder
+    return write_checkpoint_folder(tmp_path_factory.mktemp("v2_checkpoints"))
 
 
 def builders(v2_files: Path) -> dict:

@@ -4,6 +4,7 @@ file's own pixels, checked there (by `samkit.prompts.Prompts`) before they are m
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import gradio as gr
 import numpy as np
@@ -36,6 +37,12 @@ def scaled_prompts(prompts_json: str, upload: Upload) -> Prompts:
     """The caller's prompts, validated against the original image, in the model image's pixels."""
     prompts = Prompts.from_json(prompts_json).checked(upload.original_size)
     return Prompts.from_lists(upload.to_image(prompts.points), prompts.labels, upload.to_image(prompts.boxes))
+
+
+def checked_settings(*values: float) -> EverythingSettings:
+    """The segment-everything settings of the API's knob values, given in the order of `EverythingSettings`' fields
+    (None keeps a default), each checked (`EverythingSettings.checked`)."""
+    return EverythingSettings.checked(**dict(zip((item.name for item in fields(EverythingSettings)), values)))
 
 
 def model_list(text: str) -> list[str]:
@@ -120,14 +127,14 @@ class Api:
         file's own size `original_size`, unless it was over the server's image side limit, which `notice` says),
         resized by nearest neighbour at pixel centres (`samkit.rescaling`). The overlay is at working_size."""
         try:
-            settings = EverythingSettings.checked(
-                points_per_side=points_per_side,
-                pred_iou_thresh=pred_iou_thresh,
-                stability_score_thresh=stability_score_thresh,
-                box_nms_thresh=box_nms_thresh,
-                crop_n_layers=crop_n_layers,
-                min_mask_region_area=min_mask_region_area,
-                input_size=input_size,
+            settings = checked_settings(
+                points_per_side,
+                pred_iou_thresh,
+                stability_score_thresh,
+                box_nms_thresh,
+                crop_n_layers,
+                min_mask_region_area,
+                input_size,
             )
             answer = await self.everything_tab.answer(
                 image,
@@ -212,14 +219,14 @@ class Api:
         which. The knobs are the grid's (as in `/everything`); all the jobs together must fit the server's budget.
         For the masks themselves, call `/everything`."""
         try:
-            settings = EverythingSettings.checked(
-                points_per_side=points_per_side,
-                pred_iou_thresh=pred_iou_thresh,
-                stability_score_thresh=stability_score_thresh,
-                box_nms_thresh=box_nms_thresh,
-                crop_n_layers=crop_n_layers,
-                min_mask_region_area=min_mask_region_area,
-                input_size=input_size,
+            settings = checked_settings(
+                points_per_side,
+                pred_iou_thresh,
+                stability_score_thresh,
+                box_nms_thresh,
+                crop_n_layers,
+                min_mask_region_area,
+                input_size,
             )
             upload = read_upload(image, self.max_side)
             comparison, _, cached = await self.everything_compare.answer(

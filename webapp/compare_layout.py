@@ -17,6 +17,7 @@ from .messages import hide_paths, with_banner
 from .segment import SegmentState
 from .wiring import Wiring
 
+NO_IMAGE = "**Load an image in the Segment anything tab first.**"
 USER_PROMPTS = "My points and boxes (Segment anything tab)"
 PROTOCOL_PROMPTS = "Random foreground points (seeded protocol)"
 EVERYTHING_HEADERS = [
@@ -84,7 +85,7 @@ def add_compare_tab(w: Wiring) -> None:
         ) -> tuple[Any, ...]:
             state = sessions.session(request).state.get("segment", SegmentState())
             if state.image is None:
-                return [], None, None, with_banner("**Load an image in the Segment anything tab first.**", random)
+                return [], None, None, with_banner(NO_IMAGE, random)
             size = state.image.shape[:2]
             try:
                 if prompts_from == PROTOCOL_PROMPTS:
@@ -158,7 +159,7 @@ def add_everything_section(w: Wiring) -> None:
     ) -> tuple[Any, ...]:
         state = sessions.session(request).state.get("segment", SegmentState())
         if state.image is None:
-            return [], None, with_banner("**Load an image in the Segment anything tab first.**", random)
+            return [], None, with_banner(NO_IMAGE, random)
         try:
             settings = EverythingSettings.checked(points_per_side=pps, input_size=side)
             comparison, working, cached = await parts.everything_compare.answer(
