@@ -71,6 +71,7 @@ def compare_parser() -> argparse.ArgumentParser:
 
 def run_compare(argv: Sequence[str]) -> int:
     """Run `python -m everything compare` (see the module doc)."""
+    from samkit.devices import resolve_device
     from samkit.images import ImageLoadError, load_image
 
     parser = compare_parser()
@@ -78,8 +79,9 @@ def run_compare(argv: Sequence[str]) -> int:
     if args.reference not in args.pipelines:
         parser.error(f"--reference {args.reference} is not one of --pipelines {','.join(args.pipelines)}")
     try:
+        resolve_device(args.device)
         image = load_image(args.image)
-    except ImageLoadError as error:
+    except (ImageLoadError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.random_weights:

@@ -186,3 +186,5 @@ def test_the_cli_reports_when_nothing_could_run(tmp_path: Path, photo_path: Path
     with pytest.raises(SystemExit) as refused:
         main(["compare", str(photo_path), "--out", str(out), "--pipelines", "grid", "--reference", "mobilesamv2"])
     assert refused.value.code == 2
+    assert main(["compare", str(photo_path), "--out", str(out), "--device", "tpu"]) == 2
+    assert "Unknown device 'tpu'" in capsys.readouterr().err
