@@ -10,13 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued work on `device` (CUDA or MPS) so a clock reading covers it; no-op on CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+from samkit.devices import synchronize
 
 
 @dataclass

@@ -3,6 +3,7 @@
     python -m everything PATH... --out DIR [--model vit_t] [--prompts grid|objects] [--boxes FILE]
                                  [--pipeline auto|mobilesamv2|mobilesam-boxes] [--engine local|ray] [--restart]
     python -m everything eval RESULT... GROUND_TRUTH [--out DIR]     (mask AR@K: `everything.eval_cli`)
+    python -m everything compare IMAGE --out DIR [--pipelines P,...]  (side by side: `everything.compare_cli`)
 
 PATH may be image files, folders (their images, recursively) or list files (.txt: one image path per line,
 relative to the list's folder); each image's output name is its path relative to that root (`everything.inputs`),
@@ -13,8 +14,8 @@ is checked before any work (`everything.settings`). --prompts objects runs one o
 (`everything.pipelines`): MobileSAMv2 as published when its files are in the checkpoint folder (or with
 --pipeline mobilesamv2), else object-aware boxes with MobileSAM's decoder; run.json and annotations.json name the
 pipeline. An unreadable image is reported and skipped; the exit status is 1 at the end if any image failed, 2 when
-the run was refused. A first argument `eval` is the eval command; an image or folder named eval
-is written ./eval.
+the run was refused. A first argument `eval` or `compare` is that command; an image or folder of that name
+is written ./eval or ./compare.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from samkit.knobs import KnobError, Rule
-from samkit.models import APP_DETECTOR, DETECTORS, MOBILE_SAM, MOBILESAMV2_DETECTOR, MODELS, SAM_MODELS
+from samkit.models import DETECTORS, MOBILE_SAM, MOBILESAMV2_DETECTOR, MODELS, SAM_MODELS
 
 from .pipelines import (
     BOXES_PIPELINE,
+    DEFAULT_DETECTORS,
     MOBILESAMV2_KNOBS,
     MOBILESAMV2_PIPELINE,
     OBJECT_PIPELINES,
@@ -44,9 +46,6 @@ from .settings import DEFAULTS, GRID, KNOBS, OBJECTS, PROMPT_MODES, SETTINGS
 os.environ.setdefault("YOLO_OFFLINE", "1")
 GRID_D, OBJECTS_D = DEFAULTS[GRID], DEFAULTS[OBJECTS]
 FORMATS = ("coco", "png", "both")
-# The detector of each object-aware pipeline when neither --detector nor --boxes is given: MobileSAMv2's own, and
-# FastSAM-s (a downloadable file) for boxes with MobileSAM's decoder.
-DEFAULT_DETECTORS = {MOBILESAMV2_PIPELINE: MOBILESAMV2_DETECTOR, BOXES_PIPELINE: APP_DETECTOR}
 AUTO = "auto"
 CHECKPOINT_OPTIONS = (
     "Here: --checkpoint FILE (the SAM weights), --detector FILE (a detector), --checkpoint-dir DIR (a folder of "
@@ -70,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
             "MobileSAM's decoder."
         ),
         epilog="python -m everything eval RESULT... GROUND_TRUTH scores results as object proposals (mask AR@K; "
-        "see its --help). An input path named eval: write ./eval.",
+        "see its --help); python -m everything compare IMAGE --out DIR runs the pipelines side by side on one image "
+        "(see its --help). An input path named eval or compare: write ./eval or ./compare.",
     )
     parser.add_argument(
         "paths",
@@ -400,6 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .eval_cli import run_eval
 
         return run_eval(argv[1:])
+    if argv[:1] == ["compare"]:
+        from .compare_cli import run_compare
+
+        return run_compare(argv[1:])
     args = build_parser().parse_args(argv)
     from samkit.checkpoints import CheckpointError
     from samkit.extras import MissingExtraError

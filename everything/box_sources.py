@@ -339,6 +339,8 @@ def load_box_source(
     device: str | torch.device = "auto",
     checkpoint_dir: str | Path | None = None,
     download: bool = False,
+    random_weights: bool = False,
+    seed: int | None = None,
     image_size: int = DETECTOR_IMAGE_SIZE,
     confidence: float = DETECTOR_CONFIDENCE,
     iou: float = DETECTOR_IOU,
@@ -350,12 +352,17 @@ def load_box_source(
     downloaded when `download`; ObjectAwareModel.pt has no direct link and must be put there by hand).
     "objectaware" gives an `ObjectAwareBoxSource` (MobileSAMv2's processing, its border snap included: decode
     its boxes with `border_snap=0`); the others and files an `UltralyticsBoxSource`.
-    Anything else is taken as the path of an ultralytics checkpoint you trust.
+    Anything else is taken as the path of an ultralytics checkpoint you trust. `random_weights`: a catalog name's
+    network with random weights (drawn with `seed`; no file needed, its boxes are meaningless).
     Raises `samkit.checkpoints.CheckpointError` when the file is missing or unreadable.
     """
     key = str(name_or_path).strip().lower()
     if key in DETECTORS:
-        network = load_model(key, checkpoint_dir=checkpoint_dir, download=download)
+        network = load_model(
+            key, checkpoint_dir=checkpoint_dir, download=download, random_weights=random_weights, seed=seed
+        )
+    elif random_weights:
+        raise ValueError(f"random weights need a detector's catalog name ({', '.join(DETECTORS)}), not a file")
     else:
         path = Path(name_or_path).expanduser()
         if not path.is_file():

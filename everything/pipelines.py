@@ -26,7 +26,7 @@ import torch
 from mobile_sam.mobilesamv2 import OFFICIAL_BATCH_SIZE
 from samkit.checkpoints import checkpoint_status, load_ultralytics_checkpoint
 from samkit.knobs import KnobError
-from samkit.models import MOBILESAMV2, MOBILESAMV2_DETECTOR, MODELS
+from samkit.models import APP_DETECTOR, MOBILE_SAM, MOBILESAMV2, MOBILESAMV2_DETECTOR, MODELS
 
 from .box_sources import MAX_DETECTIONS, ObjectAwareBoxSource
 from .objects import ObjectAwareMaskGenerator
@@ -41,6 +41,9 @@ PIPELINES: Mapping[str, str] = {
 }
 # The object-aware pipelines (prompts "objects").
 OBJECT_PIPELINES = (MOBILESAMV2_PIPELINE, BOXES_PIPELINE)
+# The detector of each object-aware pipeline unless the caller names one: MobileSAMv2's own, and FastSAM-s (a
+# downloadable file) for boxes with MobileSAM's decoder.
+DEFAULT_DETECTORS = {MOBILESAMV2_PIPELINE: MOBILESAMV2_DETECTOR, BOXES_PIPELINE: APP_DETECTOR}
 # MobileSAMv2's Inference.py, as settings of `ObjectAwareMaskGenerator`: its detector snaps the boxes itself
 # (border_snap 0 here), no filter, `Sam.postprocess_masks` ("torch") upsampling, batches of 320.
 MOBILESAMV2_SETTINGS: Mapping[str, Any] = {
@@ -88,7 +91,20 @@ def mobilesamv2_files(caller_boxes: bool = False) -> tuple[str, ...]:
 
 def mobilesamv2_missing(checkpoint_dir: str | Path | None = None, caller_boxes: bool = False) -> list[Path]:
     """Where each of MobileSAMv2's files that the checkpoint folder lacks would be (empty: all are there)."""
-    found = [checkpoint_status(name, checkpoint_dir) for name in mobilesamv2_files(caller_boxes)]
+    return _missing(mobilesamv2_files(caller_boxes), checkpoint_dir)
+
+
+def pipeline_missing(pipeline: str, checkpoint_dir: str | Path | None = None) -> list[Path]:
+    """Where each file that `pipeline` reads at its defaults (MobileSAM, its detector; MobileSAMv2's three files)
+    would be in the checkpoint folder, if it is not there (empty: all are there)."""
+    if pipeline == MOBILESAMV2_PIPELINE:
+        return mobilesamv2_missing(checkpoint_dir)
+    names = (MOBILE_SAM,) if pipeline == GRID_PIPELINE else (MOBILE_SAM, DEFAULT_DETECTORS[pipeline])
+    return _missing(names, checkpoint_dir)
+
+
+def _missing(names: tuple[str, ...], checkpoint_dir: str | Path | None) -> list[Path]:
+    found = [checkpoint_status(name, checkpoint_dir) for name in names]
     return [status.path for status in found if not status.present]
 
 

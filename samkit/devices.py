@@ -1,4 +1,4 @@
-"""Choosing the torch device a model runs on."""
+"""Choosing the torch device a model runs on, and waiting for the work queued on it."""
 
 from __future__ import annotations
 
@@ -69,3 +69,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             "(it needs macOS 12.3+ on Apple silicon and a torch build with MPS). Use device='cpu' or 'auto'."
         )
     return resolved
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on `device` (CUDA or MPS) so a clock reading covers it; no-op on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

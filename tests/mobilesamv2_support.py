@@ -31,6 +31,26 @@ def write_official_files(folder: Path) -> tuple[Path, Path]:
     return encoder, decoder
 
 
+def write_checkpoint_folder(folder: Path) -> Path:
+    """`folder` holding MobileSAMv2's three files under their official names: the random l2.pt and
+    Prompt_guided_Mask_Decoder.pt (`write_official_files`) and the random detector as ObjectAwareModel.pt."""
+    import shutil
+
+    write_official_files(folder)
+    shutil.copy(DATA_DIR / "objectaware_seed0.pt", folder / "ObjectAwareModel.pt")
+    return folder
+
+
+def write_truck_piece(path: Path, images_dir: Path) -> Path:
+    """A 120x80 PNG piece of truck.jpg in which the random detector finds a few boxes (6)."""
+    from PIL import Image
+
+    from samkit.images import load_image
+
+    Image.fromarray(load_image(images_dir / "truck.jpg")[600:680, 1600:1720]).save(path)
+    return path
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """An image as MobileSAMv2's Inference.py reads it (cv2.imread, then BGR -> RGB)."""
     import cv2

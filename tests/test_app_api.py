@@ -12,7 +12,7 @@ from support.app_images import photo, write_bad_inputs
 from support.app_server import served_app
 
 import app
-from mobile_sam import SamPredictor
+from mobile_sam import SamAutomaticMaskGenerator, SamPredictor
 from mobile_sam.utils.rle import rle_to_mask
 from webapp.model_store import ModelStore
 
@@ -69,7 +69,7 @@ def _masks(result: dict) -> np.ndarray:
 
 def test_the_api_lists_exactly_the_public_endpoints(client):
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert endpoints == {"/segment", "/everything", "/compare"}
+    assert endpoints == {"/segment", "/everything", "/compare", "/compare_everything"}
 
 
 def test_segment_returns_the_masks_and_scores_of_a_direct_predictor_call(server, client, images):
@@ -105,6 +105,29 @@ def test_compare_returns_a_row_per_model_with_miou_and_latency(client, images):
     )
     assert [row["model"] for row in rows] == ["vit_t", "fastsam-s"]
     assert 0.0 <= rows[1]["miou"] <= 1.0 and rows[1]["encoder_ms"] > 0 and rows[0]["decoder_ms"] > 0
+
+
+def test_compare_everything_gives_each_pipelines_masks_latency_and_agreement(server, client, images):
+    knobs = (4, 0.0, 0.0, 0.7, 0, 0, 1024)  # the grid's: points per side, filters off, NMS, crops, area, size
+    result = client.predict(
+        handle_file(str(images[4])), "grid, mobilesam-boxes", "grid", *knobs, api_name="/compare_everything"
+    )
+    grid = SamAutomaticMaskGenerator(
+        server[1].model("vit_t", random_weights=True),
+        points_per_side=4,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+    ).generate(np.array(Image.open(images[4]).convert("RGB")))
+    assert result["random_weights"] and result["note"] == "random weights: meaningless masks"
+    assert [row["pipeline"] for row in result["rows"]] == ["grid", "mobilesam-boxes"]
+    reference, boxes = result["rows"]
+    assert (reference["status"], reference["masks"], reference["recall_50"]) == ("reference", len(grid), 1.0)
+    assert boxes["status"] == "ok" and boxes["detector_ms"] > 0 and reference["encoder_ms"] > 0
+    with pytest.raises(AppError, match="too large for this server"):
+        client.predict(handle_file(str(images[4])), "grid", "grid", 64, 0.88, 0.95, 0.7, 3, 0, 2048,
+                       api_name="/compare_everything")  # fmt: skip
+    with pytest.raises(AppError, match="Unknown pipeline 'mobilesamv3'"):
+        client.predict(handle_file(str(images[4])), "grid,mobilesamv3", "grid", api_name="/compare_everything")
 
 
 @pytest.mark.parametrize("name", ["corrupt", "truncated"])

@@ -420,3 +420,28 @@ def test_queued_canvas_clicks_and_boxes_are_all_applied_in_order(seg, loaded):
     np.testing.assert_allclose(out.clicks.boxes, [(6, 6, 36, 30)])
     assert seg.canvas_actions(loaded, FG, "not json", True) is loaded
     assert seg.canvas_actions(loaded, FG, '[{"click": ["a", 1]}, 3]', True).clicks.points == ()
+
+
+def test_the_everything_comparison_is_budgeted_and_cached(parts, loaded):
+    from everything.pipelines import PIPELINES
+    from webapp import everything_compare
+    from webapp.everything_jobs import BudgetExceeded
+
+    settings = EverythingSettings.checked(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    first, working, cached = asyncio.run(
+        parts.everything_compare.answer(loaded.image, ["grid"], "grid", settings, True, None)
+    )
+    again, _, from_cache = asyncio.run(
+        parts.everything_compare.answer(loaded.image, ["grid"], "grid", settings, True, None)
+    )
+    assert not cached and from_cache and again is first
+    assert working.shape == loaded.image.shape
+    assert everything_compare.table(first)[0][:2] == ["grid", str(len(first.runs[0].records))]
+    assert [caption for _, caption in everything_compare.overlays(first, working)] == [
+        f"grid: {len(first.runs[0].records)} masks"
+    ]
+    heavy = EverythingSettings.checked(points_per_side=64, crop_n_layers=3, input_size=2048)
+    with pytest.raises(BudgetExceeded, match="in 3 jobs"):
+        asyncio.run(parts.everything_compare.answer(loaded.image, list(PIPELINES), "grid", heavy, True, None))
+    with pytest.raises(ValueError, match="must be one of the chosen pipelines"):
+        asyncio.run(parts.everything_compare.answer(loaded.image, ["grid"], "mobilesamv2", settings, True, None))

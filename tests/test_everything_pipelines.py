@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mobilesamv2_support import DATA_DIR, write_official_files
-from PIL import Image
+from mobilesamv2_support import DATA_DIR, write_checkpoint_folder, write_truck_piece
 
 from everything import ObjectAwareMaskGenerator
 from everything.__main__ import build_parser, generator_spec, main
@@ -33,18 +32,13 @@ CPU = ["--device", "cpu", "--format", "coco", "--no-overlay", "--prompts", "obje
 @pytest.fixture(scope="module")
 def v2_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint folder holding MobileSAMv2's three files under their official names."""
-    folder = tmp_path_factory.mktemp("v2_checkpoints")
-    write_official_files(folder)
-    shutil.copy(DATA_DIR / "objectaware_seed0.pt", folder / "ObjectAwareModel.pt")
-    return folder
+    return write_checkpoint_folder(tmp_path_factory.mktemp("v2_checkpoints"))
 
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory: pytest.TempPathFactory, shared_images_dir: Path) -> Path:
     """A 120x80 piece of truck.jpg in which the random detector finds a few boxes (6)."""
-    path = tmp_path_factory.mktemp("photo") / "piece.png"
-    Image.fromarray(load_image(shared_images_dir / "truck.jpg")[600:680, 1600:1720]).save(path)
-    return path
+    return write_truck_piece(tmp_path_factory.mktemp("photo") / "piece.png", shared_images_dir)
 
 
 @pytest.fixture(scope="module")

@@ -245,12 +245,15 @@ def test_app_command_parses(command):
 @pytest.mark.parametrize("command", commands_of("parse-everything"))
 def test_everything_command_parses(command):
     from everything.__main__ import build_parser
+    from everything.compare_cli import compare_parser
     from everything.eval_cli import eval_parser
 
     _, argv = split_env(command)
     assets_exist(argv)
     if argv[3:4] == ["eval"]:
         parse_or_fail(eval_parser().parse_args, argv[4:], command)
+    elif argv[3:4] == ["compare"]:
+        parse_or_fail(compare_parser().parse_args, argv[4:], command)
     else:
         parse_or_fail(build_parser().parse_args, argv[3:], command)
 

@@ -1,14 +1,17 @@
-"""The programmatic API (`/segment`, `/everything`, `/compare`): prompts in the uploaded file's own pixels,
-checked there (by `samkit.prompts.Prompts`) before they are mapped onto the downscaled image."""
+"""The programmatic API (`/segment`, `/everything`, `/compare`, `/compare_everything`): prompts in the uploaded
+file's own pixels, checked there (by `samkit.prompts.Prompts`) before they are mapped onto the downscaled image."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import gradio as gr
 import numpy as np
 
 from compare.fastsam_rules import DEFAULT_FASTSAM_RULES
+from everything.comparison import RANDOM_NOTE
+from everything.pipelines import GRID_PIPELINE, PIPELINES
 from mobile_sam.utils.rle import mask_to_rle
 from samkit.checkpoints import CheckpointError
 from samkit.images import ImageLoadError
@@ -16,6 +19,7 @@ from samkit.models import APP_DETECTOR, MOBILE_SAM, PAPER_REFERENCE
 from samkit.prompts import Prompts
 
 from .compare_tab import CompareTab, user_prompts
+from .everything_compare import EverythingCompareJobs, summary
 from .everything_jobs import GRID, EverythingSettings
 from .everything_tab import AUTO, EverythingTab
 from .heavy import STOPPED
@@ -35,8 +39,14 @@ def scaled_prompts(prompts_json: str, upload: Upload) -> Prompts:
     return Prompts.from_lists(upload.to_image(prompts.points), prompts.labels, upload.to_image(prompts.boxes))
 
 
+def checked_settings(*values: float) -> EverythingSettings:
+    """The segment-everything settings of the API's knob values, given in the order of `EverythingSettings`' fields
+    (None keeps a default), each checked (`EverythingSettings.checked`)."""
+    return EverythingSettings.checked(**dict(zip((item.name for item in fields(EverythingSettings)), values)))
+
+
 def model_list(text: str) -> list[str]:
-    """A JSON list or comma-separated model names."""
+    """A JSON list or comma-separated names (of models, or of pipelines)."""
     text = (text or "").strip()
     if text.startswith("["):
         try:
@@ -54,11 +64,13 @@ class Api:
         store: ModelStore,
         everything: EverythingTab,
         compare: CompareTab,
+        everything_compare: EverythingCompareJobs,
         priority: Priority,
         random_weights: bool,
         max_side: int,
     ) -> None:
         self.store, self.everything_tab, self.compare_tab, self.priority = store, everything, compare, priority
+        self.everything_compare = everything_compare
         self.random_weights, self.max_side = random_weights, max_side
 
     def segment(self, image: str | None, prompts: str, multimask: bool = True) -> dict:
@@ -115,14 +127,14 @@ class Api:
         file's own size `original_size`, unless it was over the server's image side limit, which `notice` says),
         resized by nearest neighbour at pixel centres (`samkit.rescaling`). The overlay is at working_size."""
         try:
-            settings = EverythingSettings.checked(
-                points_per_side=points_per_side,
-                pred_iou_thresh=pred_iou_thresh,
-                stability_score_thresh=stability_score_thresh,
-                box_nms_thresh=box_nms_thresh,
-                crop_n_layers=crop_n_layers,
-                min_mask_region_area=min_mask_region_area,
-                input_size=input_size,
+            settings = checked_settings(
+                points_per_side,
+                pred_iou_thresh,
+                stability_score_thresh,
+                box_nms_thresh,
+                crop_n_layers,
+                min_mask_region_area,
+                input_size,
             )
             answer = await self.everything_tab.answer(
                 image,
@@ -186,3 +198,54 @@ class Api:
             }
             for r in comparison.rows
         ]
+
+    async def compare_everything(
+        self,
+        image: str | None,
+        pipelines: str = json.dumps(list(PIPELINES)),
+        reference: str = GRID_PIPELINE,
+        points_per_side: float = SETTINGS.points_per_side,
+        pred_iou_thresh: float = SETTINGS.pred_iou_thresh,
+        stability_score_thresh: float = SETTINGS.stability_score_thresh,
+        box_nms_thresh: float = SETTINGS.box_nms_thresh,
+        crop_n_layers: float = SETTINGS.crop_n_layers,
+        min_mask_region_area: float = SETTINGS.min_mask_region_area,
+        input_size: float = SETTINGS.input_size,
+        request: gr.Request = None,
+    ) -> dict:
+        """Segment-everything pipelines side by side on an image (`everything.comparison`): per pipeline (a JSON list
+        or comma-separated names of `everything.pipelines.PIPELINES`), its masks, milliseconds per stage and its
+        agreement with the `reference` pipeline's masks; a pipeline whose files are missing is skipped and says
+        which. The knobs are the grid's (as in `/everything`); all the jobs together must fit the server's budget.
+        For the masks themselves, call `/everything`."""
+        try:
+            settings = checked_settings(
+                points_per_side,
+                pred_iou_thresh,
+                stability_score_thresh,
+                box_nms_thresh,
+                crop_n_layers,
+                min_mask_region_area,
+                input_size,
+            )
+            upload = read_upload(image, self.max_side)
+            comparison, _, cached = await self.everything_compare.answer(
+                upload.image,
+                model_list(pipelines),
+                reference or GRID_PIPELINE,
+                settings,
+                self.random_weights,
+                request,
+            )
+        except HANDLED as error:
+            raise user_error(error) from error
+        return {
+            "reference": comparison.reference,
+            "rows": comparison.rows,
+            "summary": summary(comparison, cached),
+            "random_weights": self.random_weights,
+            "note": RANDOM_NOTE if self.random_weights else "",
+            "working_size": list(comparison.working_size),
+            "original_size": list(upload.original_size),
+            "notice": upload.notice,
+        }

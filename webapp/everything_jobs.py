@@ -145,13 +145,16 @@ class EverythingBudget:
             + work.mask_megapixels * self.megapixel_seconds
         )
 
-    def check(self, image_size: tuple[int, int], settings: EverythingSettings, mode: str = GRID) -> float:
-        """The estimate for settings on an (H, W) image; raises BudgetExceeded above max_seconds."""
-        work = everything_work(image_size, settings, mode)
-        seconds = self.estimate(work)
+    def check(self, image_size: tuple[int, int], settings: EverythingSettings, *modes: str) -> float:
+        """The estimate for settings on an (H, W) image, summed over the jobs of `modes` (default one grid job,
+        e.g. GRID, OBJECTS for a comparison of two pipelines); raises BudgetExceeded above max_seconds."""
+        works = [everything_work(image_size, settings, mode) for mode in modes or (GRID,)]
+        seconds = sum(self.estimate(work) for work in works)
         if seconds > self.max_seconds:
+            prompts, crops = sum(work.prompts for work in works), sum(work.crops for work in works)
+            jobs = f" in {len(works)} jobs" if len(works) > 1 else ""
             raise BudgetExceeded(
-                f"This job is too large for this server: {work.prompts:,} prompts on {work.crops} crop(s) of a "
+                f"This job is too large for this server: {prompts:,} prompts on {crops} crop(s){jobs} of a "
                 f"{image_size[1]}x{image_size[0]} image, estimated {seconds:.0f} s, over the limit of "
                 f"{self.max_seconds:.0f} s. Lower the points per side, the crop layers or the input size."
             )
@@ -197,6 +200,28 @@ def prepare_image(image: np.ndarray, settings: EverythingSettings) -> np.ndarray
     return limit_image_side(image, settings.input_size)[0]
 
 
+def job_generator(
+    model: Sam, settings: EverythingSettings, pipeline: str, box_source: BoxSource | None = None
+) -> SamAutomaticMaskGenerator | ObjectAwareMaskGenerator:
+    """A job's generator, COCO-RLE output, in small batches: the grid's with `settings`; "mobilesamv2" at its
+    published settings; "mobilesam-boxes" (of the settings only min_mask_region_area applies)."""
+    if pipeline not in PIPELINES:
+        raise ValueError(f"Unknown pipeline {pipeline!r}; expected one of {', '.join(PIPELINES)}.")
+    if pipeline == MOBILESAMV2_PIPELINE:  # batches change progress steps and memory, not masks
+        return mobilesamv2_generator(model, box_source, boxes_per_batch=POINTS_PER_BATCH, output_mode="coco_rle")
+    if pipeline == BOXES_PIPELINE:
+        return ObjectAwareMaskGenerator(
+            model,
+            box_source,
+            boxes_per_batch=POINTS_PER_BATCH,
+            output_mode="coco_rle",
+            min_mask_region_area=settings.min_mask_region_area,
+        )
+    return SamAutomaticMaskGenerator(
+        model, points_per_batch=POINTS_PER_BATCH, output_mode="coco_rle", **settings.generator_kwargs()
+    )
+
+
 def run_everything(
     model: Sam,
     image: np.ndarray,
@@ -228,24 +253,9 @@ def run_everything(
     budget = budget or EverythingBudget(max_seconds=math.inf)
     estimated = budget.check(image.shape[:2], settings, GRID if box_source is None else OBJECTS)
     pipeline = GRID_PIPELINE if box_source is None else pipeline or BOXES_PIPELINE
-    if pipeline not in PIPELINES:
-        raise ValueError(f"Unknown pipeline {pipeline!r}; expected one of {', '.join(PIPELINES)}.")
-    if pipeline == MOBILESAMV2_PIPELINE:  # batches change progress steps and memory, not masks
-        generator = mobilesamv2_generator(model, box_source, boxes_per_batch=POINTS_PER_BATCH, output_mode="coco_rle")
-    elif box_source is not None:
-        generator = ObjectAwareMaskGenerator(
-            model,
-            box_source,
-            boxes_per_batch=POINTS_PER_BATCH,
-            output_mode="coco_rle",
-            min_mask_region_area=settings.min_mask_region_area,
-        )
-    else:
-        generator = SamAutomaticMaskGenerator(
-            model, points_per_batch=POINTS_PER_BATCH, output_mode="coco_rle", **settings.generator_kwargs()
-        )
-        if embedding is not None and tuple(embedding.original_size) == tuple(image.shape[:2]):
-            generator.predictor = EmbeddingPredictor(model, embedding, image_key(image))
+    generator = job_generator(model, settings, pipeline, box_source)
+    if box_source is None and embedding is not None and tuple(embedding.original_size) == tuple(image.shape[:2]):
+        generator.predictor = EmbeddingPredictor(model, embedding, image_key(image))
     start = time.perf_counter()
     records = generator.generate(image, progress=progress, cancel=cancel)
     overlay = overlay_records(image, records, seed=0)

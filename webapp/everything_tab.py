@@ -12,6 +12,7 @@ from typing import Any
 from everything.box_sources import ObjectAwareBoxSource, UltralyticsBoxSource
 from everything.pipelines import (
     BOXES_PIPELINE,
+    DEFAULT_DETECTORS,
     GRID_PIPELINE,
     MOBILESAMV2_PIPELINE,
     OBJECT_PIPELINES,
@@ -165,9 +166,7 @@ class EverythingTab:
         detector: str | None,
         output_size: tuple[int, int],
     ) -> EverythingResult:
-        model = self.store.model(MOBILESAMV2 if pipeline == MOBILESAMV2_PIPELINE else MOBILE_SAM, random_weights)
-        official = pipeline == MOBILESAMV2_PIPELINE
-        box_source = self._detector(detector, bool(random_weights), official) if detector is not None else None
+        model, box_source = self.pipeline_parts(pipeline, random_weights, detector)
         embedding = self.store.embeddings.get((image_key(image), MOBILE_SAM, bool(random_weights)))
         report = None if progress is None else (lambda fraction: progress(fraction, desc="Segmenting everything"))
         with current_job(control):
@@ -183,6 +182,15 @@ class EverythingTab:
                 progress=report,
                 output_size=output_size,
             )
+
+    def pipeline_parts(self, pipeline: str, random_weights: bool, detector: str | None = None) -> tuple[Any, Any]:
+        """The model and the box source (None for the grid) of a pipeline, loaded once by the store; `detector`
+        (default: the pipeline's) is the boxes' in "mobilesam-boxes". Raises CheckpointError for a missing file."""
+        model = self.store.model(MOBILESAMV2 if pipeline == MOBILESAMV2_PIPELINE else MOBILE_SAM, random_weights)
+        if pipeline == GRID_PIPELINE:
+            return model, None
+        name = detector or DEFAULT_DETECTORS[pipeline]
+        return model, self._detector(name, bool(random_weights), pipeline == MOBILESAMV2_PIPELINE)
 
     def _detector(self, name: str, random_weights: bool, official: bool) -> Any:
         """The object-aware mode's detector, loaded once (random weights: an untrained YOLOv8 of its size);

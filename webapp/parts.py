@@ -13,6 +13,7 @@ from .api import Api
 from .browser_decoding import BrowserDecoding
 from .compare_tab import CompareTab
 from .config import AppConfig
+from .everything_compare import EverythingCompareJobs
 from .everything_jobs import EverythingBudget, ResultCache
 from .everything_tab import EverythingTab
 from .model_store import ModelStore
@@ -37,6 +38,7 @@ class Parts:
     segment: SegmentTab
     everything: EverythingTab
     compare: CompareTab
+    everything_compare: EverythingCompareJobs
     api: Api
     browser: BrowserDecoding | None  # the page's decoder (None with --no-browser-decoder)
 
@@ -50,14 +52,19 @@ class Parts:
             store, sessions, lane, budget, ResultCache(config.result_cache_items), config.max_image_side
         )
         compare = CompareTab(store, sessions, lane, config.model_list(), config.max_compare_prompts)
-        api = Api(store, everything, compare, priority, config.random_weights, config.max_image_side)
+        everything_compare = EverythingCompareJobs(everything, config.result_cache_items)
+        api = Api(
+            store, everything, compare, everything_compare, priority, config.random_weights, config.max_image_side
+        )
         browser = None
         if config.browser_decoder:
             decoder_dir = (store.checkpoint_dir or default_cache_dir()) / DECODER_FOLDER
             browser = BrowserDecoding(decoder_dir, max_decoders=config.decoder_cache_items, session_key=session_id_of)
             sessions.on_end(browser.forget)
         segment = SegmentTab(store, sessions, priority, config.max_image_side, browser)
-        parts = cls(config, store, priority, sessions, lane, segment, everything, compare, api, browser)
+        parts = cls(
+            config, store, priority, sessions, lane, segment, everything, compare, everything_compare, api, browser
+        )
         threading.Thread(target=parts._sweep_forever, name="session-sweeper", daemon=True).start()
         return parts
 
