@@ -12,7 +12,7 @@ from .modeling.transformer import ImageTokens
 from .utils.transforms import ResizeLongestSide
 
 # Upper bound on the full-size float logits held at once while thresholding a batch of masks.
-POSTPROCESS_CHUNK_BYTES = 64 << 20
+POSTPROCESS_CHUNK_BYTES = 24 << 20
 # Point labels the prompt encoder knows: padding (not a point), background, foreground.
 POINT_LABELS = (-1, 0, 1)
 
@@ -213,7 +213,7 @@ class SamPredictor:
             or self.features.shape[0] != 1
         ):
             return None
-        weights = (*decoder.transformer.layers[0].parameters(), *self.model.prompt_encoder.no_mask_embed.parameters())
+        weights = (*decoder.transformer.parameters(), *self.model.prompt_encoder.no_mask_embed.parameters())
         versions = (self.features._version, self.dense_pe._version, *(w._version for w in weights))
         cached = self._prepared
         if (
@@ -232,7 +232,8 @@ class SamPredictor:
         """Thresholded full-size masks (B, C, H, W) bool, upsampled a few prompts at a time.
 
         Full-size float logits for a large batch would be B * C * H * W * 4 bytes at once (550 MB for 64
-        boxes on a 1800x1200 photo); chunks keep that bounded to about 64 MB.
+        boxes on a 1800x1200 photo); chunks keep that bounded to about 24 MB, which the thresholding then reads
+        from the cache.
         """
         batch, channels = low_res.shape[:2]
         height, width = self.original_size

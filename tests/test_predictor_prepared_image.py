@@ -51,13 +51,28 @@ def test_an_embedding_changed_in_place_is_used(predictor: SamPredictor) -> None:
     np.testing.assert_allclose(predicted_low_res(predictor), module_low_res(predictor), atol=1e-4)
 
 
-def test_weights_loaded_after_the_image_are_used(predictor: SamPredictor) -> None:
+@pytest.mark.parametrize(
+    "changed", ["layers.0", "layers.1.cross_attn_token_to_image.k_proj", "final_attn_token_to_image.k_proj"]
+)
+def test_weights_loaded_after_the_image_are_used(predictor: SamPredictor, changed: str) -> None:
     before = predicted_low_res(predictor)
     model = predictor.model
-    state = {name: value * 1.1 if "layers.0" in name else value for name, value in model.state_dict().items()}
+    state = {name: value * 2.0 if changed in name else value for name, value in model.state_dict().items()}
     model.load_state_dict(state)
     after = predicted_low_res(predictor)
-    assert np.abs(after - before).max() > 1e-2
+    assert np.abs(after - before).max() > 1e-3
+    np.testing.assert_allclose(after, module_low_res(predictor), atol=1e-4)
+
+
+@pytest.mark.parametrize("changed", ["layers.1.cross_attn_image_to_token.q_proj", "final_attn_token_to_image.k_proj"])
+def test_weights_changed_in_place_after_the_image_are_used(predictor: SamPredictor, changed: str) -> None:
+    before = predicted_low_res(predictor)
+    with torch.no_grad():
+        for name, value in predictor.model.mask_decoder.transformer.named_parameters():
+            if changed in name:
+                value.mul_(2.0)
+    after = predicted_low_res(predictor)
+    assert np.abs(after - before).max() > 1e-3
     np.testing.assert_allclose(after, module_low_res(predictor), atol=1e-4)
 
 

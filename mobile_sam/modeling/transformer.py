@@ -23,17 +23,35 @@ class ProjectedImage:
 
 
 @dataclass(frozen=True)
+class ProjectedPe:
+    """The image positional encoding through the weights (no bias) of the projections that add it, per head
+    (heads, HW, d): a token-to-image attention's keys and an image-to-token attention's queries (None for the
+    final attention, which has none)."""
+
+    keys: torch.Tensor
+    queries: torch.Tensor | None
+
+
+@dataclass(frozen=True)
 class ImageTokens:
     """The image side of the transformer, prepared once and shared by any number of prompt batches.
 
     tokens (1 or B, HW, C) and their positional encoding pe (1, HW, C) on a grid of `size` (H, W);
-    first_block: the first block's projections of the tokens, or None to fold them into the prompt tokens.
+    first_block: the first block's projections of the tokens, or None to fold them into the prompt tokens;
+    pe_projections: for the later blocks and then the final attention, `ProjectedPe`s, so that few prompt tokens
+    over prompt-specific image tokens take their products with the positional encoding per head (d wide) instead
+    of through the folded projections (C wide); empty when not prepared.
     """
 
     tokens: torch.Tensor
     pe: torch.Tensor
     size: tuple[int, int]
     first_block: ProjectedImage | None
+    pe_projections: tuple[ProjectedPe, ...] = ()
+
+    def projected_pe(self, block: int) -> ProjectedPe | None:
+        """The `ProjectedPe` of block `block` (the transformer's depth: its final attention), if prepared."""
+        return self.pe_projections[block - 1] if 0 < block <= len(self.pe_projections) else None
 
 
 @dataclass(frozen=True)
@@ -165,8 +183,19 @@ class TwoWayTransformer(nn.Module):
         # Contiguous token-major copies: every later elementwise op over (B, HW, C) runs on dense rows.
         tokens = image_embedding.flatten(2).transpose(1, 2).contiguous()
         pe = image_pe.flatten(2).transpose(1, 2).contiguous()
-        first_block = self.layers[0].project_image(tokens, pe) if project else None
-        return ImageTokens(tokens, pe, (image_embedding.shape[2], image_embedding.shape[3]), first_block)
+        first_block, pe_projections = None, ()
+        if project:
+            first_block = self.layers[0].project_image(tokens, pe)
+            final = self.final_attn_token_to_image
+            pe_projections = tuple(
+                ProjectedPe(
+                    layer.cross_attn_token_to_image.project_pe(pe, "k"),
+                    layer.cross_attn_image_to_token.project_pe(pe, "q"),
+                )
+                for layer in self.layers[1:]
+            ) + (ProjectedPe(final.project_pe(pe, "k"), None),)
+        size = (image_embedding.shape[2], image_embedding.shape[3])
+        return ImageTokens(tokens, pe, size, first_block, pe_projections)
 
     def run_blocks(
         self, image: ImageTokens, point_embedding: torch.Tensor, defer_last: bool = False
@@ -180,10 +209,11 @@ class TwoWayTransformer(nn.Module):
         queries, keys = point_embedding, image.tokens
         for i, layer in enumerate(self.layers):
             projected = image.first_block if i == 0 else None
+            pe = image.projected_pe(i)
             if defer_last and i == len(self.layers) - 1:
-                queries, update = layer.attend(queries, keys, point_embedding, image.pe, projected)
+                queries, update = layer.attend(queries, keys, point_embedding, image.pe, projected, pe)
                 return TransformerState(queries, point_embedding, keys, image, update, layer.norm4)
-            queries, keys = layer(queries, keys, point_embedding, image.pe, projected)
+            queries, keys = layer(queries, keys, point_embedding, image.pe, projected, pe)
         return TransformerState(queries, point_embedding, keys, image)
 
     def final_tokens(
@@ -196,12 +226,16 @@ class TwoWayTransformer(nn.Module):
         queries = state.queries[prompts, tokens]
         q = queries + state.point_embedding[prompts, tokens]
         attention = self.final_attn_token_to_image
+        pe = state.image.projected_pe(self.depth)
+        pe_keys = None if pe is None else pe.keys
         if state.update is not None and state.update.weights is not None and attention.folds_projections(q.shape[1]):
             update = state.update.select(prompts)
-            attn_out = attention.attend_updated_tokens(q, state.keys[prompts], update, state.norm, state.image.pe)
+            attn_out = attention.attend_updated_tokens(
+                q, state.keys[prompts], update, state.norm, state.image.pe, pe_keys
+            )
         else:
             keys = state.image_tokens(prompts)
-            attn_out = attention(q=q, k=keys, v=keys, key_pe=state.image.pe)
+            attn_out = attention(q=q, k=keys, v=keys, key_pe=state.image.pe, pe_keys=pe_keys)
         return self.norm_final_attn(queries + attn_out)
 
 
@@ -235,12 +269,14 @@ class TwoWayAttentionBlock(nn.Module):
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
         projected: ProjectedImage | None = None,
+        pe: ProjectedPe | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """queries (B, N, C), keys (1 or B, HW, C) -> queries (B, N, C), keys (B, HW, C).
 
         projected: `project_image(keys, key_pe)` of batch-1 keys, computed beforehand.
+        pe: this block's `ProjectedPe` of key_pe, computed beforehand (or None).
         """
-        queries, update = self.attend(queries, keys, query_pe, key_pe, projected)
+        queries, update = self.attend(queries, keys, query_pe, key_pe, projected, pe)
         return queries, self.norm4(update.added_to(keys))
 
     def attend(
@@ -250,6 +286,7 @@ class TwoWayAttentionBlock(nn.Module):
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
         projected: ProjectedImage | None = None,
+        pe: ProjectedPe | None = None,
     ) -> tuple[torch.Tensor, ImageUpdate]:
         """`forward` up to the image tokens' update: queries (B, N, C) and the update that `forward` adds to keys
         before `norm4`."""
@@ -262,10 +299,10 @@ class TwoWayAttentionBlock(nn.Module):
 
         t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
         if projected is None:
-            k = keys + key_pe
-            queries = self.norm2(queries + t2i(q=queries + query_pe, k=k, v=keys))
+            pe_keys, pe_queries = (None, None) if pe is None else (pe.keys, pe.queries)
+            queries = self.norm2(queries + t2i(q=queries + query_pe, k=keys, v=keys, key_pe=key_pe, pe_keys=pe_keys))
             queries = self.norm3(queries + self.mlp(queries))
-            return queries, i2t.image_update(q=k, k=queries + query_pe, v=queries)
+            return queries, i2t.image_update(keys, queries + query_pe, queries, key_pe, pe_queries)
         queries = self.norm2(queries + t2i.attend_projected_keys(queries + query_pe, projected.keys, projected.values))
         queries = self.norm3(queries + self.mlp(queries))
         return queries, i2t.attend_projected_queries(projected.queries, queries + query_pe, queries)
@@ -313,25 +350,43 @@ class Attention(nn.Module):
         v: torch.Tensor,
         residual: torch.Tensor | None = None,
         key_pe: torch.Tensor | None = None,
+        pe_keys: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """q (Bq, Nq, C), k and v (Bk, Nk, C) -> (max(Bq, Bk), Nq, C), plus residual (1 or B, Nq, C) if given.
 
         key_pe (1 or Bk, Nk, C): added to the keys (not the values). Few queries over many keys take it apart,
-        q.(k + pe) = q.k + q.pe, so that k + pe is never formed (q.pe is one product over a shared pe).
+        q.(k + pe) = q.k + q.pe, so that k + pe is never formed (q.pe is one product over a shared pe, or per
+        head over pe_keys = `project_pe(key_pe, "k")` when given).
         """
         if self.folds_projections(k.shape[1]) and q.shape[1] >= _MANY_TOKENS:
             return self._few_keys(q, k if key_pe is None else k + key_pe, v).added_to(residual)
         if self.folds_projections(q.shape[1]) and k.shape[1] >= _MANY_TOKENS:
-            out = self._few_queries(q, k, v, key_pe)
+            out = self._few_queries(q, k, v, key_pe, pe_keys)
         else:
             out = self._plain(q, k if key_pe is None else k + key_pe, v)
         return out if residual is None else residual + out
 
-    def image_update(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> ImageUpdate:
-        """`forward(q, k, v)` as an `ImageUpdate`: factored when q has many tokens and k few."""
+    def image_update(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        query_pe: torch.Tensor | None = None,
+        pe_queries: torch.Tensor | None = None,
+    ) -> ImageUpdate:
+        """`forward(q + query_pe, k, v)` as an `ImageUpdate`: factored when q has many tokens and k few, and
+        then q + query_pe is never formed if pe_queries = `project_pe(query_pe, "q")` is given."""
         if self.folds_projections(k.shape[1]) and q.shape[1] >= _MANY_TOKENS:
-            return self._few_keys(q, k, v)
-        return ImageUpdate(None, self(q, k, v))
+            if pe_queries is not None:
+                return self._few_keys(q, k, v, pe_queries)
+            return self._few_keys(q if query_pe is None else q + query_pe, k, v)
+        return ImageUpdate(None, self(q if query_pe is None else q + query_pe, k, v))
+
+    def project_pe(self, pe: torch.Tensor, projection: str) -> torch.Tensor:
+        """A positional encoding pe (1, N, C) through the weight (no bias) of the "q" or "k" projection, per head:
+        (heads, N, d). The products with it take the other side's projection scaled by 1/sqrt(d)."""
+        proj = {"q": self.q_proj, "k": self.k_proj}[projection]
+        return self.separate_heads(F.linear(pe, proj.weight))[0].contiguous()
 
     def folds_projections(self, tokens: int) -> bool:
         """Whether folding the other side's projections into this many tokens costs less than applying them."""
@@ -364,6 +419,7 @@ class Attention(nn.Module):
         update: ImageUpdate,
         norm: nn.LayerNorm,
         key_pe: torch.Tensor,
+        pe_keys: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Few queries q (B, Nq, C) over image tokens norm(residual + update) (keys with key_pe added, values
         without), where residual is (B, HW, C) and `update` factored: -> (B, Nq, C), as `forward`, without forming
@@ -378,7 +434,8 @@ class Attention(nn.Module):
         channels, count = residual.shape[-1], rows.shape[1]
         gamma = norm.weight if norm.weight is not None else torch.ones_like(rows[0, 0])
         beta = norm.bias if norm.bias is not None else torch.zeros_like(rows[0, 0])
-        query_matrix = self._query_matrix(q)  # (B, h * Nq, C)
+        q = self._project_scaled(q, self.q_proj)  # (B, h, Nq, d)
+        query_matrix = self._fold_keys(q)  # (B, h * Nq, C)
         scaled = query_matrix * gamma
         ones = torch.ones_like(rows[:, :1])
         products = torch.cat([rows, scaled, ones], dim=1) @ residual.transpose(1, 2)  # (B, J + h * Nq + 1, HW)
@@ -391,7 +448,7 @@ class Attention(nn.Module):
         # logits over norm(x) + pe, less the per-query constant query . beta (the softmax drops it)
         with_update = (scaled @ rows.transpose(1, 2)) @ weights  # (B, h * Nq, HW)
         centred = with_queries + with_update - scaled.sum(-1, keepdim=True) * mean[:, None]
-        logits = centred * inv_std[:, None] + _batched_matmul(query_matrix, key_pe.transpose(1, 2))
+        logits = centred * inv_std[:, None] + self._pe_logits(q, query_matrix, key_pe, pe_keys)
         attn = logits.softmax(dim=-1) * inv_std[:, None]  # (B, h * Nq, HW), weights of x - mean
         mixed = attn @ residual + (attn @ weights.transpose(1, 2)) @ rows - (attn * mean[:, None]).sum(-1, keepdim=True)
         return self._output(mixed * gamma + beta)
@@ -409,24 +466,41 @@ class Attention(nn.Module):
         return self.out_proj(_merge_heads(attn.softmax(dim=-1) @ v))
 
     def _few_queries(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_pe: torch.Tensor | None = None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_pe: torch.Tensor | None = None,
+        pe_keys: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Few queries over many keys (k + key_pe): fold the key and value projections into the queries.
 
         logits = (W_k^T q') . (k + key_pe)  (the bias term q'.b_k is the same for every key, so softmax drops it);
         output = W_v (softmax @ v) + b_v, since each softmax row sums to one.
         """
-        query_matrix = self._query_matrix(q)  # (Bq, h * Nq, C)
+        q = self._project_scaled(q, self.q_proj)  # (Bq, h, Nq, d)
+        query_matrix = self._fold_keys(q)  # (Bq, h * Nq, C)
         logits = _batched_matmul(query_matrix, k.transpose(1, 2))  # (B, h * Nq, Nk)
-        if key_pe is not None:
-            logits = logits + _batched_matmul(query_matrix, key_pe.transpose(1, 2))
+        if key_pe is not None or pe_keys is not None:
+            logits = logits + self._pe_logits(q, query_matrix, key_pe, pe_keys)
         return self._output(_batched_matmul(logits.softmax(dim=-1), v))
 
-    def _query_matrix(self, q: torch.Tensor) -> torch.Tensor:
-        """Queries (B, Nq, C) with the key projection folded in: (B, h * Nq, C), rows ordered (head, query)."""
-        q = self._project_scaled(q, self.q_proj)  # (B, h, Nq, d)
+    def _fold_keys(self, q: torch.Tensor) -> torch.Tensor:
+        """Projected queries (B, h, Nq, d) with the key projection folded in: (B, h * Nq, C), rows (head, query)."""
         weight_k = self.k_proj.weight.unflatten(0, (self.num_heads, -1))  # (h, d, C)
         return torch.einsum("bhnd,hdc->bhnc", q, weight_k).flatten(1, 2)
+
+    def _pe_logits(
+        self, q: torch.Tensor, query_matrix: torch.Tensor, key_pe: torch.Tensor | None, pe_keys: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The logits' positional part q'.(W_k key_pe) of projected queries q (B, h, Nq, d): (B, h * Nq, Nk).
+
+        Per head over pe_keys (h, Nk, d) when given; else the folded query_matrix (B, h * Nq, C) over
+        key_pe (1, Nk, C).
+        """
+        if pe_keys is None:
+            return _batched_matmul(query_matrix, key_pe.transpose(1, 2))
+        return _per_head_logits(q, pe_keys)
 
     def _output(self, mixed: torch.Tensor) -> torch.Tensor:
         """Softmax-weighted sums of the values' inputs (B, h * Nq, C) -> the attention output (B, Nq, C)."""
@@ -436,10 +510,12 @@ class Attention(nn.Module):
         out = torch.einsum("bhnc,hdc->bhnd", mixed, weight_v) + self.v_proj.bias.view(heads, 1, -1)
         return self.out_proj(_merge_heads(out))
 
-    def _few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> ImageUpdate:
+    def _few_keys(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pe_queries: torch.Tensor | None = None
+    ) -> ImageUpdate:
         """Many queries over few keys: fold the query projection into the keys.
 
-        logits = q . (W_q^T k') + b_q . k'.
+        logits = q . (W_q^T k') + b_q . k', plus k' . pe_queries per head when given (queries q + pe).
         """
         heads = self.num_heads
         k = self._project_scaled(k, self.k_proj)  # (Bk, h, Nk, d)
@@ -447,6 +523,8 @@ class Attention(nn.Module):
         key_matrix = torch.einsum("bhnd,hdc->bhnc", k, weight_q).flatten(1, 2)  # (Bk, h * Nk, C)
         key_bias = torch.einsum("bhnd,hd->bhn", k, self.q_proj.bias.view(heads, -1)).flatten(1)  # (Bk, h * Nk)
         logits = _batched_matmul(key_matrix, q.transpose(1, 2)).add_(key_bias.unsqueeze(2))  # (B, h * Nk, Nq)
+        if pe_queries is not None:
+            logits = logits + _per_head_logits(k, pe_queries)
         return self._mix_few_values(logits, v)
 
     def _mix_few_values(self, logits: torch.Tensor, v: torch.Tensor) -> ImageUpdate:
@@ -471,6 +549,16 @@ _MANY_TOKENS = 256
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(B, heads, N, d) -> (B, N, heads * d)."""
     return x.transpose(1, 2).flatten(2)
+
+
+def _per_head_logits(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """rows (B, h, M, d) against shared columns (h, N, d), head by head: (B, h * M, N), rows ordered (head, row).
+
+    One (B * M, d) @ (d, N) product per head, so the B prompts share each head's columns.
+    """
+    batch, heads, count = rows.shape[:3]
+    out = rows.transpose(0, 1).flatten(1, 2) @ columns.transpose(1, 2)  # (h, B * M, N)
+    return out.unflatten(1, (batch, count)).transpose(0, 1).flatten(1, 2)
 
 
 def _batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
