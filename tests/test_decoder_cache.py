@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mobile_sam import sam_model_registry
-from mobile_sam.onnx.files import LOW_RES_DECODER_INPUTS
+from mobile_sam.onnx.files import IMAGE_SIDE_INPUTS, LOW_RES_DECODER_INPUTS
 from webapp import decoder_cache
 from webapp.decoder_cache import DecoderCache, DecoderSettings, weights_sha256
 
@@ -43,18 +43,22 @@ def exports(monkeypatch):
 def test_the_first_request_exports_and_later_ones_reuse_the_file(sam, tmp_path, exports):
     cache = DecoderCache(tmp_path)
     first = cache.decoder(sam, SHA)
-    data = first.path.read_bytes()
-    assert first.sha256 == hashlib.sha256(data).hexdigest() and first.size == len(data)
+    data, image_side = first.path.read_bytes(), first.image_side.read_bytes()
+    assert first.sha256 == hashlib.sha256(data + image_side).hexdigest() and first.size == len(data) + len(image_side)
     assert first.name == f"decoder-{first.sha256[:16]}.onnx"
+    assert first.image_side.name == f"decoder-{first.sha256[:16]}.image.onnx"
     session = onnxruntime.InferenceSession(str(first.path))
     assert tuple(i.name for i in session.get_inputs()) == LOW_RES_DECODER_INPUTS
+    session = onnxruntime.InferenceSession(str(first.image_side))
+    assert tuple(i.name for i in session.get_inputs()) == IMAGE_SIDE_INPUTS
     assert DecoderCache(tmp_path).decoder(sam, SHA) == first  # a new process finds it on disk
+    assert cache.file(first.image_side.name) == first.image_side
     assert len(exports) == 1
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json")) == [
-        first.name,
-        f"{first.name}.gz",
-    ]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json")) == sorted(
+        [first.name, f"{first.name}.gz", first.image_side.name, f"{first.image_side.name}.gz"]
+    )
     assert gzip.decompress((tmp_path / f"{first.name}.gz").read_bytes()) == data
+    assert gzip.decompress((tmp_path / f"{first.image_side.name}.gz").read_bytes()) == image_side
 
 
 def test_settings_and_weights_are_part_of_the_key(sam, tmp_path, exports):
@@ -83,6 +87,8 @@ def test_a_damaged_entry_is_exported_again(sam, tmp_path, exports):
     first.path.write_bytes(b"truncated")
     again = cache.decoder(sam, SHA)
     assert len(exports) == 2 and again.path.read_bytes() != b"truncated" and again.size == first.size
+    again.image_side.unlink()
+    assert cache.decoder(sam, SHA).image_side.is_file() and len(exports) == 3
 
 
 def test_file_names_outside_the_pattern_are_refused(sam, tmp_path):
@@ -90,7 +96,7 @@ def test_file_names_outside_the_pattern_are_refused(sam, tmp_path):
     entry = cache.decoder(sam, SHA)
     (tmp_path / "secret.onnx").write_text("no")
     assert cache.file(entry.name) == entry.path
-    for name in ("../secret.onnx", "decoder-0123456789abcdef.onnx", f"{entry.name}.json", "x.onnx", ""):
+    for name in ("../secret.onnx", "decoder-0123456789abcdef.onnx", f"{entry.name}.json", "x.onnx", "", "a.image.onnx"):
         assert cache.file(name) is None
 
 
@@ -129,6 +135,7 @@ def test_entries_beyond_max_entries_are_deleted_least_recently_used_first(sam, t
     new = DecoderCache(tmp_path, DecoderSettings(weights_dtype="float32"), max_entries=1).decoder(sam, SHA)
     assert float16.lookup(SHA) is None
     assert not old.path.exists() and not old.path.with_name(f"{old.name}.gz").exists()
+    assert not old.image_side.exists() and not old.image_side.with_name(f"{old.image_side.name}.gz").exists()
     assert new.path.is_file() and len(list(tmp_path.glob("*.json"))) == 1
     assert in_flight.is_file()
     with pytest.raises(ValueError, match="at least 1"):

@@ -1,5 +1,6 @@
-"""The decoder graph cut at the low-res logits (`export_low_res_decoder`, the web page's decoder) gives the official
-low-res logits and scores (../shared/conformance) for points and boxes, for any number of points, and for any SAM."""
+"""The decoder graphs cut at the low-res logits (`export_low_res_decoder`, the web page's decoder: the image side once,
+then the prompts) give the official low-res logits and scores (../shared/conformance) where `Sam.postprocess_masks`
+reads them, for points and boxes, for any number of points, and for any SAM."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ import pytest
 import torch
 
 from mobile_sam import sam_model_registry
-from mobile_sam.onnx.files import LOW_RES_DECODER_INPUTS, LOW_RES_DECODER_OUTPUTS
-from mobile_sam.onnx.low_res import export_low_res_decoder
+from mobile_sam.onnx.files import (
+    IMAGE_SIDE_INPUTS,
+    IMAGE_SIDE_OUTPUTS,
+    LOW_RES_DECODER_INPUTS,
+    LOW_RES_DECODER_OUTPUTS,
+)
+from mobile_sam.onnx.low_res import export_low_res_decoder, image_side_path
 from mobile_sam.utils.transforms import ResizeLongestSide
 
 LOGITS_ATOL = 1e-4
@@ -22,6 +28,8 @@ SCORES_ATOL = 1e-4
 FLOAT16_MIN_MASK_IOU = 0.999
 FLOAT16_SCORES_ATOL = 2e-3
 CASES = ["one_point_multi", "pos_neg_single", "box_single", "box_point_multi", "three_points_multi"]
+ORIGINAL_SIZE = (603, 1072)  # the conformance image's
+INPUT_SIZE = (576, 1024)  # ORIGINAL_SIZE with its longest side resized to 1024
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +44,24 @@ def sam(conformance_dir):
     return sam_model_registry["vit_t"](checkpoint=conformance_dir / "mobile_sam_vit_t_seed0.pt").eval()
 
 
+def _sessions(path) -> tuple[onnxruntime.InferenceSession, onnxruntime.InferenceSession]:
+    """The image side's session and the prompts' session of an exported decoder."""
+    return onnxruntime.InferenceSession(str(image_side_path(path))), onnxruntime.InferenceSession(str(path))
+
+
 @pytest.fixture(scope="module")
 def decoders(sam, tmp_path_factory):
     folder = tmp_path_factory.mktemp("low_res")
     return {
-        dtype: onnxruntime.InferenceSession(str(export_low_res_decoder(sam, folder / f"{dtype}.onnx", **kw)))
+        dtype: _sessions(export_low_res_decoder(sam, folder / f"{dtype}.onnx", **kw))
         for dtype, kw in (("float32", {}), ("float16", {"weights_dtype": "float16"}))
     }
+
+
+def _computed_extent(input_size: tuple[int, int]) -> tuple[int, int]:
+    """Low-res rows and columns the graph computes: those that upsampling x4 to input_size reads (output pixel i
+    reads samples floor((i + 0.5) / 4 - 0.5) and the next), rounded up to whole 4x4 tokens."""
+    return tuple(min(256, 4 * -(-(-(-side // 4) + 1) // 4)) for side in input_size)
 
 
 def _graph_prompt(args: dict, original_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -60,9 +79,14 @@ def _graph_prompt(args: dict, original_size: tuple[int, int]) -> tuple[np.ndarra
     return coords[None].astype(np.float32), labels[None].astype(np.float32)
 
 
-def _run(session, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    inputs = dict(zip(LOW_RES_DECODER_INPUTS, (embedding, coords, labels)))
-    return tuple(session.run(list(LOW_RES_DECODER_OUTPUTS), inputs))
+def _run(
+    sessions, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, input_size=INPUT_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    image_side, prompts = sessions
+    prepared = image_side.run(list(IMAGE_SIDE_OUTPUTS), {"image_embeddings": embedding})
+    size = np.asarray(input_size, dtype=np.float32)
+    inputs = dict(zip(LOW_RES_DECODER_INPUTS, (*prepared, coords, labels, size)))
+    return tuple(prompts.run(list(LOW_RES_DECODER_OUTPUTS), inputs))
 
 
 def _selected(args: dict) -> slice:
@@ -75,23 +99,35 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def test_graph_has_the_documented_interface(decoders):
-    session = decoders["float32"]
-    assert tuple(i.name for i in session.get_inputs()) == LOW_RES_DECODER_INPUTS
-    assert tuple(o.name for o in session.get_outputs()) == LOW_RES_DECODER_OUTPUTS
-    assert [i.shape for i in session.get_inputs()] == [[1, 256, 64, 64], [1, "num_points", 2], [1, "num_points"]]
-    assert [o.shape for o in session.get_outputs()] == [[1, 4], [1, 4, 256, 256]]
+def test_graphs_have_the_documented_interface(decoders):
+    image_side, prompts = decoders["float32"]
+    assert tuple(i.name for i in image_side.get_inputs()) == IMAGE_SIDE_INPUTS
+    assert tuple(o.name for o in image_side.get_outputs()) == IMAGE_SIDE_OUTPUTS
+    assert [i.shape for i in image_side.get_inputs()] == [[1, 256, 64, 64]]
+    assert [o.shape for o in image_side.get_outputs()] == [[1, 4096, 256]] + [[1, 8, 4096, 16]] * 3
+    assert tuple(i.name for i in prompts.get_inputs()) == LOW_RES_DECODER_INPUTS
+    assert tuple(o.name for o in prompts.get_outputs()) == LOW_RES_DECODER_OUTPUTS
+    assert [i.shape for i in prompts.get_inputs()] == [[1, 4096, 256]] + [[1, 8, 4096, 16]] * 3 + [
+        [1, "num_points", 2],
+        [1, "num_points"],
+        [2],
+    ]
+    scores, masks = prompts.get_outputs()
+    assert scores.shape == [1, 4] and len(masks.shape) == 4  # masks: (1, 4, 256, 256), from a traced extent
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_low_res_logits_and_scores_are_the_official_ones(name, decoders, official):
     cases, arrays = official
     args = cases[name]
-    coords, labels = _graph_prompt(args, (603, 1072))
+    coords, labels = _graph_prompt(args, ORIGINAL_SIZE)
     scores, low_res = _run(decoders["float32"], arrays["embedding"], coords, labels)
     assert scores.shape == (1, 4) and low_res.shape == (1, 4, 256, 256) and low_res.dtype == np.float32
     selected = _selected(args)
-    assert np.abs(low_res[0, selected] - arrays[f"{name}/low_res_logits"]).max() <= LOGITS_ATOL
+    rows, cols = _computed_extent(INPUT_SIZE)
+    expected = arrays[f"{name}/low_res_logits"]
+    assert np.abs(low_res[0, selected, :rows, :cols] - expected[..., :rows, :cols]).max() <= LOGITS_ATOL
+    assert not low_res[0, :, rows:].any() and not low_res[0, :, :, cols:].any()
     assert np.abs(scores[0, selected] - arrays[f"{name}/scores"]).max() <= SCORES_ATOL
 
 
@@ -99,10 +135,11 @@ def test_low_res_logits_and_scores_are_the_official_ones(name, decoders, officia
 def test_float16_weights_keep_the_official_masks(name, decoders, official):
     cases, arrays = official
     args = cases[name]
-    scores, low_res = _run(decoders["float16"], arrays["embedding"], *_graph_prompt(args, (603, 1072)))
+    scores, low_res = _run(decoders["float16"], arrays["embedding"], *_graph_prompt(args, ORIGINAL_SIZE))
     selected = _selected(args)
+    rows, cols = _computed_extent(INPUT_SIZE)
     for ours, reference in zip(low_res[0, selected], arrays[f"{name}/low_res_logits"]):
-        assert _mask_iou(ours > 0, reference > 0) >= FLOAT16_MIN_MASK_IOU
+        assert _mask_iou(ours[:rows, :cols] > 0, reference[:rows, :cols] > 0) >= FLOAT16_MIN_MASK_IOU
     assert np.abs(scores[0, selected] - arrays[f"{name}/scores"]).max() <= FLOAT16_SCORES_ATOL
 
 
@@ -111,6 +148,7 @@ def test_float16_weights_halve_the_file(sam, tmp_path):
     half = export_low_res_decoder(sam, tmp_path / "float16.onnx", weights_dtype="float16")
     assert half.stat().st_size < 0.55 * full.stat().st_size
     onnx.checker.check_model(str(half))
+    onnx.checker.check_model(str(image_side_path(half)))
 
 
 @pytest.mark.parametrize("num_points", [1, 2, 7])
@@ -127,7 +165,7 @@ def test_any_number_of_points_matches_the_torch_decoder(num_points, sam, decoder
         )
     padded = torch.cat([points, torch.zeros(1, 1, 2)], 1).numpy()  # PromptEncoder pads when there is no box
     padded_labels = torch.cat([labels.float(), -torch.ones(1, 1)], 1).numpy()
-    scores, low_res = _run(decoders["float32"], embedding, padded, padded_labels)
+    scores, low_res = _run(decoders["float32"], embedding, padded, padded_labels, input_size=(1024, 1024))
     assert np.abs(low_res[:, 1:] - expected_low_res.numpy()).max() <= LOGITS_ATOL
     assert np.abs(scores[:, 1:] - expected_scores.numpy()).max() <= SCORES_ATOL
 
@@ -136,7 +174,7 @@ def test_vit_b_decoder_exports_the_same_way(tmp_path):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         sam = sam_model_registry["vit_b"](None).eval()
-    session = onnxruntime.InferenceSession(str(export_low_res_decoder(sam, tmp_path / "vit_b.onnx")))
+    sessions = _sessions(export_low_res_decoder(sam, tmp_path / "vit_b.onnx"))
     embedding = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(1))
     box = torch.tensor([[[100.0, 200.0], [700.0, 900.0]]])
     with torch.no_grad():
@@ -144,8 +182,12 @@ def test_vit_b_decoder_exports_the_same_way(tmp_path):
         expected_low_res, expected_scores = sam.mask_decoder(
             embedding, sam.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=False
         )
-    scores, low_res = _run(session, embedding.numpy(), box.numpy(), np.array([[2.0, 3.0]], dtype=np.float32))
-    assert np.abs(low_res[:, :1] - expected_low_res.numpy()).max() <= LOGITS_ATOL
+    labels = np.array([[2.0, 3.0]], dtype=np.float32)
+    scores, low_res = _run(sessions, embedding.numpy(), box.numpy(), labels, input_size=(1024, 768))
+    rows, cols = _computed_extent((1024, 768))
+    assert (rows, cols) == (256, 196)
+    assert np.abs(low_res[:, :1, :, :cols] - expected_low_res[..., :cols].numpy()).max() <= LOGITS_ATOL
+    assert not low_res[..., cols:].any()
     assert np.abs(scores[:, :1] - expected_scores.numpy()).max() <= SCORES_ATOL
 
 

@@ -1,9 +1,10 @@
 """The web page's decoder files (`export_low_res_decoder` of a loaded model), exported once and kept on disk.
 
 An entry is keyed by the weights' SHA-256 (the checkpoint file's; `weights_sha256(sam)` for weights without a
-file, such as random ones) and the export settings. The file's name holds the SHA-256 of its content
-(decoder-<16 hex>.onnx), so the page may cache its URL forever and a new export never reuses an old URL; a gzip
-copy (name + ".gz") sits beside it for clients that accept gzip. Every file is written atomically; concurrent
+file, such as random ones) and the export settings. It is two graphs: the prompts' (decoder-<16 hex>.onnx) and the
+image side's (decoder-<16 hex>.image.onnx, run once per image), both named by the SHA-256 of their contents
+together, so the page may cache their URLs forever and a new export never reuses an old URL; a gzip copy
+(name + ".gz") sits beside each for clients that accept gzip. Every file is written atomically; concurrent
 requests for one entry export it once. With `max_entries`, the least recently used entries beyond it are deleted
 after each export (old weights, old settings, old graph versions).
 """
@@ -24,12 +25,12 @@ import torch
 
 from mobile_sam.modeling import Sam
 from mobile_sam.onnx.export import DEFAULT_OPSET
-from mobile_sam.onnx.low_res import WeightsDtype, export_low_res_decoder
+from mobile_sam.onnx.low_res import WeightsDtype, export_low_res_decoder, image_side_path
 from mobile_sam.utils.atomic import atomic_write_bytes
 
 # Bump when SamLowResOnnxModel or its export changes what a decoder file computes: old entries are then unused.
-GRAPH_VERSION = 1
-FILE_NAME = re.compile(r"decoder-[0-9a-f]{16}\.onnx")
+GRAPH_VERSION = 2
+FILE_NAME = re.compile(r"decoder-[0-9a-f]{16}(\.image)?\.onnx")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ class DecoderSettings:
 
 @dataclass(frozen=True)
 class DecoderFile:
-    """One cached decoder: its path (name decoder-<content hash>.onnx), content SHA-256 and size in bytes."""
+    """One cached decoder: the prompts' graph's path (name decoder-<content hash>.onnx; the image side's graph is
+    beside it, `image_side_path`), the SHA-256 of both graphs' contents (the prompts' then the image side's bytes)
+    and their sizes in bytes together."""
 
     path: Path
     sha256: str
@@ -51,6 +54,10 @@ class DecoderFile:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def image_side(self) -> Path:
+        return image_side_path(self.path)
 
 
 class DecoderCache:
@@ -79,14 +86,18 @@ class DecoderCache:
                 exported = export_low_res_decoder(
                     sam, Path(scratch) / "decoder.onnx", self.settings.opset, self.settings.weights_dtype
                 )
-                data = exported.read_bytes()
-            sha256 = hashlib.sha256(data).hexdigest()
-            path = atomic_write_bytes(self.folder / f"decoder-{sha256[:16]}.onnx", data)
-            atomic_write_bytes(path.with_name(f"{path.name}.gz"), gzip.compress(data, compresslevel=9, mtime=0))
-            record = {"file": path.name, "sha256": sha256, "size": len(data)}
+                prompts, image_side = exported.read_bytes(), image_side_path(exported).read_bytes()
+            sha256 = hashlib.sha256(prompts + image_side).hexdigest()
+            path = self.folder / f"decoder-{sha256[:16]}.onnx"
+            # The image side first: a record names the prompts' file, which appears only when both are in place.
+            for target, data in ((image_side_path(path), image_side), (path, prompts)):
+                atomic_write_bytes(target.with_name(f"{target.name}.gz"), gzip.compress(data, compresslevel=9, mtime=0))
+                atomic_write_bytes(target, data)
+            size = len(prompts) + len(image_side)
+            record = {"file": path.name, "sha256": sha256, "size": size}
             atomic_write_bytes(self._record(key), json.dumps(record).encode())
             self._prune()
-            return DecoderFile(path, sha256, len(data))
+            return DecoderFile(path, sha256, size)
 
     def lookup(self, weights_sha256: str) -> DecoderFile | None:
         """The decoder file of these weights when it is exported already (never exports), else None."""
@@ -109,11 +120,11 @@ class DecoderCache:
         return self.folder / f"{key}.json"
 
     def _lookup(self, key: str) -> DecoderFile | None:
-        """The entry's file when its record and file are both there and agree in size."""
+        """The entry's files when its record and both graphs are there and agree in size."""
         try:
             record = json.loads(self._record(key).read_text())
             path = self.file(record["file"])
-            if path is not None and path.stat().st_size == record["size"]:
+            if path is not None and path.stat().st_size + image_side_path(path).stat().st_size == record["size"]:
                 os.utime(self._record(key))  # recently used
                 return DecoderFile(path, record["sha256"], record["size"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -131,8 +142,9 @@ class DecoderCache:
             name = _record_file(record)
             record.unlink(missing_ok=True)
             if name is not None and name not in kept and self.file(name) is not None:  # another entry may share it
-                (self.folder / name).unlink(missing_ok=True)
-                (self.folder / f"{name}.gz").unlink(missing_ok=True)
+                for graph in (self.folder / name, image_side_path(self.folder / name)):
+                    graph.unlink(missing_ok=True)
+                    graph.with_name(f"{graph.name}.gz").unlink(missing_ok=True)
 
     def _lock(self, key: str) -> threading.Lock:
         with self._guard:

@@ -9,6 +9,9 @@ from torch import nn
 from .common import LayerNorm2d
 from .transformer import ImageTokens, TransformerState
 
+# Low-res mask logits per image token along each side: output_upscaling's two stride-2 transposed convolutions.
+UPSCALE_FACTOR = 4
+
 
 class MaskDecoder(nn.Module):
     """Predicts masks with a two-way transformer and hypernetwork heads over upscaled image features.
@@ -53,6 +56,7 @@ class MaskDecoder(nn.Module):
         # Prompts upscaled at once: bounds the (chunk, 64, 64, 4, 128) intermediate tensors to a few tens of MB,
         # which the allocator can reuse instead of mapping fresh pages for every batch.
         self.upscale_chunk_size = 4
+        self.upscale_factor = UPSCALE_FACTOR
 
     def forward(
         self,
@@ -190,12 +194,41 @@ class MaskDecoder(nn.Module):
             iou_predictions (B, 3 or 1) of the selected outputs, then `upscale_masks`' inputs: hyper_in
             (B, 3 or 1, C / 8) and image_tokens (B, C, 64, 64).
         """
-        outputs = self._outputs(multimask_output)
+        iou_predictions, hyper_in, tokens = self._decode_outputs(
+            image, sparse_prompt_embeddings, self._outputs(multimask_output)
+        )
+        return iou_predictions, hyper_in, tokens.permute(0, 3, 1, 2)
+
+    def predict_masks_prepared(
+        self, image: ImageTokens, sparse_prompt_embeddings: torch.Tensor, token_extent: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`predict_masks` on a prepared image (no mask prompt): low-res mask logits (B, 4, 256, 256) and predicted
+        IoU (B, 4) of every output, the single-mask output first.
+
+        token_extent: (rows, cols) of image tokens (ints or 0-d tensors) whose logits are wanted; the logits of the
+        others are left at 0 (upscaling is local: the wanted ones are those of the full computation).
+        """
+        iou_predictions, hyper_in, tokens = self._decode_outputs(
+            image, sparse_prompt_embeddings, range(self.num_mask_tokens)
+        )
+        if token_extent is None:
+            return self.upscale_token_major(hyper_in, tokens), iou_predictions
+        rows, cols = token_extent
+        # index_select, not slicing: an ONNX trace keeps tensor bounds as inputs of the graph.
+        kept = tokens.index_select(1, torch.arange(rows)).index_select(2, torch.arange(cols))
+        masks = self.upscale_token_major(hyper_in, kept)
+        return _zero_padded(masks, tokens.shape[1] * 4, tokens.shape[2] * 4), iou_predictions
+
+    def _decode_outputs(
+        self, image: ImageTokens, sparse_prompt_embeddings: torch.Tensor, outputs: range
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predicted IoU (B, K), hyper_in (B, K, C / 8) and token-major image tokens (B, 64, 64, C) of mask
+        outputs (K,)."""
         state = self.transformer.run_blocks(image, self._prompt_tokens(sparse_prompt_embeddings))
         final = self.transformer.final_tokens(state, tokens=slice(0, 1 + outputs[-1] + 1))
         iou_predictions = self.iou_prediction_head(final[:, 0])[:, outputs[0] : outputs[-1] + 1]
-        image_tokens = state.keys.transpose(1, 2).unflatten(2, image.size)
-        return iou_predictions, self._hyper_in(final[:, 1 + outputs[0] :], outputs), image_tokens
+        tokens = state.keys.unflatten(1, image.size)
+        return iou_predictions, self._hyper_in(final[:, 1 + outputs[0] :], outputs), tokens
 
     def _outputs(self, multimask_output: bool) -> range:
         """The mask outputs selected: the three multimask outputs, or the single-mask output."""
@@ -218,7 +251,10 @@ class MaskDecoder(nn.Module):
         `output_upscaling` runs on token-major features (see `_upscale`); the image tokens that the decoder
         makes are token-major already, so `image_tokens` is usually a permuted view of them.
         """
-        tokens = image_tokens.permute(0, 2, 3, 1)
+        return self.upscale_token_major(hyper_in, image_tokens.permute(0, 2, 3, 1))
+
+    def upscale_token_major(self, hyper_in: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """`upscale_masks` of token-major image tokens (B, h, w, C): (B, K, 4h, 4w)."""
         chunks = [
             self._upscale(
                 hyper_in[start : start + self.upscale_chunk_size], tokens[start : start + self.upscale_chunk_size]
@@ -245,6 +281,14 @@ class MaskDecoder(nn.Module):
         # Pixel (4i + 2a + c, 4j + 2b + d) of a mask sits at token (i, j), first-level pixel (a, b), second (c, d).
         masks = masks.view(batch, -1, height, width, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
         return masks.reshape(batch, -1, 4 * height, 4 * width)
+
+
+def _zero_padded(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """masks (B, K, h, w) at the top left of zeros (B, K, height, width); h, w may be traced sizes."""
+    batch, count, rows, cols = masks.shape
+    right = torch.zeros(batch, count, rows, width - cols, dtype=masks.dtype)
+    below = torch.zeros(batch, count, height - rows, width, dtype=masks.dtype)
+    return torch.cat([torch.cat([masks, right], dim=3), below], dim=2)
 
 
 def _pixel_weight(conv: nn.ConvTranspose2d) -> torch.Tensor:

@@ -72,7 +72,9 @@ class ImageUpdate:
             return self.rows if residual is None else residual + self.rows
         if residual is None:
             return self.weights.transpose(1, 2) @ self.rows
-        return torch.baddbmm(residual.expand(self.weights.shape[0], -1, -1), self.weights.transpose(1, 2), self.rows)
+        if residual.shape[0] != self.weights.shape[0]:
+            residual = residual.expand(self.weights.shape[0], -1, -1)
+        return torch.baddbmm(residual, self.weights.transpose(1, 2), self.rows)
 
     def select(self, prompts: torch.Tensor | slice) -> ImageUpdate:
         """The update of some prompts (S,)."""
@@ -183,18 +185,24 @@ class TwoWayTransformer(nn.Module):
         # Contiguous token-major copies: every later elementwise op over (B, HW, C) runs on dense rows.
         tokens = image_embedding.flatten(2).transpose(1, 2).contiguous()
         pe = image_pe.flatten(2).transpose(1, 2).contiguous()
-        first_block, pe_projections = None, ()
-        if project:
-            first_block = self.layers[0].project_image(tokens, pe)
-            final = self.final_attn_token_to_image
-            pe_projections = tuple(
-                ProjectedPe(
-                    layer.cross_attn_token_to_image.project_pe(pe, "k"),
-                    layer.cross_attn_image_to_token.project_pe(pe, "q"),
-                )
-                for layer in self.layers[1:]
-            ) + (ProjectedPe(final.project_pe(pe, "k"), None),)
         size = (image_embedding.shape[2], image_embedding.shape[3])
+        if not project:
+            return ImageTokens(tokens, pe, size, None)
+        return self.projected_image(tokens, pe, size, self.layers[0].project_image(tokens, pe))
+
+    def projected_image(
+        self, tokens: torch.Tensor, pe: torch.Tensor, size: tuple[int, int], first_block: ProjectedImage
+    ) -> ImageTokens:
+        """`prepare_image`'s result from batch-1 tokens (1, HW, C), their pe (1, HW, C) on a grid of `size` and the
+        first block's projections of them (`TwoWayAttentionBlock.project_image`): adds the positional encoding's
+        projections for the later blocks and the final attention."""
+        final = self.final_attn_token_to_image
+        pe_projections = tuple(
+            ProjectedPe(
+                layer.cross_attn_token_to_image.project_pe(pe, "k"), layer.cross_attn_image_to_token.project_pe(pe, "q")
+            )
+            for layer in self.layers[1:]
+        ) + (ProjectedPe(final.project_pe(pe, "k"), None),)
         return ImageTokens(tokens, pe, size, first_block, pe_projections)
 
     def run_blocks(
@@ -556,9 +564,8 @@ def _per_head_logits(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
 
     One (B * M, d) @ (d, N) product per head, so the B prompts share each head's columns.
     """
-    batch, heads, count = rows.shape[:3]
     out = rows.transpose(0, 1).flatten(1, 2) @ columns.transpose(1, 2)  # (h, B * M, N)
-    return out.unflatten(1, (batch, count)).transpose(0, 1).flatten(1, 2)
+    return out.unflatten(1, (rows.shape[0], -1)).transpose(0, 1).flatten(1, 2)
 
 
 def _batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

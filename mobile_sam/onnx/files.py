@@ -17,8 +17,11 @@ ENCODER_OUTPUT = "image_embeddings"
 # The official `SamOnnxModel` graph's names (scripts/export_onnx_model.py).
 DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size")
 DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
-# The decoder cut at the low-res logits (`SamLowResOnnxModel`, for the web page): no mask prompt, no resize.
-LOW_RES_DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels")
+# The decoder cut at the low-res logits, for the web page: no mask prompt, no resize. Two graphs: the image side
+# (`SamImageSideOnnxModel`, once per image), then the prompts (`SamLowResOnnxModel`) on its outputs.
+IMAGE_SIDE_INPUTS = ("image_embeddings",)
+IMAGE_SIDE_OUTPUTS = ("image_tokens", "first_keys", "first_values", "first_queries")
+LOW_RES_DECODER_INPUTS = (*IMAGE_SIDE_OUTPUTS, "point_coords", "point_labels", "input_size")
 LOW_RES_DECODER_OUTPUTS = ("iou_predictions", "low_res_masks")
 
 METADATA_KEY = "mobile_sam"

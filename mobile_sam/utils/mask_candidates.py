@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..modeling.mask_decoder import UPSCALE_FACTOR
 from ..modeling.sam import low_res_extent, upsample_low_res
 from ..predictor import SamPredictor
 from .amg import (
@@ -40,7 +41,6 @@ from .mask_data import MaskData
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 UPSAMPLING = ("torch", "opencv")
-UPSCALE = 4  # the mask decoder's upscaling: low-res logits per image token along each side
 
 
 @dataclass
@@ -69,10 +69,10 @@ class PromptDecoder:
             _, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
             self.image = self.mask_decoder.prepare_image(features, self.prompt_encoder.get_dense_pe(), dense)
         tokens = features.shape[-1]
-        self.low_res_size = UPSCALE * tokens
+        self.low_res_size = UPSCALE_FACTOR * tokens
         # Image tokens under the low-res logits that upsampling to the input frame reads (upscaling is local).
         extent = low_res_extent(predictor.input_size, model.image_size, self.low_res_size)
-        self.token_extent = tuple(min(tokens, -(-side // UPSCALE)) for side in extent)
+        self.token_extent = tuple(min(tokens, -(-side // UPSCALE_FACTOR)) for side in extent)
         # The official code passes float64 coordinates; MPS has no float64.
         self.dtype = torch.float32 if predictor.device.type == "mps" else torch.float64
 

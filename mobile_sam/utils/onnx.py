@@ -15,7 +15,9 @@ and returns upscaled mask logits (1, K, H, W), scores (1, K) and low-res logits 
 K = 4 (the single-mask output then the three multimask outputs) or 1 with `return_single_mask`.
 
 `SamLowResOnnxModel` is the same graph cut at the low-res logits, for callers that draw the masks
-themselves (the web page's decoder): no mask prompt, no upscaling.
+themselves (the web page's decoder): no mask prompt, no upscaling. It comes in two graphs: `SamImageSideOnnxModel`
+runs once per image (the mask decoder's image side, `MaskDecoder.prepare_image`) and `SamLowResOnnxModel` once per
+prompt on its outputs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modeling import Sam
+from ..modeling.transformer import ProjectedImage
 
 # `return_single_mask` picks the single-mask output from this many points on (padding point included),
 # the best-scoring multimask output below it: the official rule.
@@ -144,13 +147,39 @@ class SamOnnxModel(nn.Module):
         return upscaled_masks, scores, masks
 
 
-class SamLowResOnnxModel(SamOnnxModel):
-    """Prompt encoding and mask decoding of `model`, cut at the low-res logits (for ONNX export).
+class SamImageSideOnnxModel(nn.Module):
+    """The mask decoder's image side without a mask prompt, computed once per image (for ONNX export).
 
-    image_embeddings (1, 256, 64, 64), point_coords (1, N, 2) in the input frame and point_labels (1, N) as for
-    `SamOnnxModel` -> iou_predictions (1, 4) and low_res_masks (1, 4, 256, 256): all four outputs (the
-    single-mask output first), no mask prompt, no resize. `Sam.postprocess_masks` of low_res_masks gives the
-    masks `SamOnnxModel` returns.
+    image_embeddings (1, C, 64, 64) -> image_tokens (1, 4096, C): the embedding plus the no-mask embedding,
+    token-major; first_keys, first_values, first_queries (1, heads, 4096, d): the first block's image-side
+    projections (`MaskDecoder.prepare_image`).
+    """
+
+    def __init__(self, model: Sam) -> None:
+        super().__init__()
+        self.model = model
+
+    @torch.no_grad()
+    def forward(self, image_embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """See the class docstring for the input and outputs."""
+        encoder = self.model.prompt_encoder
+        dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        image = self.model.mask_decoder.prepare_image(image_embeddings, encoder.get_dense_pe(), dense)
+        first = image.first_block
+        return image.tokens, first.keys, first.values, first.queries
+
+
+class SamLowResOnnxModel(SamOnnxModel):
+    """Prompt encoding and mask decoding of `model` on an image side from `SamImageSideOnnxModel`, cut at the low-res
+    logits (for ONNX export).
+
+    image_tokens, first_keys, first_values, first_queries as `SamImageSideOnnxModel` gives them, point_coords
+    (1, N, 2) in the input frame, point_labels (1, N) as for `SamOnnxModel`, and input_size (2,) float: the (h, w)
+    of the image resized into the input frame -> iou_predictions (1, 4) and low_res_masks (1, 4, 256, 256): all four
+    outputs (the single-mask output first), no mask prompt, no resize. Only the low-res logits that
+    `Sam.postprocess_masks` reads for input_size are computed (`low_res_extent`, rounded up to whole image tokens);
+    the others are 0. `Sam.postprocess_masks` of low_res_masks gives the masks `SamOnnxModel` returns. The
+    positional encoding's projections are constants of the graph.
     """
 
     def __init__(self, model: Sam) -> None:
@@ -158,14 +187,32 @@ class SamLowResOnnxModel(SamOnnxModel):
 
     @torch.no_grad()
     def forward(
-        self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor
+        self,
+        image_tokens: torch.Tensor,
+        first_keys: torch.Tensor,
+        first_values: torch.Tensor,
+        first_queries: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        input_size: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """See the class docstring for the inputs and outputs."""
         encoder = self.model.prompt_encoder
-        masks, scores = self.mask_decoder.predict_masks(
-            image_embeddings=image_embeddings,
-            image_pe=encoder.get_dense_pe(),
-            sparse_prompt_embeddings=self._embed_points(point_coords, point_labels),
-            dense_prompt_embeddings=encoder.no_mask_embed.weight.reshape(1, -1, 1, 1),
+        pe = encoder.get_dense_pe()
+        size = (pe.shape[2], pe.shape[3])
+        image = self.mask_decoder.transformer.projected_image(
+            image_tokens, pe.flatten(2).transpose(1, 2), size, ProjectedImage(first_keys, first_values, first_queries)
+        )
+        masks, scores = self.mask_decoder.predict_masks_prepared(
+            image, self._embed_points(point_coords, point_labels), self._token_extent(input_size, size)
         )
         return scores, masks
+
+    def _token_extent(self, input_size: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image tokens (rows, cols) under the low-res logits that upsampling to input_size (h, w) reads, as 0-d
+        int64 tensors (`mobile_sam.modeling.sam.low_res_extent`, in whole tokens of `upscale` low-res samples)."""
+        low_res = self.mask_decoder.upscale_factor * size[0]
+        scale = self.img_size // low_res
+        samples = torch.clamp(torch.ceil(input_size / scale) + 1, max=low_res)
+        tokens = torch.ceil(samples / self.mask_decoder.upscale_factor).to(torch.int64)
+        return tokens[0], tokens[1]

@@ -76,7 +76,9 @@ export class DecoderController extends EventTarget {
     const url = new URL(name, new URL(this.decoderBase, document.baseURI)).href;
     if (!this.decoders.has(name)) this.decoders.set(name, BrowserDecoder.open(this.ortUrl, url, this.runtime));
     try {
-      return this.finish(ticket, embedding, await this.decoders.get(name), null);
+      const decoder = await this.decoders.get(name);
+      decoder.prepared(embedding).catch(() => {}); // the image side now, not on the first hover (errors: on decode)
+      return this.finish(ticket, embedding, decoder, null);
     } catch (error) {
       this.decoders.delete(name); // a later image may try again
       const unavailable = error instanceof Unavailable ? error : new Unavailable('load-failed', String(error));

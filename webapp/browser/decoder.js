@@ -1,12 +1,20 @@
-// The mask decoder in the page: an onnxruntime-web session of the decoder file webapp/decoder_cache.py serves
-// (mobile_sam.onnx.export.export_low_res_decoder), run on an embedding file's data.
+// The mask decoder in the page: onnxruntime-web sessions of the decoder files webapp/decoder_cache.py serves
+// (mobile_sam.onnx.low_res.export_low_res_decoder): the image side, run once per embedding file, then the prompts'
+// graph on its outputs for every decode.
 
 import {graphInputs, promptGroups} from './prompts.js';
 import {Unavailable, loadOrt} from './runtime.js';
 
-// mobile_sam.onnx.files.LOW_RES_DECODER_INPUTS / _OUTPUTS.
-export const INPUTS = ['image_embeddings', 'point_coords', 'point_labels'];
+// mobile_sam.onnx.files.IMAGE_SIDE_INPUTS / _OUTPUTS and LOW_RES_DECODER_INPUTS / _OUTPUTS.
+export const IMAGE_SIDE_INPUTS = ['image_embeddings'];
+export const IMAGE_SIDE_OUTPUTS = ['image_tokens', 'first_keys', 'first_values', 'first_queries'];
+export const INPUTS = [...IMAGE_SIDE_OUTPUTS, 'point_coords', 'point_labels', 'input_size'];
 export const OUTPUTS = ['iou_predictions', 'low_res_masks'];
+
+/** The image side's file beside a decoder file (mobile_sam.onnx.low_res.image_side_path). */
+export function imageSideUrl(decoderUrl) {
+  return decoderUrl.replace(/\.onnx$/, '.image.onnx');
+}
 
 export class BrowserDecoder {
   /**
@@ -15,25 +23,38 @@ export class BrowserDecoder {
    */
   static async open(ortUrl, decoderUrl, options = {}) {
     const ort = await loadOrt(ortUrl, options);
-    let session;
+    const create = async (url, inputs, outputs) => {
+      let session;
+      try {
+        session = await ort.InferenceSession.create(url, {executionProviders: ['wasm'], graphOptimizationLevel: 'all'});
+      } catch (error) {
+        throw new Unavailable('load-failed', String(error && error.message || error));
+      }
+      const same = (a, b) => a.length === b.length && a.every((name, i) => name === b[i]);
+      if (!same(session.inputNames, inputs) || !same(session.outputNames, outputs)) {
+        await session.release();
+        throw new Unavailable('unsupported-model', `inputs ${session.inputNames}, outputs ${session.outputNames}`);
+      }
+      return session;
+    };
+    const session = await create(decoderUrl, INPUTS, OUTPUTS);
+    let imageSide;
     try {
-      session = await ort.InferenceSession.create(decoderUrl, {executionProviders: ['wasm'], graphOptimizationLevel: 'all'});
+      imageSide = await create(imageSideUrl(decoderUrl), IMAGE_SIDE_INPUTS, IMAGE_SIDE_OUTPUTS);
     } catch (error) {
-      throw new Unavailable('load-failed', String(error && error.message || error));
-    }
-    const same = (a, b) => a.length === b.length && a.every((name, i) => name === b[i]);
-    if (!same(session.inputNames, INPUTS) || !same(session.outputNames, OUTPUTS)) {
       await session.release();
-      throw new Unavailable('unsupported-model', `inputs ${session.inputNames}, outputs ${session.outputNames}`);
+      throw error;
     }
-    return new BrowserDecoder(ort, session, decoderUrl);
+    return new BrowserDecoder(ort, session, imageSide, decoderUrl);
   }
 
-  constructor(ort, session, url) {
+  constructor(ort, session, imageSide, url) {
     this.ort = ort;
     this.session = session;
+    this.imageSide = imageSide;
     this.url = url;
     this.last = Promise.resolve(); // runs go one at a time (a session runs one call at a time)
+    this.images = new WeakMap(); // embedding -> Promise of its image side's outputs
   }
 
   /** Threads the session runs with (1 unless the page is cross-origin isolated). */
@@ -47,17 +68,36 @@ export class BrowserDecoder {
    * multimask outputs (mobile_sam.utils.onnx.SamLowResOnnxModel).
    */
   async decodeGroup(embedding, group) {
+    const prepared = await this.prepared(embedding);
     const {coords, labels, count} = graphInputs(group, embedding.header);
     const feeds = {
-      // A copy: with env.wasm.proxy, onnxruntime-web's worker takes the inputs' buffers over.
-      image_embeddings: new this.ort.Tensor('float32', embedding.data.slice(), embedding.header.shape),
       point_coords: new this.ort.Tensor('float32', coords, [1, count, 2]),
       point_labels: new this.ort.Tensor('float32', labels, [1, count]),
+      input_size: new this.ort.Tensor('float32', Float32Array.from(embedding.header.input_size), [2]),
     };
-    const run = this.last.then(() => this.session.run(feeds));
-    this.last = run.catch(() => {});
-    const outputs = await run;
+    // Copies: with env.wasm.proxy, onnxruntime-web's worker takes the inputs' buffers over.
+    for (const name of IMAGE_SIDE_OUTPUTS) feeds[name] = new this.ort.Tensor('float32', prepared[name].data.slice(), prepared[name].dims);
+    const outputs = await this.queue(() => this.session.run(feeds));
     return {scores: outputs.iou_predictions.data, lowRes: outputs.low_res_masks.data};
+  }
+
+  /** The image side's outputs for an embedding ({name: {data, dims}}), computed on its first decode. */
+  prepared(embedding) {
+    if (!this.images.has(embedding)) {
+      const feeds = {image_embeddings: new this.ort.Tensor('float32', embedding.data.slice(), embedding.header.shape)};
+      const run = this.queue(() => this.imageSide.run(feeds)).then((outputs) =>
+        Object.fromEntries(IMAGE_SIDE_OUTPUTS.map((name) => [name, {data: outputs[name].data, dims: outputs[name].dims}])));
+      run.catch(() => this.images.delete(embedding)); // a later decode may try again
+      this.images.set(embedding, run);
+    }
+    return this.images.get(embedding);
+  }
+
+  /** Run task() after the runs queued before it. */
+  queue(task) {
+    const run = this.last.then(task);
+    this.last = run.catch(() => {});
+    return run;
   }
 
   /**
@@ -80,6 +120,7 @@ export class BrowserDecoder {
 
   async release() {
     await this.session.release();
+    await this.imageSide.release();
   }
 }
 
