@@ -21,6 +21,39 @@ class MLPBlock(nn.Module):
         return self.lin2(self.act(self.lin1(x)))
 
 
+def layer_norm(
+    x: torch.Tensor,
+    normalized_shape: tuple[int, ...],
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+) -> torch.Tensor:
+    """`F.layer_norm` over the last dimension. In an ONNX export it is spelled out as means: onnxruntime-web's
+    LayerNormalization kernel runs slower in WebAssembly than the reductions and elementwise operations it replaces."""
+    if not torch.onnx.is_in_onnx_export():
+        return F.layer_norm(x, normalized_shape, weight, bias, eps)
+    centred = x - x.mean(-1, keepdim=True)
+    x = centred * torch.rsqrt((centred * centred).mean(-1, keepdim=True) + eps)
+    x = x if weight is None else x * weight
+    return x if bias is None else x + bias
+
+
+class LayerNorm(nn.LayerNorm):
+    """`nn.LayerNorm` over the last dimension (the same parameters and state dict) through `layer_norm`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+def softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """`x.softmax(dim)`. In an ONNX export it is spelled out as exponentials over their sum: onnxruntime-web's Softmax
+    over a dimension other than the last transposes around a kernel that is slow on short rows."""
+    if not torch.onnx.is_in_onnx_export():
+        return x.softmax(dim)
+    exponentials = torch.exp(x - x.amax(dim, keepdim=True))
+    return exponentials / exponentials.sum(dim, keepdim=True)
+
+
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel dimension of a (B, C, H, W) tensor."""
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d
+from .common import LayerNorm2d, layer_norm
 from .transformer import ImageTokens, TransformerState
 
 # Low-res mask logits per image token along each side: output_upscaling's two stride-2 transposed convolutions.
@@ -275,7 +275,7 @@ class MaskDecoder(nn.Module):
         conv1, norm, act1, conv2, act2 = self.output_upscaling
         batch, height, width, channels = tokens.shape
         x = F.linear(tokens.reshape(-1, channels), _pixel_weight(conv1), conv1.bias.repeat(4)).unflatten(-1, (4, -1))
-        x = act1(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+        x = act1(layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
         x = act2(F.linear(x, _pixel_weight(conv2), conv2.bias.repeat(4)))  # (B, h, w, 2x2, 2x2 * C/8)
         masks = hyper_in @ x.reshape(batch, -1, hyper_in.shape[-1]).transpose(1, 2)  # (B, K, h * w * 16)
         # Pixel (4i + 2a + c, 4j + 2b + d) of a mask sits at token (i, j), first-level pixel (a, b), second (c, d).

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import MLPBlock
+from .common import LayerNorm, MLPBlock, softmax
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ class TwoWayTransformer(nn.Module):
             for i in range(depth)
         )
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=attention_downsample_rate)
-        self.norm_final_attn = nn.LayerNorm(embedding_dim)
+        self.norm_final_attn = LayerNorm(embedding_dim)
 
     def forward(
         self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
@@ -261,12 +261,12 @@ class TwoWayAttentionBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
-        self.norm1 = nn.LayerNorm(embedding_dim)
+        self.norm1 = LayerNorm(embedding_dim)
         self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=attention_downsample_rate)
-        self.norm2 = nn.LayerNorm(embedding_dim)
+        self.norm2 = LayerNorm(embedding_dim)
         self.mlp = MLPBlock(embedding_dim, mlp_dim, activation)
-        self.norm3 = nn.LayerNorm(embedding_dim)
-        self.norm4 = nn.LayerNorm(embedding_dim)
+        self.norm3 = LayerNorm(embedding_dim)
+        self.norm4 = LayerNorm(embedding_dim)
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, downsample_rate=attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
@@ -543,7 +543,7 @@ class Attention(nn.Module):
         outputs are never formed; its bias is spread over the rows (each head's weights sum to one).
         """
         heads = self.num_heads
-        attn = logits.unflatten(1, (heads, -1)).softmax(dim=2).flatten(1, 2)  # (B, h * Nk, Nq)
+        attn = softmax(logits.unflatten(1, (heads, -1)), dim=2).flatten(1, 2)  # (B, h * Nk, Nq)
         weight_o = self.out_proj.weight.unflatten(1, (heads, -1))  # (C, h, d)
         v = self.separate_heads(self.v_proj(v))  # (B, h, Nk, d)
         projected = torch.einsum("bhnd,chd->bhnc", v, weight_o).flatten(1, 2) + self.out_proj.bias / heads
