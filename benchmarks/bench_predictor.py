@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from mobile_sam.utils.transforms import ResizeLongestSide
+from samkit.allocator import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = [REPO.parent / "shared" / "images" / "truck.jpg", REPO / "assets" / "bench_photo.jpg"]
@@ -244,6 +245,7 @@ def _peak_rss_of_this_process_mb() -> float:
 
 def _peak_rss(side: str, args: argparse.Namespace) -> float:
     command = [sys.executable, "-m", "benchmarks.bench_predictor", "--rss-side", side, "--threads", str(args.threads)]
+    command += ["--malloc", args.malloc]
     if args.image:
         command += ["--image", str(args.image)]
     output = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout
@@ -257,6 +259,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rss-side", choices=["ours", "peer"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--malloc",
+        choices=["default", "keep"],
+        default="default",
+        help="glibc malloc for this process, both sides alike: its defaults, or keeping freed memory "
+        "(samkit.allocator.keep_freed_memory, as the CLIs run)",
+    )
     parser.add_argument(
         "--efficientvit-code", type=Path, help="extracted mit-han-lab/efficientvit: adds the EfficientViT-SAM table"
     )
@@ -273,6 +282,8 @@ def main() -> None:
     if (args.efficientvit_code is None) != (args.segment_anything_code is None):
         parser.error("--efficientvit-code and --segment-anything-code go together")
     torch.set_num_threads(args.threads)
+    if args.malloc == "keep":
+        keep_freed_memory()
     if args.rss_side:
         run_side_for_rss(args.rss_side, str(args.image) if args.image else None, args.seed)
         return
@@ -282,7 +293,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(
         f"image {image.shape[1]}x{image.shape[0]}, vit_t random weights, {args.threads} threads, "
-        f"median of {args.runs} alternating runs, torch {torch.__version__}"
+        f"median of {args.runs} alternating runs, malloc {args.malloc} (both sides), torch {torch.__version__}"
     )
     print("| row | ours (ms) | ultralytics (ms) | ultralytics / ours | outputs |")
     print("|---|---:|---:|---:|---|")
