@@ -10,7 +10,7 @@ facebookresearch/segment-anything, which it imports), a second table puts each E
 official EfficientViT code (same random weights, `EfficientViTSamPredictor`) and against our TinyViT (vit_t):
 image encoder, set_image (resize + normalise + encode) and the same decoding rows.
 
-    python -m benchmarks.bench_predictor [--image PATH] [--runs 7] [--threads 2]
+    python -m benchmarks.bench_predictor [--image PATH] [--runs 7] [--threads 2] [--malloc default|keep]
         [--efficientvit-code DIR --segment-anything-code DIR [--efficientvit-models l0,xl0]]
 """
 
