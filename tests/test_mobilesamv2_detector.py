@@ -27,6 +27,8 @@ from everything.box_sources import (
 from samkit.checkpoints import load_ultralytics_checkpoint
 
 CHECKPOINT = DATA_DIR / "objectaware_seed0.pt"
+BOX_ATOL = 0.1  # pixels of a 1800x1200 photo
+SCORE_ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +62,18 @@ def test_boxes_are_the_official_predictors(source: ObjectAwareBoxSource, truck: 
     detections = source.detect(truck)
     expected = official["detections"]
     assert len(expected["xyxy"]) == 300  # the max_det cap: more than 300 boxes pass NMS
-    np.testing.assert_array_equal(detections.boxes, np.array(expected["xyxy"]))
-    np.testing.assert_array_equal(detections.scores, np.array(expected["conf"]))
+    # The same boxes in the same order, up to float32 rounding of the convolutions (CPU kernels differ between
+    # machines: up to 0.033 px seen on an AMD EPYC, equal on the machine that recorded them).
+    np.testing.assert_allclose(detections.boxes, np.array(expected["xyxy"]), rtol=0, atol=BOX_ATOL)
+    np.testing.assert_allclose(detections.scores, np.array(expected["conf"]), rtol=0, atol=SCORE_ATOL)
 
 
 def test_the_objectaware_name_gives_the_official_detector(tmp_path: Path, truck: np.ndarray, official: dict) -> None:
     shutil.copy(CHECKPOINT, tmp_path / "ObjectAwareModel.pt")
     source = load_box_source("objectaware", checkpoint_dir=tmp_path, device="cpu")
     assert isinstance(source, ObjectAwareBoxSource)
-    np.testing.assert_array_equal(source.detect(truck).boxes, np.array(official["detections"]["xyxy"]))
+    boxes = source.detect(truck).boxes
+    np.testing.assert_allclose(boxes, np.array(official["detections"]["xyxy"]), rtol=0, atol=BOX_ATOL)
 
 
 def test_the_official_boxes_come_from_the_swapped_channels(truck: np.ndarray, official: dict) -> None:
