@@ -4,8 +4,8 @@ Serves the app (as `python app.py --random-weights` does, with the conformance w
 where they exist, so that masks are not empty) once per mode: plain (one decoder thread) and cross-origin isolated
 (`--cross-origin-isolation`, the page's decoder on ISOLATED_THREADS threads). In a fresh browser per mode it uploads
 a photo (default: ../shared/images/truck.jpg enlarged to 2048x1366) and prints:
-- the decode time in the page p50/p95 (one point on the uploaded image, after warm-up; onnxruntime-web in its
-  worker, as the page runs it),
+- the decode time in the page p50/p95 (one point on the uploaded image, after warm-up; onnxruntime-web in the
+  page's decoder worker, as the page runs it),
 - mouse move -> mask on screen p50/p95 (playwright moves over the canvas every 40 ms; until the next frame after
   the mask is drawn),
 - the first visit's bytes on the wire for the page's decoder (onnxruntime-web, the decoder, our modules, the first
@@ -168,7 +168,8 @@ def _run_mode(playwright, url: str, photos: tuple[Path, Path], mode: str, runs: 
             page.wait_for_function("(n) => window.benchTimes.canvases.length > n", arg=before)
     finally:
         browser.close()
-    print(f"{mode}: crossOriginIsolated={isolated}, {threads} decoder thread(s), onnxruntime-web in its worker")
+    where = "onnxruntime-web in the page's decoder worker"
+    print(f"{mode}: crossOriginIsolated={isolated}, {threads} decoder thread(s), {where}")
     print(f"  decode in the page            {_percentiles(decodes)}")
     print(
         f"  mouse move -> mask on screen  {_percentiles(hover)}  ({stats['moves']} moves, {stats['decodes']} decodes)"

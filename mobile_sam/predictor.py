@@ -213,7 +213,11 @@ class SamPredictor:
             or self.features.shape[0] != 1
         ):
             return None
-        weights = (*decoder.transformer.parameters(), *self.model.prompt_encoder.no_mask_embed.parameters())
+        weights = (
+            *decoder.transformer.parameters(),
+            *decoder.output_upscaling.parameters(),
+            *self.model.prompt_encoder.no_mask_embed.parameters(),
+        )
         versions = (self.features._version, self.dense_pe._version, *(w._version for w in weights))
         cached = self._prepared
         if (

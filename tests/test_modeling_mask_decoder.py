@@ -29,6 +29,27 @@ def plain_attention(attention: Attention, q: torch.Tensor, k: torch.Tensor, v: t
     return attention.out_proj(out.transpose(1, 2).reshape(batch, tokens, heads * head_dim))
 
 
+def plain_transformer(
+    transformer: TwoWayTransformer, image: torch.Tensor, image_pe: torch.Tensor, tokens: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's two-way transformer as written in the paper's code, on image tokens (1, HW, C), their positional
+    encoding (1, HW, C) and B prompts' tokens (B, N, C): the prompt tokens (B, N, C) and image tokens (B, HW, C)."""
+    queries, keys = tokens, image.expand(tokens.shape[0], -1, -1)
+    for i, block in enumerate(transformer.layers):
+        if i == 0:
+            queries = block.norm1(plain_attention(block.self_attn, queries, queries, queries))
+        else:
+            q = queries + tokens
+            queries = block.norm1(queries + plain_attention(block.self_attn, q, q, queries))
+        t2i, i2t = block.cross_attn_token_to_image, block.cross_attn_image_to_token
+        queries = block.norm2(queries + plain_attention(t2i, queries + tokens, keys + image_pe, keys))
+        queries = block.norm3(queries + block.mlp(queries))
+        keys = block.norm4(keys + plain_attention(i2t, keys + image_pe, queries + tokens, queries))
+    final = transformer.final_attn_token_to_image
+    queries = transformer.norm_final_attn(queries + plain_attention(final, queries + tokens, keys + image_pe, keys))
+    return queries, keys
+
+
 @pytest.fixture(scope="module")
 def attention() -> Attention:
     torch.manual_seed(0)
@@ -78,6 +99,29 @@ def test_first_block_on_projected_image_matches_plain_block() -> None:
     got_queries, got_keys = block(tokens, image, tokens, image_pe, block.project_image(image, image_pe))
     torch.testing.assert_close(got_queries, queries, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(got_keys, expected_keys, atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("prompt_tokens", [3, 7])
+def test_factored_image_tokens_are_the_plain_transformers(model, prompt_tokens: int) -> None:
+    """More prompts than go at once (FACTORED_CHUNK), their tokens formed, cropped and projected."""
+    transformer = model.mask_decoder.transformer
+    generator = torch.Generator().manual_seed(6)
+    embedding = torch.randn(1, 256, 64, 64, generator=generator)
+    image_pe = model.prompt_encoder.get_dense_pe()
+    tokens = torch.randn(11, prompt_tokens, 256, generator=generator)
+    expected_queries, expected_keys = plain_transformer(
+        transformer, embedding.flatten(2).transpose(1, 2), image_pe.flatten(2).transpose(1, 2), tokens
+    )
+    state = transformer.run_blocks(transformer.prepare_image(embedding, image_pe, project=True), tokens)
+    image_tokens = state.output_tokens()
+    torch.testing.assert_close(transformer.final_tokens(state), expected_queries, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(image_tokens.dense().flatten(1, 2), expected_keys, atol=1e-4, rtol=1e-4)
+    grid = expected_keys.unflatten(1, (64, 64))
+    torch.testing.assert_close(image_tokens.select(torch.tensor([9, 2])).crop(5, 7).dense(), grid[[9, 2], :5, :7])
+    weight, bias = torch.randn(32, 256, generator=generator), torch.randn(32, generator=generator)
+    projected = image_tokens.crop(40, 64).project(weight, bias)
+    torch.testing.assert_close(projected, grid[:, :40] @ weight.T + bias, atol=1e-3, rtol=1e-4)
 
 
 def test_projecting_a_batch_of_images_is_rejected() -> None:

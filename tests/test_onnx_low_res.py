@@ -104,10 +104,12 @@ def test_graphs_have_the_documented_interface(decoders):
     assert tuple(i.name for i in image_side.get_inputs()) == IMAGE_SIDE_INPUTS
     assert tuple(o.name for o in image_side.get_outputs()) == IMAGE_SIDE_OUTPUTS
     assert [i.shape for i in image_side.get_inputs()] == [[1, 256, 64, 64]]
-    assert [o.shape for o in image_side.get_outputs()] == [[1, 4096, 256]] + [[1, 8, 4096, 16]] * 3
+    heads, tokens = [8, 4096, 16], [4096]  # per head (heads, tokens, d); one value per token
+    prepared = [[1, *heads]] * 3 + [tokens] * 2 + [heads, tokens] * 3 + [tokens] + [heads] * 5 + [[4096, 256]]
+    assert [o.shape for o in image_side.get_outputs()] == prepared
     assert tuple(i.name for i in prompts.get_inputs()) == LOW_RES_DECODER_INPUTS
     assert tuple(o.name for o in prompts.get_outputs()) == LOW_RES_DECODER_OUTPUTS
-    assert [i.shape for i in prompts.get_inputs()] == [[1, 4096, 256]] + [[1, 8, 4096, 16]] * 3 + [
+    assert [i.shape for i in prompts.get_inputs()] == prepared + [
         [1, "num_points", 2],
         [1, "num_points"],
         [2],

@@ -29,7 +29,7 @@ from mobile_sam.onnx.low_res import WeightsDtype, export_low_res_decoder, image_
 from mobile_sam.utils.atomic import atomic_write_bytes
 
 # Bump when SamLowResOnnxModel or its export changes what a decoder file computes: old entries are then unused.
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 FILE_NAME = re.compile(r"decoder-[0-9a-f]{16}(\.image)?\.onnx")
 
 

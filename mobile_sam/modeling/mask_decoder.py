@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .common import LayerNorm2d, layer_norm
-from .transformer import ImageTokens, TransformerState
+from .factored_tokens import FactoredTokens
+from .transformer import FactoredState, ImageTokens, TransformerState
 
 # Low-res mask logits per image token along each side: output_upscaling's two stride-2 transposed convolutions.
 UPSCALE_FACTOR = 4
@@ -155,11 +158,17 @@ class MaskDecoder(nn.Module):
             dense_prompt_embeddings: (1, C, 64, 64), the same for every prompt to come (no mask prompt).
         """
         src = image_embeddings + _shared_batch(dense_prompt_embeddings)
-        return self.transformer.prepare_image(src, image_pe[:1], project=True)
+        image = self.transformer.prepare_image(src, image_pe[:1], project=True)
+        if image.factored is None:
+            return image
+        # The final tokens' own term through the first upscaling convolution, once per image.
+        conv = self.output_upscaling[0]
+        projection = F.linear(image.factored.final_own, _pixel_weight(conv))
+        return replace(image, factored=replace(image.factored, final_projection=projection))
 
     def decode_iou(
         self, image: ImageTokens, sparse_prompt_embeddings: torch.Tensor
-    ) -> tuple[torch.Tensor, TransformerState]:
+    ) -> tuple[torch.Tensor, TransformerState | FactoredState]:
         """Predicted IoU (B, 4) of B prompts (B, N, C) on a prepared image, as in `decode_tokens`.
 
         Only the IoU token goes through the final attention; the returned state gives the mask tokens of
@@ -170,34 +179,30 @@ class MaskDecoder(nn.Module):
         return self.iou_prediction_head(iou_token[:, 0]), state
 
     def decode_mask_tokens(
-        self, state: TransformerState, prompts: torch.Tensor | slice, multimask_output: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, state: TransformerState | FactoredState, prompts: torch.Tensor | slice, multimask_output: bool
+    ) -> tuple[torch.Tensor, FactoredTokens]:
         """`upscale_masks` inputs for prompt indices (S,) of a `decode_iou` state (a slice selects without copying).
 
         Returns:
             hyper_in (S, 3 or 1, C / 8): the multimask outputs or the single-mask output.
-            image_tokens (S, C, 64, 64): image features after the transformer.
+            image_tokens: the S prompts' image features after the transformer (`FactoredTokens`).
         """
         outputs = self._outputs(multimask_output)
         state = state.materialized(prompts)
         mask_tokens = self.transformer.final_tokens(state, tokens=slice(1 + outputs[0], 1 + outputs[-1] + 1))
-        image_tokens = state.keys.transpose(1, 2).unflatten(2, state.image.size)
-        return self._hyper_in(mask_tokens, outputs), image_tokens
+        return self._hyper_in(mask_tokens, outputs), state.output_tokens()
 
     def decode_prepared(
         self, image: ImageTokens, sparse_prompt_embeddings: torch.Tensor, multimask_output: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, FactoredTokens]:
         """`decode_iou` and `decode_mask_tokens` for every prompt at once, when none is dropped by its IoU:
         the final attention runs once for the IoU token and the wanted mask tokens.
 
         Returns:
             iou_predictions (B, 3 or 1) of the selected outputs, then `upscale_masks`' inputs: hyper_in
-            (B, 3 or 1, C / 8) and image_tokens (B, C, 64, 64).
+            (B, 3 or 1, C / 8) and the image tokens (`FactoredTokens`).
         """
-        iou_predictions, hyper_in, tokens = self._decode_outputs(
-            image, sparse_prompt_embeddings, self._outputs(multimask_output)
-        )
-        return iou_predictions, hyper_in, tokens.permute(0, 3, 1, 2)
+        return self._decode_outputs(image, sparse_prompt_embeddings, self._outputs(multimask_output))
 
     def predict_masks_prepared(
         self, image: ImageTokens, sparse_prompt_embeddings: torch.Tensor, token_extent: tuple[int, int] | None = None
@@ -212,23 +217,19 @@ class MaskDecoder(nn.Module):
             image, sparse_prompt_embeddings, range(self.num_mask_tokens)
         )
         if token_extent is None:
-            return self.upscale_token_major(hyper_in, tokens), iou_predictions
-        rows, cols = token_extent
-        # index_select, not slicing: an ONNX trace keeps tensor bounds as inputs of the graph.
-        kept = tokens.index_select(1, torch.arange(rows)).index_select(2, torch.arange(cols))
-        masks = self.upscale_token_major(hyper_in, kept)
-        return _zero_padded(masks, tokens.shape[1] * 4, tokens.shape[2] * 4), iou_predictions
+            return self.upscale_masks(hyper_in, tokens), iou_predictions
+        masks = self.upscale_masks(hyper_in, tokens.crop(*token_extent))
+        height, width = (side * self.upscale_factor for side in image.size)
+        return _zero_padded(masks, height, width), iou_predictions
 
     def _decode_outputs(
         self, image: ImageTokens, sparse_prompt_embeddings: torch.Tensor, outputs: range
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Predicted IoU (B, K), hyper_in (B, K, C / 8) and token-major image tokens (B, 64, 64, C) of mask
-        outputs (K,)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, FactoredTokens]:
+        """Predicted IoU (B, K), hyper_in (B, K, C / 8) and the image tokens of mask outputs (K,)."""
         state = self.transformer.run_blocks(image, self._prompt_tokens(sparse_prompt_embeddings))
         final = self.transformer.final_tokens(state, tokens=slice(0, 1 + outputs[-1] + 1))
         iou_predictions = self.iou_prediction_head(final[:, 0])[:, outputs[0] : outputs[-1] + 1]
-        tokens = state.keys.unflatten(1, image.size)
-        return iou_predictions, self._hyper_in(final[:, 1 + outputs[0] :], outputs), tokens
+        return iou_predictions, self._hyper_in(final[:, 1 + outputs[0] :], outputs), state.output_tokens()
 
     def _outputs(self, multimask_output: bool) -> range:
         """The mask outputs selected: the three multimask outputs, or the single-mask output."""
@@ -245,37 +246,37 @@ class MaskDecoder(nn.Module):
         mlps = self.output_hypernetworks_mlps
         return torch.stack([mlps[output](mask_tokens[:, i]) for i, output in enumerate(outputs)], dim=1)
 
-    def upscale_masks(self, hyper_in: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
-        """Mask logits from `decode_tokens` outputs: hyper_in (B, K, C/8), image_tokens (B, C, h, w) -> (B, K, 4h, 4w).
+    def upscale_masks(self, hyper_in: torch.Tensor, image_tokens: torch.Tensor | FactoredTokens) -> torch.Tensor:
+        """Mask logits from `decode_tokens` outputs: hyper_in (B, K, C/8), image_tokens (B, C, h, w) or
+        `FactoredTokens` of B prompts (of their kept extent h x w after `FactoredTokens.crop`) -> (B, K, 4h, 4w).
 
         `output_upscaling` runs on token-major features (see `_upscale`); the image tokens that the decoder
-        makes are token-major already, so `image_tokens` is usually a permuted view of them.
+        makes are token-major already, so a tensor `image_tokens` is usually a permuted view of them.
         """
-        return self.upscale_token_major(hyper_in, image_tokens.permute(0, 2, 3, 1))
-
-    def upscale_token_major(self, hyper_in: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """`upscale_masks` of token-major image tokens (B, h, w, C): (B, K, 4h, 4w)."""
+        if isinstance(image_tokens, torch.Tensor):
+            image_tokens = FactoredTokens(image_tokens.permute(0, 2, 3, 1).flatten(1, 2), image_tokens.shape[2:])
+        step = self.upscale_chunk_size
+        batch = hyper_in.shape[0]
         chunks = [
-            self._upscale(
-                hyper_in[start : start + self.upscale_chunk_size], tokens[start : start + self.upscale_chunk_size]
-            )
-            for start in range(0, max(tokens.shape[0], 1), self.upscale_chunk_size)
+            self._upscale(hyper_in[start : start + step], image_tokens.select(slice(start, start + step)))
+            for start in range(0, max(batch, 1), step)
         ]
         return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
 
-    def _upscale(self, hyper_in: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """`output_upscaling`, then the hypernetwork product: hyper_in (B, K, C/8), tokens (B, h, w, C) -> masks
-        (B, K, 4h, 4w).
+    def _upscale(self, hyper_in: torch.Tensor, tokens: FactoredTokens) -> torch.Tensor:
+        """`output_upscaling`, then the hypernetwork product: hyper_in (B, K, C/8), tokens of B prompts (h x w) ->
+        masks (B, K, 4h, 4w).
 
         A transposed convolution with kernel 2 and stride 2 maps each input pixel to its own 2x2 output pixels, so
-        it is a linear layer on token-major features with the four output pixels side by side; the channel
-        LayerNorm and activations act on the last dimension there. Every GEMM is large, nothing is transposed until
-        the (B, K, 4h, 4w) masks, and the values are the convolutions' up to float rounding.
+        it is a linear layer on token-major features with the four output pixels side by side
+        (`FactoredTokens.project`); the channel LayerNorm and activations act on the last dimension there. Every
+        GEMM is large, nothing is transposed until the (B, K, 4h, 4w) masks, and the values are the convolutions'
+        up to float rounding.
         """
         conv1, norm, act1, conv2, act2 = self.output_upscaling
-        batch, height, width, channels = tokens.shape
-        x = F.linear(tokens.reshape(-1, channels), _pixel_weight(conv1), conv1.bias.repeat(4)).unflatten(-1, (4, -1))
-        x = act1(layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+        x = tokens.project(_pixel_weight(conv1), conv1.bias.repeat(4))  # (B, h, w, 2x2 * C/4)
+        batch, height, width = x.shape[:3]
+        x = act1(layer_norm(x.unflatten(-1, (4, -1)), norm.normalized_shape, norm.weight, norm.bias, norm.eps))
         x = act2(F.linear(x, _pixel_weight(conv2), conv2.bias.repeat(4)))  # (B, h, w, 2x2, 2x2 * C/8)
         masks = hyper_in @ x.reshape(batch, -1, hyper_in.shape[-1]).transpose(1, 2)  # (B, K, h * w * 16)
         # Pixel (4i + 2a + c, 4j + 2b + d) of a mask sits at token (i, j), first-level pixel (a, b), second (c, d).

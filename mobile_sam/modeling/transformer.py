@@ -10,6 +10,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import LayerNorm, MLPBlock, softmax
+from .factored_tokens import (
+    FactoredImage,
+    FactoredTokens,
+    Factors,
+    OwnProducts,
+    normalized,
+    own_logits,
+    per_head_products,
+    prepare,
+)
 
 
 @dataclass(frozen=True)
@@ -41,13 +51,16 @@ class ImageTokens:
     pe_projections: for the later blocks and then the final attention, `ProjectedPe`s, so that few prompt tokens
     over prompt-specific image tokens take their products with the positional encoding per head (d wide) instead
     of through the folded projections (C wide); empty when not prepared.
+    factored: what the later blocks need to keep the image tokens factored (`FactoredImage`), or None. With it,
+    tokens may be None (an exported prompts' graph takes only the prepared tensors).
     """
 
-    tokens: torch.Tensor
+    tokens: torch.Tensor | None
     pe: torch.Tensor
     size: tuple[int, int]
     first_block: ProjectedImage | None
     pe_projections: tuple[ProjectedPe, ...] = ()
+    factored: FactoredImage | None = None
 
     def projected_pe(self, block: int) -> ProjectedPe | None:
         """The `ProjectedPe` of block `block` (the transformer's depth: its final attention), if prepared."""
@@ -59,12 +72,13 @@ class ImageUpdate:
     """What an image-to-token attention adds to the image tokens, (B, HW, C).
 
     Over few tokens it is kept factored: the weights (B, h * K, HW) of every image token over h * K value rows
-    (B, h * K, C) (values through the output projection), and the update is weights^T @ rows. Otherwise
-    `weights` is None and `rows` is the update itself.
+    (B, h * K, C) (values (B, h, K, d) through the output projection), and the update is weights^T @ rows.
+    Otherwise `weights` and `values` are None and `rows` is the update itself.
     """
 
     weights: torch.Tensor | None
     rows: torch.Tensor
+    values: torch.Tensor | None = None
 
     def added_to(self, residual: torch.Tensor | None) -> torch.Tensor:
         """residual (1 or B, HW, C) + the update (the update alone if residual is None): (B, HW, C)."""
@@ -78,7 +92,8 @@ class ImageUpdate:
 
     def select(self, prompts: torch.Tensor | slice) -> ImageUpdate:
         """The update of some prompts (S,)."""
-        return ImageUpdate(None if self.weights is None else self.weights[prompts], self.rows[prompts])
+        weights = None if self.weights is None else self.weights[prompts]
+        return ImageUpdate(weights, self.rows[prompts], None if self.values is None else self.values[prompts])
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,50 @@ class TransformerState:
         return TransformerState(
             self.queries[prompts], self.point_embedding[prompts], self.image_tokens(prompts), self.image
         )
+
+    def output_tokens(self) -> FactoredTokens:
+        """The image tokens after the blocks (of a materialized state)."""
+        return FactoredTokens(self.keys, self.image.size)
+
+
+@dataclass(frozen=True)
+class FactoredState:
+    """B prompts after the two-way blocks on an image prepared with `FactoredImage`, before the final attention.
+
+    queries (B, N, C): prompt tokens; point_embedding (B, N, C): their initial values; image: the `ImageTokens`
+    they started from; factors: their image tokens after the blocks, less the image's own term.
+    """
+
+    queries: torch.Tensor
+    point_embedding: torch.Tensor
+    image: ImageTokens
+    factors: Factors
+
+    @staticmethod
+    def concatenated(states: list[FactoredState]) -> FactoredState:
+        """The states of consecutive prompt batches on one image as one."""
+        factors = [state.factors for state in states]
+        rows = None if factors[0].rows is None else torch.cat([f.rows for f in factors])
+        coeffs = None if factors[0].coeffs is None else torch.cat([f.coeffs for f in factors])
+        return FactoredState(
+            torch.cat([state.queries for state in states]),
+            torch.cat([state.point_embedding for state in states]),
+            states[0].image,
+            Factors(torch.cat([f.scale for f in factors]), coeffs, rows, factors[0].offset),
+        )
+
+    def materialized(self, prompts: torch.Tensor | slice = slice(None)) -> FactoredState:
+        """The state of some prompts (S,)."""
+        return FactoredState(
+            self.queries[prompts], self.point_embedding[prompts], self.image, self.factors.select(prompts)
+        )
+
+    def output_tokens(self) -> FactoredTokens:
+        """The image tokens after the blocks."""
+        factored = self.image.factored
+        own = None if factored.final_own is None else factored.final_own[None]
+        projection = None if factored.final_projection is None else factored.final_projection[None]
+        return FactoredTokens(own, self.image.size, self.factors, projection)
 
 
 class TwoWayTransformer(nn.Module):
@@ -188,32 +247,33 @@ class TwoWayTransformer(nn.Module):
         size = (image_embedding.shape[2], image_embedding.shape[3])
         if not project:
             return ImageTokens(tokens, pe, size, None)
-        return self.projected_image(tokens, pe, size, self.layers[0].project_image(tokens, pe))
+        first_block = self.layers[0].project_image(tokens, pe)
+        factored = prepare(self.layers, self.final_attn_token_to_image, tokens, self.num_heads)
+        return ImageTokens(tokens, pe, size, first_block, self.pe_projections(pe), factored)
 
-    def projected_image(
-        self, tokens: torch.Tensor, pe: torch.Tensor, size: tuple[int, int], first_block: ProjectedImage
-    ) -> ImageTokens:
-        """`prepare_image`'s result from batch-1 tokens (1, HW, C), their pe (1, HW, C) on a grid of `size` and the
-        first block's projections of them (`TwoWayAttentionBlock.project_image`): adds the positional encoding's
-        projections for the later blocks and the final attention."""
+    def pe_projections(self, pe: torch.Tensor) -> tuple[ProjectedPe, ...]:
+        """`ImageTokens.pe_projections` of a positional encoding pe (1, HW, C): the later blocks', then the final
+        attention's."""
         final = self.final_attn_token_to_image
-        pe_projections = tuple(
+        return tuple(
             ProjectedPe(
                 layer.cross_attn_token_to_image.project_pe(pe, "k"), layer.cross_attn_image_to_token.project_pe(pe, "q")
             )
             for layer in self.layers[1:]
         ) + (ProjectedPe(final.project_pe(pe, "k"), None),)
-        return ImageTokens(tokens, pe, size, first_block, pe_projections)
 
     def run_blocks(
         self, image: ImageTokens, point_embedding: torch.Tensor, defer_last: bool = False
-    ) -> TransformerState:
+    ) -> TransformerState | FactoredState:
         """The two-way blocks for prompt tokens (B, N, C) on a prepared image.
 
+        On an image prepared with `FactoredImage` the image tokens are kept factored (`FactoredState`). Otherwise,
         defer_last: leave the last block's image update unapplied (`TransformerState.update`): the final
         attention of a few tokens (`final_tokens`) then reads the image tokens without forming them, and
         `TransformerState.image_tokens` forms them for the prompts that need them.
         """
+        if image.factored is not None:
+            return self._run_factored(image, point_embedding)
         queries, keys = point_embedding, image.tokens
         for i, layer in enumerate(self.layers):
             projected = image.first_block if i == 0 else None
@@ -224,8 +284,36 @@ class TwoWayTransformer(nn.Module):
             queries, keys = layer(queries, keys, point_embedding, image.pe, projected, pe)
         return TransformerState(queries, point_embedding, keys, image)
 
+    def _run_factored(self, image: ImageTokens, point_embedding: torch.Tensor) -> FactoredState:
+        """`run_blocks` on an image prepared with `FactoredImage`: the image tokens stay factored. Prompts go
+        FACTORED_CHUNK at a time: the (chunk, J, HW) coefficient passes then stay in the cache."""
+        batch = point_embedding.shape[0]
+        if batch > FACTORED_CHUNK:
+            chunks = [
+                self._run_factored(image, point_embedding[start : start + FACTORED_CHUNK])
+                for start in range(0, batch, FACTORED_CHUNK)
+            ]
+            return FactoredState.concatenated(chunks)
+        factored = image.factored
+        queries, update = self.layers[0].attend(
+            point_embedding, image.tokens, point_embedding, image.pe, image.first_block
+        )
+        values, factors = (
+            (update.values,),
+            normalized(None, (update.values,), update.weights, update.rows, factored, 0, self.layers[0].norm4),
+        )
+        for level, layer in enumerate(self.layers[1:], start=1):
+            pe, own = image.projected_pe(level), factored.products[level - 1]
+            queries, update = layer.attend_factored(queries, factors, point_embedding, own, pe)
+            values += (update.values,)
+            factors = normalized(factors, values, update.weights, update.rows, factored, level, layer.norm4)
+        return FactoredState(queries, point_embedding, image, factors)
+
     def final_tokens(
-        self, state: TransformerState, prompts: torch.Tensor | slice = slice(None), tokens: slice = slice(None)
+        self,
+        state: TransformerState | FactoredState,
+        prompts: torch.Tensor | slice = slice(None),
+        tokens: slice = slice(None),
     ) -> torch.Tensor:
         """The final token-to-image attention for some prompts (S,) and tokens (T,): (S, T, C).
 
@@ -236,7 +324,20 @@ class TwoWayTransformer(nn.Module):
         attention = self.final_attn_token_to_image
         pe = state.image.projected_pe(self.depth)
         pe_keys = None if pe is None else pe.keys
-        if state.update is not None and state.update.weights is not None and attention.folds_projections(q.shape[1]):
+        if isinstance(state, FactoredState):
+            own, factors = state.image.factored.products[-1], state.factors.select(prompts)
+            attn_out = torch.cat(
+                [
+                    attention.attend_factored_keys(
+                        q[start : start + FACTORED_CHUNK],
+                        factors.select(slice(start, start + FACTORED_CHUNK)),
+                        own,
+                        pe_keys,
+                    )
+                    for start in range(0, max(q.shape[0], 1), FACTORED_CHUNK)
+                ]
+            )
+        elif state.update is not None and state.update.weights is not None and attention.folds_projections(q.shape[1]):
             update = state.update.select(prompts)
             attn_out = attention.attend_updated_tokens(
                 q, state.keys[prompts], update, state.norm, state.image.pe, pe_keys
@@ -314,6 +415,17 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm2(queries + t2i.attend_projected_keys(queries + query_pe, projected.keys, projected.values))
         queries = self.norm3(queries + self.mlp(queries))
         return queries, i2t.attend_projected_queries(projected.queries, queries + query_pe, queries)
+
+    def attend_factored(
+        self, queries: torch.Tensor, factors: Factors, query_pe: torch.Tensor, own: OwnProducts, pe: ProjectedPe
+    ) -> tuple[torch.Tensor, ImageUpdate]:
+        """`attend` over factored image tokens (`Factors` of own's level): queries (B, N, C) and the update."""
+        q = queries + query_pe
+        queries = self.norm1(queries + self.self_attn(q=q, k=q, v=queries))
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        queries = self.norm2(queries + t2i.attend_factored_keys(queries + query_pe, factors, own, pe.keys))
+        queries = self.norm3(queries + self.mlp(queries))
+        return queries, i2t.factored_image_update(factors, own.queries, queries + query_pe, queries, pe.queries)
 
     def project_image(self, keys: torch.Tensor, key_pe: torch.Tensor) -> ProjectedImage:
         """The image-side projections of this block's attentions for image tokens keys (1, HW, C), key_pe (1, HW, C)."""
@@ -461,6 +573,60 @@ class Attention(nn.Module):
         mixed = attn @ residual + (attn @ weights.transpose(1, 2)) @ rows - (attn * mean[:, None]).sum(-1, keepdim=True)
         return self._output(mixed * gamma + beta)
 
+    def attend_factored_keys(
+        self, q: torch.Tensor, factors: Factors, own: OwnProducts, pe_keys: torch.Tensor
+    ) -> torch.Tensor:
+        """Few queries q (B, Nq, C) over factored image tokens x (keys x + pe, values x): (B, Nq, C).
+
+        own: the own term's key and value products of the tokens' level; pe_keys: `project_pe(pe, "k")`. A
+        query's logits are its per-head products with the own keys times the tokens' scale, plus its products
+        with the rows through the coefficients (its product with the offset is the same for every token: the
+        softmax drops it); its output mixes the own values per head and the rows through the value projection.
+        """
+        heads = self.num_heads
+        q = self._project_scaled(q, self.q_proj)  # (B, h, Nq, d)
+        batch, _, count = q.shape[:3]
+        logits = own_logits(q, own.keys, pe_keys, factors.scale)  # (B, h * Nq, HW)
+        if factors.rows is not None:
+            logits = torch.baddbmm(logits, self._fold_keys(q) @ factors.rows.transpose(1, 2), factors.coeffs)
+        attn = logits.softmax(dim=-1)  # (B, h * Nq, HW)
+        # Head-major (h, B * Nq, HW) for one product per head with the own values.
+        scaled = (attn.unflatten(1, (heads, -1)).transpose(0, 1) * factors.scale[:, None, :]).reshape(
+            heads, -1, attn.shape[-1]
+        )
+        own_out = (scaled @ own.values).unflatten(1, (batch, -1)).transpose(0, 1)  # (B, h, Nq, d)
+        mixed = None
+        if factors.rows is not None:
+            mixed = (attn @ factors.coeffs.transpose(1, 2)) @ factors.rows  # (B, h * Nq, C)
+        if factors.offset is not None:
+            mixed = factors.offset if mixed is None else mixed + factors.offset
+        return self._output(mixed, own_out)
+
+    def factored_image_update(
+        self,
+        factors: Factors,
+        own_queries: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        pe_queries: torch.Tensor,
+    ) -> ImageUpdate:
+        """Factored image tokens x as queries (x + pe) over few keys k, v (B, N, C): the (B, HW, C) output,
+        factored (`ImageUpdate`).
+
+        own_queries: the own term's query products of the tokens' level; pe_queries: `project_pe(pe, "q")`.
+        """
+        heads = self.num_heads
+        k = self._project_scaled(k, self.k_proj)  # (Bk, h, Nk, d)
+        weight_q = self.q_proj.weight.unflatten(0, (heads, -1))  # (h, d, C)
+        key_matrix = torch.einsum("bhnd,hdc->bhnc", k, weight_q).flatten(1, 2)  # (B, h * Nk, C)
+        key_bias = torch.einsum("bhnd,hd->bhn", k, self.q_proj.bias.view(heads, -1)).flatten(1)  # (B, h * Nk)
+        if factors.offset is not None:
+            key_bias = key_bias + key_matrix @ factors.offset
+        logits = own_logits(k, own_queries, pe_queries, factors.scale) + key_bias[:, :, None]  # (B, h * Nk, HW)
+        if factors.rows is not None:
+            logits = torch.baddbmm(logits, key_matrix @ factors.rows.transpose(1, 2), factors.coeffs)
+        return self._mix_few_values(logits, v)
+
     def _project_scaled(self, x: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
         """(B, N, C) -> projected by proj per head and divided by sqrt(d), (B, heads, N, d)."""
         x = self.separate_heads(proj(x))
@@ -508,14 +674,19 @@ class Attention(nn.Module):
         """
         if pe_keys is None:
             return _batched_matmul(query_matrix, key_pe.transpose(1, 2))
-        return _per_head_logits(q, pe_keys)
+        return per_head_products(q, pe_keys).flatten(1, 2)
 
-    def _output(self, mixed: torch.Tensor) -> torch.Tensor:
-        """Softmax-weighted sums of the values' inputs (B, h * Nq, C) -> the attention output (B, Nq, C)."""
+    def _output(self, mixed: torch.Tensor | None, projected: torch.Tensor | None = None) -> torch.Tensor:
+        """Softmax-weighted sums of the values' inputs (B, h * Nq, C), plus sums already through the value projection
+        (B, h, Nq, d) where given -> the attention output (B, Nq, C)."""
         heads = self.num_heads
-        mixed = mixed.unflatten(1, (heads, -1))  # (B, h, Nq, C)
-        weight_v = self.v_proj.weight.unflatten(0, (heads, -1))  # (h, d, C)
-        out = torch.einsum("bhnc,hdc->bhnd", mixed, weight_v) + self.v_proj.bias.view(heads, 1, -1)
+        out = self.v_proj.bias.view(heads, 1, -1)
+        if mixed is not None:
+            weight_v = self.v_proj.weight.unflatten(0, (heads, -1))  # (h, d, C)
+            mixed = mixed.expand(*projected.shape[:3], -1) if mixed.dim() == 1 else mixed.unflatten(1, (heads, -1))
+            out = out + torch.einsum("bhnc,hdc->bhnd", mixed, weight_v)
+        if projected is not None:
+            out = out + projected
         return self.out_proj(_merge_heads(out))
 
     def _few_keys(
@@ -532,7 +703,7 @@ class Attention(nn.Module):
         key_bias = torch.einsum("bhnd,hd->bhn", k, self.q_proj.bias.view(heads, -1)).flatten(1)  # (Bk, h * Nk)
         logits = _batched_matmul(key_matrix, q.transpose(1, 2)).add_(key_bias.unsqueeze(2))  # (B, h * Nk, Nq)
         if pe_queries is not None:
-            logits = logits + _per_head_logits(k, pe_queries)
+            logits = logits + per_head_products(k, pe_queries).flatten(1, 2)
         return self._mix_few_values(logits, v)
 
     def _mix_few_values(self, logits: torch.Tensor, v: torch.Tensor) -> ImageUpdate:
@@ -547,25 +718,18 @@ class Attention(nn.Module):
         weight_o = self.out_proj.weight.unflatten(1, (heads, -1))  # (C, h, d)
         v = self.separate_heads(self.v_proj(v))  # (B, h, Nk, d)
         projected = torch.einsum("bhnd,chd->bhnc", v, weight_o).flatten(1, 2) + self.out_proj.bias / heads
-        return ImageUpdate(attn, projected)
+        return ImageUpdate(attn, projected, v)
 
 
 # Below this many tokens on the long side, folding projections saves too little to matter.
 _MANY_TOKENS = 256
+# Prompts whose factored image tokens are computed at once (`TwoWayTransformer._run_factored`).
+FACTORED_CHUNK = 8
 
 
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(B, heads, N, d) -> (B, N, heads * d)."""
     return x.transpose(1, 2).flatten(2)
-
-
-def _per_head_logits(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    """rows (B, h, M, d) against shared columns (h, N, d), head by head: (B, h * M, N), rows ordered (head, row).
-
-    One (B * M, d) @ (d, N) product per head, so the B prompts share each head's columns.
-    """
-    out = rows.transpose(0, 1).flatten(1, 2) @ columns.transpose(1, 2)  # (h, B * M, N)
-    return out.unflatten(1, (rows.shape[0], -1)).transpose(0, 1).flatten(1, 2)
 
 
 def _batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,29 @@ ENCODER_OUTPUT = "image_embeddings"
 DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size")
 DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
 # The decoder cut at the low-res logits, for the web page: no mask prompt, no resize. Two graphs: the image side
-# (`SamImageSideOnnxModel`, once per image), then the prompts (`SamLowResOnnxModel`) on its outputs.
+# (`SamImageSideOnnxModel`, once per image), then the prompts (`SamLowResOnnxModel`) on its outputs: the first
+# block's projections, then a two-block decoder's `FactoredImage` in the order of its `tensors()`.
 IMAGE_SIDE_INPUTS = ("image_embeddings",)
-IMAGE_SIDE_OUTPUTS = ("image_tokens", "first_keys", "first_values", "first_queries")
+IMAGE_SIDE_OUTPUTS = (
+    "first_keys",
+    "first_values",
+    "first_queries",
+    "own_norm_0",
+    "own_norm_1",
+    "cross_0_0",
+    "cross_bias_0_0",
+    "cross_1_0",
+    "cross_bias_1_0",
+    "cross_1_1",
+    "cross_bias_1_1",
+    "offset_cross_1_0",
+    "own_keys_1",
+    "own_values_1",
+    "own_queries_1",
+    "own_keys_2",
+    "own_values_2",
+    "final_projection",
+)
 LOW_RES_DECODER_INPUTS = (*IMAGE_SIDE_OUTPUTS, "point_coords", "point_labels", "input_size")
 LOW_RES_DECODER_OUTPUTS = ("iou_predictions", "low_res_masks")
 

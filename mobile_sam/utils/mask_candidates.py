@@ -103,9 +103,7 @@ class PromptDecoder:
 
             def all_logits(prompts: torch.Tensor) -> torch.Tensor:
                 prompts = prompts.to(device)
-                # Selected and cropped in the token-major layout that the upscaling reads.
-                tokens = image_tokens.permute(0, 2, 3, 1)[prompts, :rows, :cols]
-                return decoder.upscale_masks(hyper_in[prompts], tokens.permute(0, 3, 1, 2))
+                return decoder.upscale_masks(hyper_in[prompts], image_tokens.select(prompts).crop(rows, cols))
 
             return DecodedBatch(iou_predictions.cpu(), all_logits)
         iou_predictions, state = decoder.decode_iou(self.image, sparse)
@@ -113,7 +111,7 @@ class PromptDecoder:
 
         def chosen_logits(prompts: torch.Tensor) -> torch.Tensor:
             hyper_in, image_tokens = decoder.decode_mask_tokens(state, prompts.to(device), multimask_output)
-            return decoder.upscale_masks(hyper_in, image_tokens[..., :rows, :cols])
+            return decoder.upscale_masks(hyper_in, image_tokens.crop(rows, cols))
 
         return DecodedBatch(iou_predictions[:, outputs].cpu(), chosen_logits)
 

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modeling import Sam
-from ..modeling.transformer import ProjectedImage
+from ..modeling.factored_tokens import FactoredImage
+from ..modeling.transformer import ImageTokens, ProjectedImage
 
 # `return_single_mask` picks the single-mask output from this many points on (padding point included),
 # the best-scoring multimask output below it: the official rule.
@@ -150,9 +151,9 @@ class SamOnnxModel(nn.Module):
 class SamImageSideOnnxModel(nn.Module):
     """The mask decoder's image side without a mask prompt, computed once per image (for ONNX export).
 
-    image_embeddings (1, C, 64, 64) -> image_tokens (1, 4096, C): the embedding plus the no-mask embedding,
-    token-major; first_keys, first_values, first_queries (1, heads, 4096, d): the first block's image-side
-    projections (`MaskDecoder.prepare_image`).
+    image_embeddings (1, C, 64, 64) -> first_keys, first_values, first_queries (1, heads, 4096, d): the first
+    block's image-side projections; then the `FactoredImage` tensors of the later blocks (`FactoredImage.tensors`,
+    named in `mobile_sam.onnx.files.IMAGE_SIDE_OUTPUTS`) (`MaskDecoder.prepare_image`).
     """
 
     def __init__(self, model: Sam) -> None:
@@ -166,43 +167,36 @@ class SamImageSideOnnxModel(nn.Module):
         dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         image = self.model.mask_decoder.prepare_image(image_embeddings, encoder.get_dense_pe(), dense)
         first = image.first_block
-        return image.tokens, first.keys, first.values, first.queries
+        return first.keys, first.values, first.queries, *image.factored.tensors()
 
 
 class SamLowResOnnxModel(SamOnnxModel):
     """Prompt encoding and mask decoding of `model` on an image side from `SamImageSideOnnxModel`, cut at the low-res
     logits (for ONNX export).
 
-    image_tokens, first_keys, first_values, first_queries as `SamImageSideOnnxModel` gives them, point_coords
-    (1, N, 2) in the input frame, point_labels (1, N) as for `SamOnnxModel`, and input_size (2,) float: the (h, w)
-    of the image resized into the input frame -> iou_predictions (1, 4) and low_res_masks (1, 4, 256, 256): all four
-    outputs (the single-mask output first), no mask prompt, no resize. Only the low-res logits that
-    `Sam.postprocess_masks` reads for input_size are computed (`low_res_extent`, rounded up to whole image tokens);
-    the others are 0. `Sam.postprocess_masks` of low_res_masks gives the masks `SamOnnxModel` returns. The
-    positional encoding's projections are constants of the graph.
+    The image side's outputs as `SamImageSideOnnxModel` gives them, then point_coords (1, N, 2) in the input frame,
+    point_labels (1, N) as for `SamOnnxModel`, and input_size (2,) float: the (h, w) of the image resized into the
+    input frame -> iou_predictions (1, 4) and low_res_masks (1, 4, 256, 256): all four outputs (the single-mask
+    output first), no mask prompt, no resize. Only the low-res logits that `Sam.postprocess_masks` reads for
+    input_size are computed (`low_res_extent`, rounded up to whole image tokens); the others are 0.
+    `Sam.postprocess_masks` of low_res_masks gives the masks `SamOnnxModel` returns. The positional encoding's
+    projections are constants of the graph.
     """
 
     def __init__(self, model: Sam) -> None:
         super().__init__(model, return_single_mask=False)
 
     @torch.no_grad()
-    def forward(
-        self,
-        image_tokens: torch.Tensor,
-        first_keys: torch.Tensor,
-        first_values: torch.Tensor,
-        first_queries: torch.Tensor,
-        point_coords: torch.Tensor,
-        point_labels: torch.Tensor,
-        input_size: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """See the class docstring for the inputs and outputs."""
-        encoder = self.model.prompt_encoder
-        pe = encoder.get_dense_pe()
+        *prepared, point_coords, point_labels, input_size = inputs
+        transformer = self.mask_decoder.transformer
+        pe = self.model.prompt_encoder.get_dense_pe()
         size = (pe.shape[2], pe.shape[3])
-        image = self.mask_decoder.transformer.projected_image(
-            image_tokens, pe.flatten(2).transpose(1, 2), size, ProjectedImage(first_keys, first_values, first_queries)
-        )
+        pe = pe.flatten(2).transpose(1, 2)
+        first_block = ProjectedImage(*prepared[:3])
+        factored = FactoredImage.from_tensors(transformer.depth, tuple(prepared[3:]))
+        image = ImageTokens(None, pe, size, first_block, transformer.pe_projections(pe), factored)
         masks, scores = self.mask_decoder.predict_masks_prepared(
             image, self._embed_points(point_coords, point_labels), self._token_extent(input_size, size)
         )

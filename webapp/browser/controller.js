@@ -15,7 +15,7 @@ export const DECODER_EVENT = 'mobile-sam-decoder';
 export class DecoderController extends EventTarget {
   /**
    * ortUrl: onnxruntime-web's folder URL; decoderBase: the decoder files' folder URL (both ending in "/");
-   * runtime: loadOrt's options ({threads, proxy}).
+   * runtime: BrowserDecoder.open's options ({threads, proxy}).
    */
   constructor({ortUrl, decoderBase, runtime = {}}) {
     super();

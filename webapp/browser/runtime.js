@@ -1,6 +1,6 @@
 // onnxruntime-web from the server's own static path (never a CDN): the WebAssembly build, SIMD, with threads
-// when the page is cross-origin isolated (COOP/COEP headers), else one thread. It runs in a worker
-// (env.wasm.proxy): a decode never blocks the page, so mouse moves and the rest of the page go on meanwhile.
+// when the page is cross-origin isolated (COOP/COEP headers), else one thread. The page runs it in its own decoder
+// worker (decoder.js): a decode never blocks the page, so mouse moves and the rest of the page go on meanwhile.
 
 export const ORT_ENTRY = 'ort.wasm.min.mjs';
 const MAX_THREADS = 4;
@@ -41,18 +41,23 @@ export function threadCount() {
 
 const loaded = new Map();
 
+/** url resolved against the page (or, in a worker, the worker script's) address. */
+export function absoluteUrl(url) {
+  return new URL(url, globalThis.document ? document.baseURI : globalThis.location.href).href;
+}
+
 /**
- * The onnxruntime-web module served under ortUrl (a folder URL ending in "/"), configured once per page: threads
- * (default threadCount()), proxy (default true: run in onnxruntime-web's worker).
+ * The onnxruntime-web module served under ortUrl (a folder URL ending in "/"), configured once per page or worker,
+ * running where it is loaded (no proxy worker of its own): threads (default threadCount()).
  * Rejects with Unavailable('no-simd') or Unavailable('load-failed').
  */
-export function loadOrt(ortUrl, {threads = threadCount(), proxy = true} = {}) {
-  const base = new URL(ortUrl, document.baseURI).href;
-  if (!loaded.has(base)) loaded.set(base, importOrt(base, threads, proxy));
+export function loadOrt(ortUrl, {threads = threadCount()} = {}) {
+  const base = absoluteUrl(ortUrl);
+  if (!loaded.has(base)) loaded.set(base, importOrt(base, threads));
   return loaded.get(base);
 }
 
-async function importOrt(base, threads, proxy) {
+async function importOrt(base, threads) {
   if (!hasWasmSimd()) throw new Unavailable('no-simd');
   let ort;
   try {
@@ -64,6 +69,6 @@ async function importOrt(base, threads, proxy) {
   ort.env.wasm.wasmPaths = base;
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.simd = true;
-  ort.env.wasm.proxy = proxy;
+  ort.env.wasm.proxy = false;
   return ort;
 }

@@ -1,0 +1,276 @@
+"""Image tokens after the two-way blocks kept factored: an own term per image, a few rows per prompt.
+
+After the first block every image token is x_i = LN(e_i + R^T a_i): the image's own token e_i, the same for every
+prompt, plus a mix a_i of the h * K rows R (K prompt tokens, h heads) that the prompt's image-to-token attention
+made. A LayerNorm is affine per token and every later use of the tokens is linear up to the upscaling's own
+LayerNorm (attention logits and values, the next block's update, the first transposed convolution), so the tokens
+are kept as
+
+    x_i = scale_i * own_i + rows^T coeffs_i + offset
+
+with own_i prepared once per image together with its products through every later projection, and rows (J, C),
+coeffs (J, HW) per prompt (J = h * K rows per block, plus one row per LayerNorm bias passed). A product of a few
+prompt vectors with the tokens then costs d (per head, over the prepared own products) + J multiply-adds per token
+instead of C, and a LayerNorm's statistics come from prepared norms, the rows' products with the own term (through
+the output projections that made them, prepared) and the rows' Gram matrix. Everything is computed on centred
+vectors (a LayerNorm's mean removed), so a variance is a sum of non-cancelling squares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class OwnProducts:
+    """The own term of one level's tokens through an attention's projections (weights only, no bias), per head
+    (heads, HW, d): keys and values of a token-to-image attention, queries of an image-to-token attention (None for
+    the final attention)."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    queries: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class UpdateCross:
+    """Products of a block's image update rows with a level's centred own term g, through the update's output
+    projection: heads (heads, HW, d) = W_o^T g per head, bias (HW,) = b_o . g / heads (each row carries the bias
+    over heads, `Attention._mix_few_values`)."""
+
+    heads: torch.Tensor
+    bias: torch.Tensor
+
+
+@dataclass(frozen=True)
+class FactoredImage:
+    """What the factored tokens need of one image, prepared once (batch 1, HW tokens, C channels, depth D blocks).
+
+    Level l's tokens are block l's input (level D: the final attention's). For each level l < D:
+    own_norms[l] (HW,) the squared norm of the centred own term P g_l; cross[l][k] the `UpdateCross` of block k's
+    update (k <= l) with the own term carried back through the LayerNorms between (P Gamma_k ... P g_l); and
+    offset_cross[l][k] (HW,), k < l, the product of LayerNorm k's bias with it. products[l - 1] for levels
+    1..D: the own term's `OwnProducts`. final_own (HW, C): the own term of level D; final_projection (HW, F): it
+    through the linear layer the caller applies to the final tokens (the mask decoder's first upscaling
+    convolution), or None.
+    """
+
+    own_norms: tuple[torch.Tensor, ...]
+    cross: tuple[tuple[UpdateCross, ...], ...]
+    offset_cross: tuple[tuple[torch.Tensor, ...], ...]
+    products: tuple[OwnProducts, ...]
+    final_own: torch.Tensor
+    final_projection: torch.Tensor | None = None
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The tensors a prompts' graph needs (all but final_own; final_projection last), flat, in the order
+        `from_tensors` reads."""
+        flat = [*self.own_norms]
+        for level in self.cross:
+            for cross in level:
+                flat += [cross.heads, cross.bias]
+        for level in self.offset_cross:
+            flat += [*level]
+        for products in self.products:
+            flat += [products.keys, products.values] + ([] if products.queries is None else [products.queries])
+        return (*flat, self.final_projection)
+
+    @classmethod
+    def from_tensors(cls, depth: int, tensors: tuple[torch.Tensor, ...]) -> FactoredImage:
+        """The inverse of `tensors()` for a transformer of `depth` blocks (final_own None)."""
+        it = iter(tensors)
+        own_norms = tuple(next(it) for _ in range(depth))
+        cross = tuple(tuple(UpdateCross(next(it), next(it)) for _ in range(level + 1)) for level in range(depth))
+        offset_cross = tuple(tuple(next(it) for _ in range(level)) for level in range(depth))
+        products = tuple(
+            OwnProducts(next(it), next(it), next(it) if level < depth else None) for level in range(1, depth + 1)
+        )
+        return cls(own_norms, cross, offset_cross, products, None, next(it))
+
+
+@dataclass(frozen=True)
+class Factors:
+    """B prompts' image tokens (B, HW, C) of one level, less the own term: scale (B, HW) times the own term, plus
+    rows (B, J, C)^T coeffs (B, J, HW) (None: no rows), plus offset (C,) (None: 0)."""
+
+    scale: torch.Tensor
+    coeffs: torch.Tensor | None
+    rows: torch.Tensor | None
+    offset: torch.Tensor | None
+
+    def select(self, prompts: torch.Tensor | slice) -> Factors:
+        """The factors of some prompts (S,)."""
+
+        def pick(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x[prompts]
+
+        return Factors(self.scale[prompts], pick(self.coeffs), pick(self.rows), self.offset)
+
+
+@dataclass(frozen=True)
+class FactoredTokens:
+    """B prompts' image tokens (B, HW, C) on a grid of `size` (h, w): own (1 or B, HW, C) alone (factors None), or
+    factors.scale * own + the factors' rows and offset (own (1, HW, C), shared).
+
+    own_projection (1, HW, F): own through `project`'s layer, when prepared (own may then be None: the tokens can
+    only go through that layer). kept: the row and column indices (r,), (c,) of the tokens kept by `crop`; None: all.
+    """
+
+    own: torch.Tensor | None
+    size: tuple[int, int]
+    factors: Factors | None = None
+    own_projection: torch.Tensor | None = None
+    kept: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def select(self, prompts: torch.Tensor | slice) -> FactoredTokens:
+        """The tokens of some prompts (S,)."""
+        if self.factors is None:
+            return replace(self, own=self.own[prompts])
+        return replace(self, factors=self.factors.select(prompts))
+
+    def crop(self, rows: torch.Tensor | int, cols: torch.Tensor | int) -> FactoredTokens:
+        """The top-left rows x cols tokens (ints or 0-d tensors: an ONNX trace keeps them as graph values)."""
+        device = (self.own if self.own is not None else self.own_projection).device
+        return replace(self, kept=(torch.arange(rows, device=device), torch.arange(cols, device=device)))
+
+    def project(self, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The tokens through a linear layer weight (F, C), bias (F,): (B, rows, cols, F) token-major (the kept
+        tokens after `crop`, else the grid).
+
+        Computed for every token, then cropped: a crop of the F-wide output reads whole rows, where one of the
+        coefficients (token-minor) would gather single values.
+        """
+        out = self.own_projection if self.own_projection is not None else F.linear(self.own, weight)
+        constant = bias
+        factors = self.factors
+        if factors is not None:
+            out = factors.scale[..., None] * out
+            if factors.rows is not None:
+                out = torch.baddbmm(out, factors.coeffs.transpose(1, 2), factors.rows @ weight.T)
+            if factors.offset is not None:
+                shift = weight @ factors.offset
+                constant = shift if constant is None else constant + shift
+        out = out.unflatten(1, self.size)
+        if self.kept is not None:  # index_select, not slicing: an ONNX trace keeps the extent as a graph value
+            out = out.index_select(1, self.kept[0]).index_select(2, self.kept[1])
+        return out if constant is None else out + constant
+
+    def dense(self) -> torch.Tensor:
+        """The tokens formed, (B, rows, cols, C) token-major."""
+        eye = torch.eye(self.own.shape[-1], dtype=self.own.dtype, device=self.own.device)
+        return replace(self, own_projection=None).project(eye, None)
+
+
+def centred(x: torch.Tensor) -> torch.Tensor:
+    """x (..., C) less its mean over the last dimension."""
+    return x - x.mean(-1, keepdim=True)
+
+
+def prepare(layers: nn.ModuleList, final_attention: nn.Module, tokens: torch.Tensor, num_heads: int) -> FactoredImage:
+    """`FactoredImage` of image tokens (1, HW, C) for two-way blocks `layers` and the final attention."""
+    depth = len(layers)
+    own = tokens[0]  # g_0: the image tokens
+    own_norms, cross, offset_cross, products = [], [], [], []
+    for level in range(depth):
+        carried = centred(own)  # P g_l, then carried back through the LayerNorms before it
+        own_norms.append(carried.square().sum(-1))
+        level_cross, level_offsets = [], []
+        for block in range(level, -1, -1):
+            if block < level:
+                level_offsets.append(carried @ layers[block].norm4.bias)
+                carried = centred(carried * layers[block].norm4.weight)
+            out_proj = layers[block].cross_attn_image_to_token.out_proj
+            heads = _per_head(carried @ out_proj.weight, num_heads)
+            level_cross.append(UpdateCross(heads, carried @ out_proj.bias / num_heads))
+        cross.append(tuple(reversed(level_cross)))
+        offset_cross.append(tuple(reversed(level_offsets)))
+        own = centred(own) * layers[level].norm4.weight  # g_{l+1} = Gamma_l P g_l
+        if level + 1 < depth:
+            t2i, i2t = layers[level + 1].cross_attn_token_to_image, layers[level + 1].cross_attn_image_to_token
+            products.append(
+                OwnProducts(
+                    _per_head(own @ t2i.k_proj.weight.T, num_heads),
+                    _per_head(own @ t2i.v_proj.weight.T, num_heads),
+                    _per_head(own @ i2t.q_proj.weight.T, num_heads),
+                )
+            )
+    products.append(
+        OwnProducts(
+            _per_head(own @ final_attention.k_proj.weight.T, num_heads),
+            _per_head(own @ final_attention.v_proj.weight.T, num_heads),
+            None,
+        )
+    )
+    return FactoredImage(tuple(own_norms), tuple(cross), tuple(offset_cross), tuple(products), own)
+
+
+def normalized(
+    factors: Factors | None,
+    values: tuple[torch.Tensor, ...],
+    weights: torch.Tensor,
+    rows: torch.Tensor,
+    image: FactoredImage,
+    level: int,
+    norm: nn.LayerNorm,
+) -> Factors:
+    """norm(tokens + rows^T weights) of level `level`, factored: the next level's `Factors`.
+
+    factors: level `level`'s (None at level 0: the image tokens themselves), whose rows are those of blocks
+    0..level-1's updates each followed by a LayerNorm bias row (the last bias is the offset); values: those updates'
+    values per head (B, h, K, d), then block `level`'s; weights (B, h * K, HW) and rows (B, h * K, C): block
+    `level`'s update.
+    """
+    batch, channels = rows.shape[0], rows.shape[2]
+    parts_rows, parts_coeffs = [rows], [weights]
+    if factors is not None and factors.offset is not None:
+        parts_rows.insert(0, factors.offset.expand(batch, 1, -1))
+        parts_coeffs.insert(0, torch.ones_like(weights[:, :1]))
+    if factors is not None and factors.rows is not None:
+        parts_rows.insert(0, factors.rows)
+        parts_coeffs.insert(0, factors.coeffs)
+    basis = centred(torch.cat(parts_rows, dim=1))  # (B, J, C)
+    coeffs = torch.cat(parts_coeffs, dim=1)  # (B, J, HW)
+    parts_cross = []  # each basis row . the centred own term, (B, J, HW) once concatenated
+    for block in range(level + 1):
+        crossed = image.cross[level][block]
+        parts_cross.append((per_head_products(values[block], crossed.heads) + crossed.bias).flatten(1, 2))
+        if block < level:
+            parts_cross.append(image.offset_cross[level][block].expand(batch, 1, -1))
+    doubled = 2 if factors is None else 2 * factors.scale[:, None]  # (B, 1, HW)
+    # |P y|^2 = s^2 |P own|^2 + coeffs . (2 s cross + gram @ coeffs)
+    terms = torch.baddbmm(torch.cat(parts_cross, dim=1) * doubled, basis @ basis.transpose(1, 2), coeffs)
+    own_norms = image.own_norms[level]  # (HW,)
+    # The sum over J as a product with ones: a reduction over a middle axis is slow in ONNX Runtime.
+    ones = (coeffs[:1, :, :1] * 0 + 1).transpose(1, 2)  # (1, 1, J); not ones_like: a trace would fix J
+    squares = (ones @ (terms * coeffs))[:, 0]  # (B, HW)
+    squares = squares + (own_norms if factors is None else factors.scale.square() * own_norms)
+    inv_std = torch.rsqrt(squares / channels + norm.eps)  # (B, HW)
+    scale = inv_std if factors is None else factors.scale * inv_std
+    return Factors(scale, coeffs * inv_std[:, None], basis * norm.weight, norm.bias)
+
+
+def _per_head(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(N, heads * d) -> (heads, N, d)."""
+    return x.unflatten(-1, (num_heads, -1)).transpose(0, 1).contiguous()
+
+
+def own_logits(rows: torch.Tensor, own: torch.Tensor, pe: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Per-head logits of rows (B, h, M, d) over factored image tokens: scale (B, HW) times their products with the
+    own term's projections own (h, HW, d), plus those with the positional encoding's pe (h, HW, d): (B, h * M, HW)."""
+    with_pe, with_own = per_head_products(rows, pe), per_head_products(rows, own)
+    if torch.onnx.is_in_onnx_export():  # no out= there
+        return torch.addcmul(with_pe, with_own, scale[:, None, None]).flatten(1, 2)
+    out = torch.empty(*rows.shape[:3], own.shape[1], dtype=rows.dtype, device=rows.device)  # (B, h, M, HW)
+    return torch.addcmul(with_pe, with_own, scale[:, None, None], out=out).flatten(1, 2)
+
+
+def per_head_products(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """rows (B, h, M, d) against shared columns (h, N, d), head by head: (B, h, M, N), a view of one
+    (h, B * M, N) product (one (B * M, d) @ (d, N) product per head, so the B prompts share each head's columns).
+    """
+    out = rows.transpose(0, 1).flatten(1, 2) @ columns.transpose(1, 2)  # (h, B * M, N)
+    return out.unflatten(1, (rows.shape[0], -1)).transpose(0, 1)
