@@ -124,6 +124,21 @@ def test_factored_image_tokens_are_the_plain_transformers(model, prompt_tokens: 
     torch.testing.assert_close(projected, grid[:, :40] @ weight.T + bias, atol=1e-3, rtol=1e-4)
 
 
+@torch.no_grad()
+def test_a_shared_embedding_decodes_many_prompts_as_copies_of_it(model) -> None:
+    """`MaskDecoder.forward` with a batch-1 embedding and enough prompt tokens to project the image once."""
+    generator = torch.Generator().manual_seed(7)
+    embedding = torch.randn(1, 256, 64, 64, generator=generator)
+    sparse, dense = torch.randn(6, 4, 256, generator=generator), torch.randn(1, 256, 64, 64, generator=generator)
+    decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
+    masks, iou = decoder(embedding, image_pe, sparse, dense, True)
+    expected_masks, expected_iou = decoder(
+        embedding.repeat(6, 1, 1, 1), image_pe, sparse, dense.repeat(6, 1, 1, 1), True
+    )
+    torch.testing.assert_close(masks, expected_masks, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(iou, expected_iou, atol=1e-5, rtol=1e-4)
+
+
 def test_projecting_a_batch_of_images_is_rejected() -> None:
     transformer = TwoWayTransformer(depth=1, embedding_dim=64, num_heads=8, mlp_dim=128)
     with pytest.raises(ValueError, match="batch-1"):

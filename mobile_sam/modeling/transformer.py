@@ -227,15 +227,19 @@ class TwoWayTransformer(nn.Module):
         batch, tokens = point_embedding.shape[:2]
         shared = image_embedding.shape[0] == 1
         project = shared and not self.layers[0].cross_attn_token_to_image.folds_projections(batch * tokens)
-        state = self.run_blocks(self.prepare_image(image_embedding, image_pe, project), point_embedding)
+        # One call's image side: the first block's projections pay for themselves here, the factored products not.
+        state = self.run_blocks(self.prepare_image(image_embedding, image_pe, project, factored=False), point_embedding)
         return self.final_tokens(state), state.keys.expand(batch, -1, -1)
 
-    def prepare_image(self, image_embedding: torch.Tensor, image_pe: torch.Tensor, project: bool) -> ImageTokens:
+    def prepare_image(
+        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, project: bool, factored: bool = True
+    ) -> ImageTokens:
         """Image tokens from image_embedding (1 or B, C, H, W) and image_pe (1, C, H, W).
 
         project: compute the first block's image projections now (needs batch 1). That pays when many
         prompt tokens share the image (see `Attention.folds_projections`), all the more when several
-        batches of prompts reuse the result.
+        batches of prompts reuse the result. factored: with project, also prepare the `FactoredImage` (its
+        products cost a few first-block projections more: for images that many prompts reuse).
         """
         if project and image_embedding.shape[0] != 1:
             raise ValueError(
@@ -248,8 +252,10 @@ class TwoWayTransformer(nn.Module):
         if not project:
             return ImageTokens(tokens, pe, size, None)
         first_block = self.layers[0].project_image(tokens, pe)
-        factored = prepare(self.layers, self.final_attn_token_to_image, tokens, self.num_heads)
-        return ImageTokens(tokens, pe, size, first_block, self.pe_projections(pe), factored)
+        if not factored:
+            return ImageTokens(tokens, pe, size, first_block, self.pe_projections(pe))
+        prepared = prepare(self.layers, self.final_attn_token_to_image, tokens, self.num_heads)
+        return ImageTokens(tokens, pe, size, first_block, self.pe_projections(pe), prepared)
 
     def pe_projections(self, pe: torch.Tensor) -> tuple[ProjectedPe, ...]:
         """`ImageTokens.pe_projections` of a positional encoding pe (1, HW, C): the later blocks', then the final
