@@ -104,6 +104,8 @@ class Factors:
 
     def select(self, prompts: torch.Tensor | slice) -> Factors:
         """The factors of some prompts (S,)."""
+        if isinstance(prompts, slice) and prompts == slice(None):
+            return self
 
         def pick(x: torch.Tensor | None) -> torch.Tensor | None:
             return None if x is None else x[prompts]
@@ -128,6 +130,8 @@ class FactoredTokens:
 
     def select(self, prompts: torch.Tensor | slice) -> FactoredTokens:
         """The tokens of some prompts (S,)."""
+        if isinstance(prompts, slice) and prompts == slice(None):
+            return self
         if self.factors is None:
             return replace(self, own=self.own[prompts])
         return replace(self, factors=self.factors.select(prompts))
@@ -273,4 +277,6 @@ def per_head_products(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor
     (h, B * M, N) product (one (B * M, d) @ (d, N) product per head, so the B prompts share each head's columns).
     """
     out = rows.transpose(0, 1).flatten(1, 2) @ columns.transpose(1, 2)  # (h, B * M, N)
+    if rows.shape[0] == 1:  # the same layout: no transpose (an exported graph would copy for one)
+        return out.unsqueeze(0)
     return out.unflatten(1, (rows.shape[0], -1)).transpose(0, 1)

@@ -257,11 +257,13 @@ class MaskDecoder(nn.Module):
             image_tokens = FactoredTokens(image_tokens.permute(0, 2, 3, 1).flatten(1, 2), image_tokens.shape[2:])
         step = self.upscale_chunk_size
         batch = hyper_in.shape[0]
+        if batch <= step:
+            return self._upscale(hyper_in, image_tokens)
         chunks = [
             self._upscale(hyper_in[start : start + step], image_tokens.select(slice(start, start + step)))
-            for start in range(0, max(batch, 1), step)
+            for start in range(0, batch, step)
         ]
-        return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+        return torch.cat(chunks)
 
     def _upscale(self, hyper_in: torch.Tensor, tokens: FactoredTokens) -> torch.Tensor:
         """`output_upscaling`, then the hypernetwork product: hyper_in (B, K, C/8), tokens of B prompts (h x w) ->

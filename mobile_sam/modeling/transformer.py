@@ -332,17 +332,20 @@ class TwoWayTransformer(nn.Module):
         pe_keys = None if pe is None else pe.keys
         if isinstance(state, FactoredState):
             own, factors = state.image.factored.products[-1], state.factors.select(prompts)
-            attn_out = torch.cat(
-                [
-                    attention.attend_factored_keys(
-                        q[start : start + FACTORED_CHUNK],
-                        factors.select(slice(start, start + FACTORED_CHUNK)),
-                        own,
-                        pe_keys,
-                    )
-                    for start in range(0, max(q.shape[0], 1), FACTORED_CHUNK)
-                ]
-            )
+            if q.shape[0] <= FACTORED_CHUNK:
+                attn_out = attention.attend_factored_keys(q, factors, own, pe_keys)
+            else:
+                attn_out = torch.cat(
+                    [
+                        attention.attend_factored_keys(
+                            q[start : start + FACTORED_CHUNK],
+                            factors.select(slice(start, start + FACTORED_CHUNK)),
+                            own,
+                            pe_keys,
+                        )
+                        for start in range(0, q.shape[0], FACTORED_CHUNK)
+                    ]
+                )
         elif state.update is not None and state.update.weights is not None and attention.folds_projections(q.shape[1]):
             update = state.update.select(prompts)
             attn_out = attention.attend_updated_tokens(
@@ -535,7 +538,7 @@ class Attention(nn.Module):
     def attend_projected_queries(self, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> ImageUpdate:
         """Projected queries (1, heads, HW, d) over few keys k, v (B, N, C): the (B, HW, C) output, factored."""
         k = self._project_scaled(k, self.k_proj)
-        logits = torch.einsum("bhnd,hpd->bhnp", k, queries[0]).flatten(1, 2)  # (B, heads * N, HW)
+        logits = per_head_products(k, queries[0]).flatten(1, 2)  # (B, heads * N, HW)
         return self._mix_few_values(logits, v)
 
     def attend_updated_tokens(
