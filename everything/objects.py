@@ -24,6 +24,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from mobile_sam.automatic_mask_generator import SamAutomaticMaskGenerator
+from mobile_sam.mobilesamv2 import CPU_BOX_GROUP
 from mobile_sam.predictor import SamPredictor
 from mobile_sam.utils.cancel import CancelFlag, Progress
 from mobile_sam.utils.mask_candidates import (
@@ -40,8 +41,6 @@ from mobile_sam.utils.rgb import to_rgb_uint8
 from .box_sources import MAX_DETECTIONS, BoxSource
 
 BORDER_SNAP_PX = 20.0
-# Boxes decoded at once on a CPU: small groups keep every tensor small enough for the allocator to reuse.
-CPU_BOX_GROUP = 4
 STAGES = ("detector", "encoder", "decoder", "postprocess")
 
 
@@ -60,7 +59,7 @@ class ObjectAwareMaskGenerator:
         onto it (0: off). MobileSAMv2 snaps 20 px in the detector's 1024-px frame; here it is 20 px of the
         original image.
       boxes_per_batch: boxes per batch; progress and cancellation are checked between batches. On a CPU
-        the decoder runs 16 boxes at a time (fastest there); elsewhere a whole batch at once.
+        the decoder runs `CPU_BOX_GROUP` boxes at a time (fastest there); elsewhere a whole batch at once.
       pred_iou_thresh: keep masks whose predicted IoU is above this (0: keep all, MobileSAMv2's behaviour).
       stability_score_thresh: keep masks whose stability score is at least this (0: keep all).
       stability_score_offset: logit offset of the stability score's two thresholds.

@@ -24,8 +24,9 @@ from .predictor import POSTPROCESS_CHUNK_BYTES, SamPredictor, threshold_into
 from .utils.mask_candidates import PromptDecoder
 
 OFFICIAL_BATCH_SIZE = 320
-# Boxes decoded at once on a CPU, whatever the batch size: small tensors stay in the caches there.
-CPU_BOX_GROUP = 4
+# Boxes decoded at once on a CPU, whatever the batch size: small tensors stay in the caches there (the decoder's
+# transformer keeps its factored image tokens in groups of `transformer.FACTORED_CHUNK`, the same 8).
+CPU_BOX_GROUP = 8
 
 
 @dataclass(frozen=True)
