@@ -54,9 +54,9 @@ class FactoredImage:
     own_norms[l] (HW,) the squared norm of the centred own term P g_l; cross[l][k] the `UpdateCross` of block k's
     update (k <= l) with the own term carried back through the LayerNorms between (P Gamma_k ... P g_l); and
     offset_cross[l][k] (HW,), k < l, the product of LayerNorm k's bias with it. products[l - 1] for levels
-    1..D: the own term's `OwnProducts`. final_own (HW, C): the own term of level D; final_projection (HW, F): it
-    through the linear layer the caller applies to the final tokens (the mask decoder's first upscaling
-    convolution), or None.
+    1..D: the own term's `OwnProducts`. final_own (HW, C): the own term of level D (None in an exported prompts'
+    graph, which only projects the final tokens); final_projection (HW, F): it through the linear layer the caller
+    applies to the final tokens (the mask decoder's first upscaling convolution), or None.
     """
 
     own_norms: tuple[torch.Tensor, ...]
