@@ -177,6 +177,20 @@ def test_five_quick_clicks_give_five_points(page):
     _info_has(page, "5 point(s)")
 
 
+def test_a_click_survives_the_canvas_image_being_replaced_under_it(page):
+    """A server answer may swap the canvas image between mousedown and mouseup; the browser then sends the click
+    event to neither image. The click is still one more point."""
+    box = page.locator("#segment-canvas img").bounding_box()
+    page.evaluate(
+        """() => document.addEventListener('mousedown', () => {
+            const img = document.querySelector('#segment-canvas img');
+            img.replaceWith(img.cloneNode(true));
+        }, {capture: true, once: true})"""
+    )
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.7)
+    _info_has(page, "6 point(s)")
+
+
 def _lane_running(server) -> int:
     return server[1].mobile_sam_parts.lane.load()[0]
 

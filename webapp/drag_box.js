@@ -5,7 +5,7 @@
   // CustomEvent('mobile-sam-action', {detail: {id, click | box, mode}}) for the page's own decoder
   // (webapp/browser/segment_page.js), which shows its mask before the server's arrives; ids grow by one per action.
   const root = () => document.querySelector('#segment-canvas');
-  let start = null, suppressClick = false, queue = [], sending = false, nextId = 1;
+  let start = null, queue = [], sending = false, nextId = 1;
   const toImage = (img, ev) => {
     const r = img.getBoundingClientRect();
     const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight, 1);
@@ -41,23 +41,25 @@
     start = {img, x: ev.clientX, y: ev.clientY, p: toImage(img, ev)};
     ev.preventDefault();
   }, true);
+  const inside = (img, ev) => {
+    const r = img.getBoundingClientRect();
+    return ev.clientX >= r.left && ev.clientX <= r.right && ev.clientY >= r.top && ev.clientY <= r.bottom;
+  };
+  // A click is taken on mouseup, not from the click event: when a server answer swaps the canvas image between
+  // mousedown and mouseup, the browser sends that click to neither image, and it would be lost.
   document.addEventListener('mouseup', (ev) => {
     if (!start) return;
     const moved = Math.hypot(ev.clientX - start.x, ev.clientY - start.y);
     const img = root() && root().querySelector('img');
-    if (moved > 6 && mode().startsWith('Box') && img) {
-      const p = toImage(img, ev);
-      enqueue({box: [start.p[0], start.p[1], p[0], p[1]]});
-      suppressClick = true;
-    }
+    const from = start.p;
     start = null;
+    if (!img) return;
+    if (moved > 6 && mode().startsWith('Box')) enqueue({box: [from[0], from[1], ...toImage(img, ev)]});
+    else if (inside(img, ev)) enqueue({click: toImage(img, ev)});
   }, true);
   document.addEventListener('click', (ev) => {
-    if (suppressClick) { suppressClick = false; ev.stopPropagation(); ev.preventDefault(); return; }
-    const img = canvasImage(ev);
-    if (!img) return;
-    ev.stopPropagation();
+    if (!canvasImage(ev)) return;
+    ev.stopPropagation(); // taken on mouseup
     ev.preventDefault();
-    enqueue({click: toImage(img, ev)});
   }, true);
 }
