@@ -159,8 +159,6 @@ class MaskDecoder(nn.Module):
         """
         src = image_embeddings + _shared_batch(dense_prompt_embeddings)
         image = self.transformer.prepare_image(src, image_pe[:1], project=True)
-        if image.factored is None:
-            return image
         # The final tokens' own term through the first upscaling convolution, once per image.
         conv = self.output_upscaling[0]
         projection = F.linear(image.factored.final_own, _pixel_weight(conv))

@@ -624,11 +624,7 @@ class Attention(nn.Module):
 
         own_queries: the own term's query products of the tokens' level; pe_queries: `project_pe(pe, "q")`.
         """
-        heads = self.num_heads
-        k = self._project_scaled(k, self.k_proj)  # (Bk, h, Nk, d)
-        weight_q = self.q_proj.weight.unflatten(0, (heads, -1))  # (h, d, C)
-        key_matrix = torch.einsum("bhnd,hdc->bhnc", k, weight_q).flatten(1, 2)  # (B, h * Nk, C)
-        key_bias = torch.einsum("bhnd,hd->bhn", k, self.q_proj.bias.view(heads, -1)).flatten(1)  # (B, h * Nk)
+        k, key_matrix, key_bias = self._fold_queries(k)
         if factors.offset is not None:
             key_bias = key_bias + key_matrix @ factors.offset
         logits = own_logits(k, own_queries, pe_queries, factors.scale) + key_bias[:, :, None]  # (B, h * Nk, HW)
@@ -705,15 +701,21 @@ class Attention(nn.Module):
 
         logits = q . (W_q^T k') + b_q . k', plus k' . pe_queries per head when given (queries q + pe).
         """
-        heads = self.num_heads
-        k = self._project_scaled(k, self.k_proj)  # (Bk, h, Nk, d)
-        weight_q = self.q_proj.weight.unflatten(0, (heads, -1))  # (h, d, C)
-        key_matrix = torch.einsum("bhnd,hdc->bhnc", k, weight_q).flatten(1, 2)  # (Bk, h * Nk, C)
-        key_bias = torch.einsum("bhnd,hd->bhn", k, self.q_proj.bias.view(heads, -1)).flatten(1)  # (Bk, h * Nk)
+        k, key_matrix, key_bias = self._fold_queries(k)
         logits = _batched_matmul(key_matrix, q.transpose(1, 2)).add_(key_bias.unsqueeze(2))  # (B, h * Nk, Nq)
         if pe_queries is not None:
             logits = logits + per_head_products(k, pe_queries).flatten(1, 2)
         return self._mix_few_values(logits, v)
+
+    def _fold_queries(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Few keys k (B, Nk, C) with the query projection folded in: the projected keys per head divided by
+        sqrt(d) (B, h, Nk, d), the key matrix (B, h * Nk, C) = W_q^T k' and the key bias (B, h * Nk) = b_q . k'."""
+        heads = self.num_heads
+        k = self._project_scaled(k, self.k_proj)
+        weight_q = self.q_proj.weight.unflatten(0, (heads, -1))  # (h, d, C)
+        key_matrix = torch.einsum("bhnd,hdc->bhnc", k, weight_q).flatten(1, 2)
+        key_bias = torch.einsum("bhnd,hd->bhn", k, self.q_proj.bias.view(heads, -1)).flatten(1)
+        return k, key_matrix, key_bias
 
     def _mix_few_values(self, logits: torch.Tensor, v: torch.Tensor) -> ImageUpdate:
         """Softmax over the few keys of logits (B, h * Nk, Nq) applied to v (B, Nk, C): the (B, Nq, C) output,
