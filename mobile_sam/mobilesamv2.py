@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .modeling.sam import upsample_low_res
-from .predictor import POSTPROCESS_CHUNK_BYTES, SamPredictor, threshold_into
+from .predictor import SamPredictor
 from .utils.mask_candidates import PromptDecoder
+from .utils.mask_resize import MaskResize
 
 OFFICIAL_BATCH_SIZE = 320
 # Boxes decoded at once on a CPU, whatever the batch size: small tensors stay in the caches there (the decoder's
@@ -73,16 +73,13 @@ def segment_boxes(
     decoder = PromptDecoder(predictor)
     scale = model.image_size // decoder.low_res_size
     height, width = predictor.original_size
+    resize = MaskResize(decoder.low_res_size, scale, predictor.input_size, (height, width), predictor.device)
     masks = torch.empty((len(array), height, width), dtype=torch.bool, device=predictor.device)
     group = batch_size if predictor.device.type != "cpu" else min(batch_size, CPU_BOX_GROUP)
-    chunk = max(1, POSTPROCESS_CHUNK_BYTES // (4 * height * width))  # full-size float logits held at once
     for start in range(0, len(array), group):
         decoded = decoder.boxes(array[start : start + group], iou_first=False)
         low_res = decoded.low_res_logits(torch.arange(len(decoded.iou_predictions)))  # (n, 1, h', w')
-        for first in range(0, len(low_res), chunk):
-            logits = upsample_low_res(low_res[first : first + chunk], scale, predictor.input_size, (height, width))
-            done = start + first
-            threshold_into(logits[:, 0], model.mask_threshold, masks[done : done + len(logits)])
+        resize.masks_into(low_res, model.mask_threshold, masks[start : start + len(low_res), None])
     areas = _areas(masks)
     order = torch.argsort(areas, descending=True)
     return BoxMasks(masks=masks[order], areas=areas[order], order=order)

@@ -9,10 +9,9 @@ import torch
 
 from .modeling import MaskDecoder, Sam
 from .modeling.transformer import ImageTokens
+from .utils.mask_resize import MaskResize, threshold_into
 from .utils.transforms import ResizeLongestSide
 
-# Upper bound on the full-size float logits held at once while thresholding a batch of masks.
-POSTPROCESS_CHUNK_BYTES = 24 << 20
 # Point labels the prompt encoder knows: padding (not a point), background, foreground.
 POINT_LABELS = (-1, 0, 1)
 
@@ -88,6 +87,7 @@ class SamPredictor:
         self.features: torch.Tensor | None = None
         self.dense_pe: torch.Tensor | None = None
         self._prepared: _PreparedImage | None = None
+        self._resize: MaskResize | None = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
 
@@ -192,9 +192,21 @@ class SamPredictor:
             decoder = self.model.mask_decoder
             scores, hyper_in, image_tokens = decoder.decode_prepared(prepared, sparse, multimask_output)
             low_res = decoder.upscale_masks(hyper_in, image_tokens)
+        resize = self._mask_resize(low_res)
         if return_logits:
-            return self.model.postprocess_masks(low_res, self.input_size, self.original_size), scores, low_res
-        return self._binary_masks(low_res), scores, low_res
+            if resize is None:
+                return self.model.postprocess_masks(low_res, self.input_size, self.original_size), scores, low_res
+            return resize.logits(low_res), scores, low_res
+        masks = torch.empty((*low_res.shape[:2], *self.original_size), dtype=torch.bool, device=low_res.device)
+        if resize is None:
+            threshold_into(
+                self.model.postprocess_masks(low_res, self.input_size, self.original_size),
+                self.model.mask_threshold,
+                masks,
+            )
+        else:
+            resize.masks_into(low_res, self.model.mask_threshold, masks)
+        return masks, scores, low_res
 
     def _prepared_image(self) -> ImageTokens | None:
         """The mask decoder's image side for prompts without a mask input (`MaskDecoder.prepare_image`), computed
@@ -232,34 +244,21 @@ class SamPredictor:
         self._prepared = _PreparedImage(self.features, self.dense_pe, versions, image)
         return image
 
-    def _binary_masks(self, low_res: torch.Tensor) -> torch.Tensor:
-        """Thresholded full-size masks (B, C, H, W) bool, upsampled a few prompts at a time.
-
-        Full-size float logits for a large batch would be B * C * H * W * 4 bytes at once (550 MB for 64
-        boxes on a 1800x1200 photo); chunks keep that bounded to about 24 MB, which the thresholding then reads
-        from the cache.
-        """
-        batch, channels = low_res.shape[:2]
-        height, width = self.original_size
-        masks = torch.empty((batch, channels, height, width), dtype=torch.bool, device=low_res.device)
-        chunk = max(1, POSTPROCESS_CHUNK_BYTES // (4 * channels * height * width))
-        for start in range(0, batch, chunk):
-            logits = self.model.postprocess_masks(low_res[start : start + chunk], self.input_size, self.original_size)
-            threshold_into(logits, self.model.mask_threshold, masks[start : start + chunk])
-        return masks
+    def _mask_resize(self, low_res: torch.Tensor) -> MaskResize | None:
+        """`Sam.postprocess_masks` for the current image as a `MaskResize` (built once per image size); None where
+        the model overrides `postprocess_masks`."""
+        if type(self.model).postprocess_masks is not Sam.postprocess_masks:
+            return None
+        low_res_size = low_res.shape[-1]
+        scale = self.model.image_size // low_res_size
+        key = MaskResize.key_of(low_res_size, scale, self.input_size, self.original_size, low_res.device)
+        if self._resize is None or self._resize.key != key:
+            self._resize = MaskResize(low_res_size, scale, self.input_size, self.original_size, low_res.device)
+        return self._resize
 
     def _require_image(self) -> None:
         if not self.is_image_set:
             raise ImageNotSetError("no image is set: call set_image(image) before predicting")
-
-
-def threshold_into(logits: torch.Tensor, threshold: float, out: torch.Tensor) -> None:
-    """out (bool, the shape of logits) = logits > threshold. On a CPU through NumPy, whose comparison into bool is
-    vectorised (torch's is not there)."""
-    if out.device.type == "cpu" and logits.device.type == "cpu" and out.is_contiguous() and logits.is_contiguous():
-        np.greater(logits.detach().numpy(), threshold, out=out.numpy())
-    else:
-        torch.gt(logits, threshold, out=out)
 
 
 @dataclass(frozen=True)

@@ -232,7 +232,7 @@ def test_postprocess_equals_full_upsample_then_crop(model):
 
 
 def test_large_batches_are_thresholded_like_the_logits(predictor, monkeypatch):
-    monkeypatch.setattr("mobile_sam.predictor.POSTPROCESS_CHUNK_BYTES", 4 * 3 * HEIGHT * WIDTH * 7)  # chunks of 7
+    monkeypatch.setattr("mobile_sam.utils.mask_resize.PLANE_GROUP", 7)
     boxes = torch.tensor([[0.0, 0.0, 500.0, 400.0]]).repeat(40, 1) + torch.arange(40.0)[:, None]
     masks, _, _ = predictor.predict_torch(None, None, boxes=boxes, multimask_output=True)
     logits, _, _ = predictor.predict_torch(None, None, boxes=boxes, multimask_output=True, return_logits=True)
