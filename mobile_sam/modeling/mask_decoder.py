@@ -172,7 +172,7 @@ class MaskDecoder(nn.Module):
         Only the IoU token goes through the final attention; the returned state gives the mask tokens of
         chosen prompts with `decode_mask_tokens`.
         """
-        state = self.transformer.run_blocks(image, self._prompt_tokens(sparse_prompt_embeddings), defer_last=True)
+        state = self.transformer.run_blocks(image, self._prompt_tokens(sparse_prompt_embeddings))
         iou_token = self.transformer.final_tokens(state, tokens=slice(0, 1))
         return self.iou_prediction_head(iou_token[:, 0]), state
 

@@ -90,41 +90,29 @@ class ImageUpdate:
             residual = residual.expand(self.weights.shape[0], -1, -1)
         return torch.baddbmm(residual, self.weights.transpose(1, 2), self.rows)
 
-    def select(self, prompts: torch.Tensor | slice) -> ImageUpdate:
-        """The update of some prompts (S,)."""
-        weights = None if self.weights is None else self.weights[prompts]
-        return ImageUpdate(weights, self.rows[prompts], None if self.values is None else self.values[prompts])
-
 
 @dataclass(frozen=True)
 class TransformerState:
     """B prompts after the two-way blocks, before the final token-to-image attention.
 
     queries (B, N, C): prompt tokens; point_embedding (B, N, C): their initial values, used as their
-    positional encoding; image: the `ImageTokens` they started from.
-    keys (B, HW, C): the image tokens; or, when `update` is set, the last block's input image tokens, which
-    that block turns into its output norm(keys + update) only where asked to (`image_tokens`).
+    positional encoding; image: the `ImageTokens` they started from; keys (1 or B, HW, C): the image tokens
+    (batch 1 while shared by all prompts).
     """
 
     queries: torch.Tensor
     point_embedding: torch.Tensor
     keys: torch.Tensor
     image: ImageTokens
-    update: ImageUpdate | None = None
-    norm: nn.LayerNorm | None = None
 
     def image_tokens(self, prompts: torch.Tensor | slice = slice(None)) -> torch.Tensor:
         """The image tokens after the blocks of some prompts (S,): (S, HW, C)."""
-        if self.keys.shape[0] == 1:  # still shared by all prompts (a one-block transformer)
-            keys = self.keys.expand(self.queries[prompts].shape[0], -1, -1)
-        else:
-            keys = self.keys[prompts]
-        if self.update is None:
-            return keys
-        return self.norm(self.update.select(prompts).added_to(keys))
+        if self.keys.shape[0] == 1:
+            return self.keys.expand(self.queries[prompts].shape[0], -1, -1)
+        return self.keys[prompts]
 
     def materialized(self, prompts: torch.Tensor | slice = slice(None)) -> TransformerState:
-        """The state of some prompts (S,) with their image tokens formed."""
+        """The state of some prompts (S,)."""
         return TransformerState(
             self.queries[prompts], self.point_embedding[prompts], self.image_tokens(prompts), self.image
         )
@@ -268,26 +256,15 @@ class TwoWayTransformer(nn.Module):
             for layer in self.layers[1:]
         ) + (ProjectedPe(final.project_pe(pe, "k"), None),)
 
-    def run_blocks(
-        self, image: ImageTokens, point_embedding: torch.Tensor, defer_last: bool = False
-    ) -> TransformerState | FactoredState:
-        """The two-way blocks for prompt tokens (B, N, C) on a prepared image.
-
-        On an image prepared with `FactoredImage` the image tokens are kept factored (`FactoredState`). Otherwise,
-        defer_last: leave the last block's image update unapplied (`TransformerState.update`): the final
-        attention of a few tokens (`final_tokens`) then reads the image tokens without forming them, and
-        `TransformerState.image_tokens` forms them for the prompts that need them.
-        """
+    def run_blocks(self, image: ImageTokens, point_embedding: torch.Tensor) -> TransformerState | FactoredState:
+        """The two-way blocks for prompt tokens (B, N, C) on a prepared image (on an image prepared with
+        `FactoredImage` the image tokens are kept factored: `FactoredState`)."""
         if image.factored is not None:
             return self._run_factored(image, point_embedding)
         queries, keys = point_embedding, image.tokens
         for i, layer in enumerate(self.layers):
             projected = image.first_block if i == 0 else None
-            pe = image.projected_pe(i)
-            if defer_last and i == len(self.layers) - 1:
-                queries, update = layer.attend(queries, keys, point_embedding, image.pe, projected, pe)
-                return TransformerState(queries, point_embedding, keys, image, update, layer.norm4)
-            queries, keys = layer(queries, keys, point_embedding, image.pe, projected, pe)
+            queries, keys = layer(queries, keys, point_embedding, image.pe, projected, image.projected_pe(i))
         return TransformerState(queries, point_embedding, keys, image)
 
     def _run_factored(self, image: ImageTokens, point_embedding: torch.Tensor) -> FactoredState:
@@ -346,11 +323,6 @@ class TwoWayTransformer(nn.Module):
                         for start in range(0, q.shape[0], FACTORED_CHUNK)
                     ]
                 )
-        elif state.update is not None and state.update.weights is not None and attention.folds_projections(q.shape[1]):
-            update = state.update.select(prompts)
-            attn_out = attention.attend_updated_tokens(
-                q, state.keys[prompts], update, state.norm, state.image.pe, pe_keys
-            )
         else:
             keys = state.image_tokens(prompts)
             attn_out = attention(q=q, k=keys, v=keys, key_pe=state.image.pe, pe_keys=pe_keys)
@@ -540,47 +512,6 @@ class Attention(nn.Module):
         k = self._project_scaled(k, self.k_proj)
         logits = per_head_products(k, queries[0]).flatten(1, 2)  # (B, heads * N, HW)
         return self._mix_few_values(logits, v)
-
-    def attend_updated_tokens(
-        self,
-        q: torch.Tensor,
-        residual: torch.Tensor,
-        update: ImageUpdate,
-        norm: nn.LayerNorm,
-        key_pe: torch.Tensor,
-        pe_keys: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Few queries q (B, Nq, C) over image tokens norm(residual + update) (keys with key_pe added, values
-        without), where residual is (B, HW, C) and `update` factored: -> (B, Nq, C), as `forward`, without forming
-        the (B, HW, C) tokens.
-
-        With x = residual + weights^T @ rows, the LayerNorm's per-token mean and variance come from the residual's
-        dot products with the few rows, its squared norms and the rows' Gram matrix; a query's logit over
-        norm(x) + pe and its softmax-weighted sum of norm(x) are affine in x given those statistics, so every
-        product over the HW tokens is one of a few rows against the residual (three reads of it in all).
-        """
-        weights, rows = update.weights, update.rows  # (B, J, HW), (B, J, C)
-        channels, count = residual.shape[-1], rows.shape[1]
-        gamma = norm.weight if norm.weight is not None else torch.ones_like(rows[0, 0])
-        beta = norm.bias if norm.bias is not None else torch.zeros_like(rows[0, 0])
-        q = self._project_scaled(q, self.q_proj)  # (B, h, Nq, d)
-        query_matrix = self._fold_keys(q)  # (B, h * Nq, C)
-        scaled = query_matrix * gamma
-        ones = torch.ones_like(rows[:, :1])
-        products = torch.cat([rows, scaled, ones], dim=1) @ residual.transpose(1, 2)  # (B, J + h * Nq + 1, HW)
-        with_rows, with_queries, sums = products[:, :count], products[:, count:-1], products[:, -1]
-        mean = (sums + (rows.sum(-1).unsqueeze(1) @ weights).squeeze(1)) / channels  # (B, HW)
-        gram_weights = (rows @ rows.transpose(1, 2)) @ weights  # (B, J, HW)
-        update_terms = (weights * (2 * with_rows + gram_weights)).sum(1)  # 2 r.u + |u|^2 per token, (B, HW)
-        squares = torch.linalg.vector_norm(residual, dim=-1).square() + update_terms
-        inv_std = torch.rsqrt(squares / channels - mean.square() + norm.eps)  # (B, HW)
-        # logits over norm(x) + pe, less the per-query constant query . beta (the softmax drops it)
-        with_update = (scaled @ rows.transpose(1, 2)) @ weights  # (B, h * Nq, HW)
-        centred = with_queries + with_update - scaled.sum(-1, keepdim=True) * mean[:, None]
-        logits = centred * inv_std[:, None] + self._pe_logits(q, query_matrix, key_pe, pe_keys)
-        attn = logits.softmax(dim=-1) * inv_std[:, None]  # (B, h * Nq, HW), weights of x - mean
-        mixed = attn @ residual + (attn @ weights.transpose(1, 2)) @ rows - (attn * mean[:, None]).sum(-1, keepdim=True)
-        return self._output(mixed * gamma + beta)
 
     def attend_factored_keys(
         self, q: torch.Tensor, factors: Factors, own: OwnProducts, pe_keys: torch.Tensor
