@@ -28,8 +28,9 @@ from mobile_sam.onnx.export import DEFAULT_OPSET
 from mobile_sam.onnx.low_res import WeightsDtype, export_low_res_decoder, image_side_path
 from mobile_sam.utils.atomic import atomic_write_bytes
 
-# Bump when SamLowResOnnxModel or its export changes what a decoder file computes: old entries are then unused.
-GRAPH_VERSION = 3
+# Bump when SamLowResOnnxModel or its export changes a decoder file (what it computes, or how): old entries are
+# then unused.
+GRAPH_VERSION = 4
 FILE_NAME = re.compile(r"decoder-[0-9a-f]{16}(\.image)?\.onnx")
 
 

@@ -145,23 +145,28 @@ class FactoredTokens:
         """The tokens through a linear layer weight (F, C), bias (F,): (B, rows, cols, F) token-major (the kept
         tokens after `crop`, else the grid).
 
-        Computed for every token, then cropped: a crop of the F-wide output reads whole rows, where one of the
-        coefficients (token-minor) would gather single values.
+        Only kept tokens are computed. Their coefficients are gathered token-major, so every gather reads whole
+        rows (the kept extent stays a graph value in an ONNX trace: index_select, not slicing).
         """
         out = self.own_projection if self.own_projection is not None else F.linear(self.own, weight)
+        out = self._kept(out.unflatten(1, self.size))  # (1 or B, rows, cols, F)
         constant = bias
         factors = self.factors
         if factors is not None:
-            out = factors.scale[..., None] * out
+            out = self._kept(factors.scale.unflatten(1, self.size))[..., None] * out
             if factors.rows is not None:
-                out = torch.baddbmm(out, factors.coeffs.transpose(1, 2), factors.rows @ weight.T)
+                coeffs = self._kept(factors.coeffs.transpose(1, 2).unflatten(1, self.size))  # (B, rows, cols, J)
+                out = torch.baddbmm(out.flatten(1, 2), coeffs.flatten(1, 2), factors.rows @ weight.T).view(out.shape)
             if factors.offset is not None:
                 shift = weight @ factors.offset
                 constant = shift if constant is None else constant + shift
-        out = out.unflatten(1, self.size)
-        if self.kept is not None:  # index_select, not slicing: an ONNX trace keeps the extent as a graph value
-            out = out.index_select(1, self.kept[0]).index_select(2, self.kept[1])
         return out if constant is None else out + constant
+
+    def _kept(self, grid: torch.Tensor) -> torch.Tensor:
+        """The kept tokens of a token-major grid (B, h, w, ...) (all of them without `crop`)."""
+        if self.kept is None:
+            return grid
+        return grid.index_select(1, self.kept[0]).index_select(2, self.kept[1])
 
     def dense(self) -> torch.Tensor:
         """The tokens formed, (B, rows, cols, C) token-major."""
