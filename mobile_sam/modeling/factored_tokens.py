@@ -119,14 +119,15 @@ class FactoredTokens:
     factors.scale * own + the factors' rows and offset (own (1, HW, C), shared).
 
     own_projection (1, HW, F): own through `project`'s layer, when prepared (own may then be None: the tokens can
-    only go through that layer). kept: the row and column indices (r,), (c,) of the tokens kept by `crop`; None: all.
+    only go through that layer). extent: the top-left rows x cols tokens kept by `crop` (ints, or 0-d tensors that an
+    ONNX trace keeps as graph values); None: all.
     """
 
     own: torch.Tensor | None
     size: tuple[int, int]
     factors: Factors | None = None
     own_projection: torch.Tensor | None = None
-    kept: tuple[torch.Tensor, torch.Tensor] | None = None
+    extent: tuple[int | torch.Tensor, int | torch.Tensor] | None = None
 
     def select(self, prompts: torch.Tensor | slice) -> FactoredTokens:
         """The tokens of some prompts (S,)."""
@@ -138,15 +139,13 @@ class FactoredTokens:
 
     def crop(self, rows: torch.Tensor | int, cols: torch.Tensor | int) -> FactoredTokens:
         """The top-left rows x cols tokens (ints or 0-d tensors: an ONNX trace keeps them as graph values)."""
-        device = (self.own if self.own is not None else self.own_projection).device
-        return replace(self, kept=(torch.arange(rows, device=device), torch.arange(cols, device=device)))
+        return replace(self, extent=(rows, cols))
 
     def project(self, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """The tokens through a linear layer weight (F, C), bias (F,): (B, rows, cols, F) token-major (the kept
         tokens after `crop`, else the grid).
 
-        Only kept tokens are computed. Their coefficients are gathered token-major, so every gather reads whole
-        rows (the kept extent stays a graph value in an ONNX trace: index_select, not slicing).
+        Only kept tokens are computed (`_kept`).
         """
         out = self.own_projection if self.own_projection is not None else F.linear(self.own, weight)
         out = self._kept(out.unflatten(1, self.size))  # (1 or B, rows, cols, F)
@@ -155,18 +154,32 @@ class FactoredTokens:
         if factors is not None:
             out = self._kept(factors.scale.unflatten(1, self.size))[..., None] * out
             if factors.rows is not None:
-                coeffs = self._kept(factors.coeffs.transpose(1, 2).unflatten(1, self.size))  # (B, rows, cols, J)
-                out = torch.baddbmm(out.flatten(1, 2), coeffs.flatten(1, 2), factors.rows @ weight.T).view(out.shape)
+                coeffs = self._kept_coeffs(factors.coeffs)  # (B, rows * cols, J)
+                out = torch.baddbmm(out.flatten(1, 2), coeffs, factors.rows @ weight.T).view(out.shape)
             if factors.offset is not None:
                 shift = weight @ factors.offset
                 constant = shift if constant is None else constant + shift
         return out if constant is None else out + constant
 
     def _kept(self, grid: torch.Tensor) -> torch.Tensor:
-        """The kept tokens of a token-major grid (B, h, w, ...) (all of them without `crop`)."""
-        if self.kept is None:
+        """The kept tokens of a token-major grid (B, h, w, ...): a view for an int extent, gathered for a traced one
+        (index_select of whole rows: slicing would make the extent a constant of the trace)."""
+        if self.extent is None:
             return grid
-        return grid.index_select(1, self.kept[0]).index_select(2, self.kept[1])
+        rows, cols = self.extent
+        if isinstance(rows, torch.Tensor) or isinstance(cols, torch.Tensor):
+            kept_rows = torch.arange(rows, device=grid.device)
+            return grid.index_select(1, kept_rows).index_select(2, torch.arange(cols, device=grid.device))
+        return grid[:, :rows, :cols]
+
+    def _kept_coeffs(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """The kept tokens' coefficients (B, J, HW) -> (B, kept, J): sliced where they lie (token-minor) for an int
+        extent; made token-major first for a traced one, so that its gathers read whole rows."""
+        extent = self.extent
+        if extent is None or isinstance(extent[0], torch.Tensor) or isinstance(extent[1], torch.Tensor):
+            return self._kept(coeffs.transpose(1, 2).unflatten(1, self.size)).flatten(1, 2)
+        rows, cols = extent
+        return coeffs.unflatten(2, self.size)[..., :rows, :cols].flatten(2, 3).transpose(1, 2)
 
     def dense(self) -> torch.Tensor:
         """The tokens formed, (B, rows, cols, C) token-major."""
