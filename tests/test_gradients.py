@@ -90,3 +90,23 @@ def test_gradients_flow_through_every_module_as_sam_forward_chains_them() -> Non
     ):
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), name
+
+
+def test_a_prepared_image_decodes_with_gradients_as_forward_does() -> None:
+    """`MaskDecoder.prepare_image` + `decode_prepared` (the predictor's path, factored tokens) work with autograd on:
+    same logits as `forward`, and gradients reach the decoder's weights."""
+    sam = _tiny_sam().eval()
+    decoder = sam.mask_decoder
+    generator = torch.Generator().manual_seed(3)
+    embedding = torch.randn(1, 256, 4, 4, generator=generator)
+    points = torch.rand(3, 1, 2, generator=generator) * 64
+    sparse, dense = sam.prompt_encoder(points=(points, torch.ones(3, 1, dtype=torch.int)), boxes=None, masks=None)
+    image_pe = sam.prompt_encoder.get_dense_pe()
+    expected, _ = decoder(embedding, image_pe, sparse, dense, multimask_output=True)
+    image = decoder.prepare_image(embedding, image_pe, dense[:1])
+    scores, hyper_in, tokens = decoder.decode_prepared(image, sparse, multimask_output=True)
+    low_res = decoder.upscale_masks(hyper_in, tokens)
+    torch.testing.assert_close(low_res, expected, atol=1e-4, rtol=1e-4)
+    (low_res.square().mean() + scores.mean()).backward()
+    assert decoder.transformer.layers[1].cross_attn_token_to_image.q_proj.weight.grad.abs().sum() > 0
+    assert decoder.output_upscaling[0].weight.grad.abs().sum() > 0

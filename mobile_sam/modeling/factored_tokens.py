@@ -284,7 +284,8 @@ def own_logits(rows: torch.Tensor, own: torch.Tensor, pe: torch.Tensor, scale: t
     """Per-head logits of rows (B, h, M, d) over factored image tokens: scale (B, HW) times their products with the
     own term's projections own (h, HW, d), plus those with the positional encoding's pe (h, HW, d): (B, h * M, HW)."""
     with_pe, with_own = per_head_products(rows, pe), per_head_products(rows, own)
-    if torch.onnx.is_in_onnx_export():  # no out= there
+    differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in (rows, own, pe, scale))
+    if differentiable or torch.onnx.is_in_onnx_export():  # no out= in autograd or in an export
         return torch.addcmul(with_pe, with_own, scale[:, None, None]).flatten(1, 2)
     out = torch.empty(*rows.shape[:3], own.shape[1], dtype=rows.dtype, device=rows.device)  # (B, h, M, HW)
     return torch.addcmul(with_pe, with_own, scale[:, None, None], out=out).flatten(1, 2)

@@ -160,6 +160,7 @@ class MaskResize:
         planes = resized.flatten(1, 2)[:, : self.rows.size]
         return planes.unflatten(0, (batch, channels))
 
+    @torch.no_grad()  # thresholded masks carry no gradient
     def masks_into(self, low_res: torch.Tensor, threshold: float, out: torch.Tensor) -> None:
         """out (B, C, H, W) bool = `postprocess_masks(low_res) > threshold`, one plane at a time (its logits stay in
         the caches) and `PLANE_GROUP` planes' column pass at a time."""
