@@ -167,7 +167,7 @@ class FactoredTokens:
         if self.extent is None:
             return grid
         rows, cols = self.extent
-        if isinstance(rows, torch.Tensor) or isinstance(cols, torch.Tensor):
+        if self._traced_extent():
             kept_rows = torch.arange(rows, device=grid.device)
             return grid.index_select(1, kept_rows).index_select(2, torch.arange(cols, device=grid.device))
         return grid[:, :rows, :cols]
@@ -175,11 +175,13 @@ class FactoredTokens:
     def _kept_coeffs(self, coeffs: torch.Tensor) -> torch.Tensor:
         """The kept tokens' coefficients (B, J, HW) -> (B, kept, J): sliced where they lie (token-minor) for an int
         extent; made token-major first for a traced one, so that its gathers read whole rows."""
-        extent = self.extent
-        if extent is None or isinstance(extent[0], torch.Tensor) or isinstance(extent[1], torch.Tensor):
+        if self.extent is None or self._traced_extent():
             return self._kept(coeffs.transpose(1, 2).unflatten(1, self.size)).flatten(1, 2)
-        rows, cols = extent
+        rows, cols = self.extent
         return coeffs.unflatten(2, self.size)[..., :rows, :cols].flatten(2, 3).transpose(1, 2)
+
+    def _traced_extent(self) -> bool:
+        return self.extent is not None and any(isinstance(side, torch.Tensor) for side in self.extent)
 
     def dense(self) -> torch.Tensor:
         """The tokens formed, (B, rows, cols, C) token-major."""

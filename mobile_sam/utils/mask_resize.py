@@ -2,10 +2,11 @@
 
 The official resize is two bilinear upsamplings: by the low-res grid's scale to the square input frame, a crop
 to the resized image, then to the original size. Along each axis both are linear, so together they are one
-(output, low-res) matrix with at most three nonzero weights per row. Its weights are taken from torch's own
-interpolation, run on unit inputs, so half-pixel centres, border clamping and float32 source coordinates are
-the official ones. Applied in blocks of output samples, each reading a narrow band of low-res samples, it writes
-every output value once with no full-size intermediate: a fraction of the two interpolations' time on a CPU.
+(output, low-res) matrix with at most three nonzero weights per row. Its weights are computed as torch's CPU
+kernel computes them (half-pixel centres, border clamping, float32 source coordinates; the tests compare them with
+torch's interpolation of unit inputs). Applied in blocks of output samples, each reading a narrow band of low-res
+samples, it writes every output value once with no full-size intermediate: a fraction of the two interpolations'
+time on a CPU.
 Values agree with `postprocess_masks` to float32 rounding (the sums are taken in another order).
 """
 
@@ -135,30 +136,25 @@ class MaskResize:
         """(N, h, w) low-res logits -> (N, r, W): every column resized, on the low-res rows that rows read."""
         rows = low_res[:, : self.rows.reach]
         bands = self.columns.bands
-        banded = (
-            rows.index_select(-1, bands.flatten()).unflatten(-1, bands.shape).transpose(1, 2)
-        )  # (N, blocks, r, band)
+        banded = rows.index_select(-1, bands.flatten()).unflatten(-1, bands.shape)  # (N, r, column blocks, band)
+        banded = banded.transpose(1, 2)
         weights = self.columns.weights.to(low_res.dtype).transpose(1, 2)
         resized = torch.matmul(banded, weights)  # (N, column blocks, r, block)
         return resized.transpose(1, 2).flatten(2)[..., : self.columns.size]
 
     def _down(self, across: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """(r, W) -> (row blocks * block, W): the rows resized (padding rows at the end). index_select gathers
-        whole rows (advanced indexing is several times slower here)."""
-        banded = across.index_select(0, self.rows.bands.flatten()).unflatten(0, self.rows.bands.shape)
-        resized = torch.matmul(self.rows.weights.to(across.dtype), banded, out=out)  # (row blocks, block, W)
-        return resized.view(-1, across.shape[-1])
+        """(..., r, W) -> (..., row blocks * block, W): the rows resized (padding rows at the end). index_select
+        gathers whole rows (advanced indexing is several times slower here)."""
+        bands = self.rows.bands
+        banded = across.index_select(-2, bands.flatten()).unflatten(-2, bands.shape)  # (..., row blocks, band, W)
+        resized = torch.matmul(self.rows.weights.to(across.dtype), banded, out=out)  # (..., row blocks, block, W)
+        return resized.flatten(-3, -2)
 
     def logits(self, low_res: torch.Tensor) -> torch.Tensor:
         """Low-res logits (B, C, h, w) -> logits (B, C, H, W), as `postprocess_masks` (each (H, W) plane is
         contiguous; planes lie a few padding rows apart)."""
-        batch, channels = low_res.shape[:2]
-        across = self._across(low_res.flatten(0, 1))
-        weights = self.rows.weights.to(across.dtype)
-        banded = across.index_select(1, self.rows.bands.flatten()).unflatten(1, self.rows.bands.shape)
-        resized = torch.matmul(weights, banded)  # (N, row blocks, block, W)
-        planes = resized.flatten(1, 2)[:, : self.rows.size]
-        return planes.unflatten(0, (batch, channels))
+        planes = self._down(self._across(low_res.flatten(0, 1)))[:, : self.rows.size]
+        return planes.unflatten(0, low_res.shape[:2])
 
     @torch.no_grad()  # thresholded masks carry no gradient
     def masks_into(self, low_res: torch.Tensor, threshold: float, out: torch.Tensor) -> None:
