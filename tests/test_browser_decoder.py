@@ -275,3 +275,25 @@ def test_a_browser_without_webassembly_simd_gets_the_fallback_signal(browser, se
         assert event["reason"] == "no-simd" and "SIMD" in event["message"]
     finally:
         page.close()
+
+
+def test_a_cross_origin_isolated_page_decodes_on_two_threads(browser, assets, files, predictor):
+    """With COOP/COEP the page's decoder runs on onnxruntime-web's thread pool (webapp/browser/decoder.js
+    SESSION_OPTIONS: no spinning, blocks taken on demand), and its masks are the one-thread masks."""
+    height, width = _display_size(predictor.original_size)
+    with serve_harness(assets, files, isolate=True) as base:
+        page = _open(browser, base, assets, (width, height), threads="2")
+        try:
+            assert page.evaluate("crossOriginIsolated") is True
+            assert page.evaluate("harness.load('/files/dogs.bin')") == "ready"
+            assert page.evaluate("harness.threads") == 2
+            for name in ("one point", "two boxes and a point"):
+                prompt = PROMPTS[name]
+                ours = _unpack(page.evaluate("(p) => harness.mask(p)", prompt), height, width)
+                shown = [
+                    cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+                    for m in _server_masks(predictor, prompt)
+                ]
+                assert _iou(ours, np.logical_or.reduce(shown).astype(bool)) >= MIN_DISPLAY_IOU
+        finally:
+            page.close()

@@ -18,6 +18,14 @@ export const INPUTS = [...IMAGE_SIDE_OUTPUTS, 'point_coords', 'point_labels', 'i
 export const OUTPUTS = ['iou_predictions', 'low_res_masks'];
 // Image sides an engine keeps (a page decodes one image at a time; an older one is prepared again if asked for).
 const KEPT_IMAGES = 2;
+// onnxruntime's session options. With threads, its pool sleeps between parallel sections instead of spinning, and
+// splits work into blocks taken on demand: on a machine whose cores the page and the browser also need, a spinning
+// or preempted thread otherwise stalls every parallel op (README, Performance: the in-page decode's p50 and p95).
+export const SESSION_OPTIONS = {
+  executionProviders: ['wasm'],
+  graphOptimizationLevel: 'all',
+  extra: {session: {intra_op: {allow_spinning: '0'}, dynamic_block_base: '4'}},
+};
 
 /** The image side's file beside a decoder file (mobile_sam.onnx.low_res.image_side_path). */
 export function imageSideUrl(decoderUrl) {
@@ -32,7 +40,7 @@ export class DecoderEngine {
     const create = async (url, inputs, outputs) => {
       let session;
       try {
-        session = await ort.InferenceSession.create(url, {executionProviders: ['wasm'], graphOptimizationLevel: 'all'});
+        session = await ort.InferenceSession.create(url, SESSION_OPTIONS);
       } catch (error) {
         throw new Unavailable('load-failed', String(error && error.message || error));
       }
