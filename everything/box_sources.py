@@ -58,7 +58,8 @@ class UltralyticsBoxSource:
     Runs ultralytics' detection predictor (letterbox to `image_size`, NMS at `confidence` / `iou`, at most
     `max_detections`, boxes scaled back to the original image and clipped to it). Calls are serialised by
     a lock (the ultralytics predictor keeps per-call state). ultralytics changes torch's thread count when
-    it sets up a model; the count current before is restored.
+    it sets up a model; the count current before is restored. The network is used in place, not copied: its
+    Conv + BatchNorm pairs are fused (for inference only from then on).
     """
 
     def __init__(
@@ -76,10 +77,10 @@ class UltralyticsBoxSource:
 
         _check_settings(image_size, confidence, iou, max_detections)
         self.device = resolve_device(device)
-        self.network = _with_prototypes(network).to(self.device).eval()
+        network = _with_prototypes(network).to(self.device).eval()
         # "segment" makes NMS read the class scores only (not the mask coefficients) of YOLOv8-seg outputs.
         task = "segment" if isinstance(network, SegmentationModel) else "detect"
-        predictor = _detection_predictor(self.network, self.device, task, image_size, confidence, iou, max_detections)
+        predictor = _detection_predictor(network, self.device, task, image_size, confidence, iou, max_detections)
         if task == "segment":
             # YOLOv8-seg answers (detections, mask prototypes): only the detections go to NMS, as in
             # ultralytics' SegmentationPredictor; no masks are made.
@@ -136,7 +137,8 @@ class ObjectAwareBoxSource:
     - the official predictor returns nothing when nothing is detected (and `Inference.py` then fails); here
       `detect` returns empty `Detections`.
 
-    Calls are serialised by a lock; torch's thread count is restored after ultralytics changes it.
+    Calls are serialised by a lock; torch's thread count is restored after ultralytics changes it. The network is
+    used in place, not copied (fused as above: for inference only from then on).
     """
 
     def __init__(
@@ -155,14 +157,14 @@ class ObjectAwareBoxSource:
         if border_snap < 0:
             raise ValueError(f"border_snap must be >= 0, got {border_snap}")
         self.device = resolve_device(device)
-        self.network = _with_prototypes(fuse_conv_bn_as_ultralytics_8_0(network)).to(self.device).eval()
+        network = _with_prototypes(fuse_conv_bn_as_ultralytics_8_0(network)).to(self.device).eval()
         self.confidence, self.iou, self.max_detections = confidence, iou, max_detections
         self.border_snap = float(border_snap)
         self.swap_channels = swap_channels
-        self.num_classes = len(self.network.names)
+        self.names = network.names
         # ultralytics 8.0.120 kept the network in PyTorch's default memory format.
         self._predictor = _detection_predictor(
-            self.network, self.device, "detect", image_size, confidence, iou, max_detections, channels_last=False
+            network, self.device, "detect", image_size, confidence, iou, max_detections, channels_last=False
         )
         self._predictor.postprocess = self._postprocess
         self._lock = threading.Lock()
@@ -188,13 +190,13 @@ class ObjectAwareBoxSource:
         from ultralytics.engine.results import Results
 
         prediction = preds[0][0] if isinstance(preds[0], (tuple, list)) else preds[0]  # (1, 4 + nc + nm, anchors)
-        found = official_nms(prediction[0], self.confidence, self.iou, self.max_detections, self.num_classes)
+        found = official_nms(prediction[0], self.confidence, self.iou, self.max_detections, len(self.names))
         boxes = found[:, :4]
         if self.border_snap > 0:
             snap_to_border(boxes, tuple(img.shape[2:]), self.border_snap)
         orig_img = orig_imgs[0]
         found[:, :4] = official_scale_boxes(tuple(img.shape[2:]), boxes, orig_img.shape[:2])
-        return [Results(orig_img, path="", names=self.network.names, boxes=found[:, :6])]
+        return [Results(orig_img, path="", names=self.names, boxes=found[:, :6])]
 
 
 class _NoPrototypes(nn.Module):
@@ -309,6 +311,8 @@ def _detection_predictor(
     convolutions round differently in each."""
     require("ultralytics", ULTRALYTICS_USE)
     from ultralytics.models.yolo.detect import DetectionPredictor
+    from ultralytics.nn.autobackend import AutoBackend
+    from ultralytics.utils.torch_utils import select_device
 
     overrides = {
         "task": task,
@@ -327,7 +331,20 @@ def _detection_predictor(
     threads = torch.get_num_threads()
     try:
         predictor = DetectionPredictor(overrides=overrides)
-        predictor.setup_model(network, verbose=False)
+        # What `predictor.setup_model(network)` does, but on `network` itself: setup_model runs on a deep copy,
+        # which would hold a second copy of the weights (287 MB for a YOLOv8-x) for as long as the predictor lives.
+        predictor.model = AutoBackend(
+            model=network,
+            device=select_device(predictor.args.device, verbose=False),
+            dnn=predictor.args.dnn,
+            data=predictor.args.data,
+            fp16=predictor.args.quantize == 16,
+            channels_last=channels_last,
+            fuse=True,
+            verbose=False,
+            end2end=predictor.args.nms is False,
+        ).eval()
+        predictor.device = predictor.model.device
     finally:
         torch.set_num_threads(threads)
     return predictor

@@ -96,7 +96,8 @@ def ultralytics_architecture(name: str) -> nn.Module:
         raise ValueError(f"{name!r} is not an ultralytics model; expected one of {', '.join(_ULTRALYTICS_CONFIGS)}")
     config = yaml_model_load(_ULTRALYTICS_CONFIGS[key])
     config["nc"] = 1
-    return SegmentationModel(config, verbose=False)
+    with torch.no_grad():  # its constructor runs the network once (for the strides): keep no activations for autograd
+        return SegmentationModel(config, verbose=False)
 
 
 def _architecture(name: str) -> nn.Module:

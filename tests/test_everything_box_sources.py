@@ -10,6 +10,7 @@ import torch
 from support.compare_support import small_image
 
 from everything import load_box_source
+from everything.box_sources import ObjectAwareBoxSource, UltralyticsBoxSource
 from samkit.checkpoints import CheckpointNotFoundError
 from samkit.loading import ultralytics_architecture
 
@@ -68,6 +69,15 @@ def test_fastsam_boxes_are_ultralytics_boxes_in_original_image_pixels(tmp_path: 
         and (boxes[:, 1] >= 0).all()
         and (boxes[:, 3] <= 150).all()
     )
+
+
+@pytest.mark.parametrize("source_class", [UltralyticsBoxSource, ObjectAwareBoxSource])
+def test_a_box_source_runs_the_network_it_is_given_not_a_copy(source_class: type) -> None:
+    """ultralytics' `setup_model` deep-copies the network: a source holding both kept the weights twice."""
+    network = ultralytics_architecture("fastsam-s")
+    source = source_class(network, device="cpu", image_size=IMAGE_SIZE)
+    run = {parameter.data_ptr() for parameter in source._predictor.model.model.parameters()}  # AutoBackend.model
+    assert run == {parameter.data_ptr() for parameter in network.parameters()}
 
 
 def test_max_detections_caps_the_boxes() -> None:
