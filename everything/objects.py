@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.ops import batched_nms
 
 from mobile_sam.automatic_mask_generator import SamAutomaticMaskGenerator
 from mobile_sam.mobilesamv2 import CPU_BOX_GROUP
@@ -248,6 +247,8 @@ class ObjectAwareMaskGenerator:
                 stage_times["postprocess"] += time.perf_counter() - start
             report(0.1 + 0.9 * min(first_box + self.boxes_per_batch, len(prompts)) / len(prompts))
         if self.box_nms_thresh is not None and len(data) > 0:
+            from torchvision.ops import batched_nms  # here, not at import: torchvision loads torch._dynamo and triton
+
             keep = batched_nms(
                 data["boxes"].float(), data["iou_preds"], torch.zeros(len(data)), iou_threshold=self.box_nms_thresh
             )

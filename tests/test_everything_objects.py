@@ -309,3 +309,27 @@ def test_setting_cancel_stops_generation(sam, image) -> None:
 def test_invalid_settings_raise_value_error(sam, kwargs: dict) -> None:
     with pytest.raises(ValueError):
         ObjectAwareMaskGenerator(sam, **kwargs)
+
+
+def test_segmenting_from_boxes_does_not_import_torchvision(conformance_dir: Path) -> None:
+    """Importing torchvision loads torch._dynamo and triton: a large share of a CPU process's memory, which box
+    prompts without NMS never need (MobileSAMv2's pipeline)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np, torch\n"
+        "from everything import ObjectAwareMaskGenerator\n"
+        "from mobile_sam import sam_model_registry\n"
+        f"model = sam_model_registry['vit_t'](r'{conformance_dir / 'mobile_sam_vit_t_seed0.pt'}')\n"
+        "model.image_encoder = torch.nn.Conv2d(3, 256, kernel_size=16, stride=16).eval()\n"
+        "image = np.zeros((96, 128, 3), dtype=np.uint8)\n"
+        "records = ObjectAwareMaskGenerator(model, output_mode='coco_rle').generate(image, boxes=[[10, 10, 60, 50]])\n"
+        "assert len(records) == 1\n"
+        "print(sorted(name for name in ('torchvision', 'triton', 'torch._dynamo') if name in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300, check=True
+    )
+    assert run.stdout.strip().splitlines()[-1] == "[]"
