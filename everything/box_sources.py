@@ -310,6 +310,7 @@ def _detection_predictor(
     channels_last: the network's memory format (None: ultralytics chooses, channels-last on x86 CPUs); the
     convolutions round differently in each."""
     require("ultralytics", ULTRALYTICS_USE)
+    import torchvision  # noqa: F401  (ultralytics imports it in its first call: seconds, paid here with the model)
     from ultralytics.models.yolo.detect import DetectionPredictor
     from ultralytics.nn.autobackend import AutoBackend
     from ultralytics.utils.torch_utils import select_device
