@@ -132,6 +132,8 @@ class SamAutomaticMaskGenerator:
                 f"point_grids has {len(point_grids)} grids; crop_n_layers={crop_n_layers} needs {crop_n_layers + 1}"
             )
 
+        import torchvision.ops  # noqa: F401  (for NMS: an import of seconds, paid here rather than in the first generate)
+
         self.model = model
         self.decode_points = decode_points
         self.point_grids = [np.asarray(grid, dtype=np.float64).reshape(-1, 2) for grid in point_grids]
