@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+import torchvision.ops  # noqa: F401  (the jobs' NMS: imported with the app, seconds, not in a visitor's first job)
 
 from everything.box_sources import MAX_DETECTIONS, BoxSource
 from everything.objects import ObjectAwareMaskGenerator
