@@ -212,3 +212,19 @@ def test_per_image_decoding_of_a_one_block_transformer_matches_forward() -> None
         some = torch.tensor([2, 0, 3])
         masks = decoder.upscale_masks(*decoder.decode_mask_tokens(state, some, True))
     torch.testing.assert_close(masks, expected[some], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_upscaling_is_the_official_output_upscaling_and_hypernetwork_product(model, grad: bool) -> None:
+    """Without autograd the second transposed convolution, its bias and GELU run as one oneDNN product on a CPU;
+    with autograd as separate steps: both give the official `output_upscaling` then `hyper_in @ upscaled`."""
+    torch.manual_seed(0)
+    decoder = model.mask_decoder
+    image_tokens, hyper_in = torch.randn(3, 256, 16, 24), torch.randn(3, 4, 32)
+    with torch.no_grad():
+        upscaled = decoder.output_upscaling(image_tokens)  # (3, 32, 64, 96)
+        expected = (hyper_in @ upscaled.flatten(2)).view(3, 4, 64, 96)
+    with torch.set_grad_enabled(grad):
+        masks = decoder.upscale_masks(hyper_in.requires_grad_(grad), image_tokens)
+    torch.testing.assert_close(masks.detach(), expected, atol=1e-4, rtol=1e-4)
+    assert masks.requires_grad == grad

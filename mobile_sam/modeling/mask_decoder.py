@@ -277,7 +277,7 @@ class MaskDecoder(nn.Module):
         x = tokens.project(_pixel_weight(conv1), conv1.bias.repeat(4))  # (B, h, w, 2x2 * C/4)
         batch, height, width = x.shape[:3]
         x = act1(layer_norm(x.unflatten(-1, (4, -1)), norm.normalized_shape, norm.weight, norm.bias, norm.eps))
-        x = act2(F.linear(x, _pixel_weight(conv2), conv2.bias.repeat(4)))  # (B, h, w, 2x2, 2x2 * C/8)
+        x = _linear_activation(x, _pixel_weight(conv2), conv2.bias.repeat(4), act2)  # (B, h, w, 2x2, 2x2 * C/8)
         masks = hyper_in @ x.reshape(batch, -1, hyper_in.shape[-1]).transpose(1, 2)  # (B, K, h * w * 16)
         # Pixel (4i + 2a + c, 4j + 2b + d) of a mask sits at token (i, j), first-level pixel (a, b), second (c, d).
         masks = masks.view(batch, -1, height, width, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
@@ -290,6 +290,33 @@ def _zero_padded(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
     right = torch.zeros(batch, count, rows, width - cols, dtype=masks.dtype)
     below = torch.zeros(batch, count, height - rows, width, dtype=masks.dtype)
     return torch.cat([torch.cat([masks, right], dim=3), below], dim=2)
+
+
+def _linear_activation(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, activation: nn.Module
+) -> torch.Tensor:
+    """activation(F.linear(x, weight, bias)): x (..., C_in), weight (C_out, C_in), bias (C_out,) -> (..., C_out).
+
+    With an exact GELU on a CPU, outside autograd and tracing, one oneDNN product applies the bias and the GELU as it
+    writes its output (the values of the two steps; the upscaling's largest tensor is then written once, not three
+    times); otherwise the two steps.
+    """
+    fusable = (
+        _ONEDNN_LINEAR
+        and type(activation) is nn.GELU
+        and activation.approximate == "none"
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype == bias.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+    )
+    if fusable:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+    return activation(F.linear(x, weight, bias))
+
+
+# oneDNN's matrix product with a fused output operation (what torch.compile uses on CPUs), where torch has it.
+_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def _pixel_weight(conv: nn.ConvTranspose2d) -> torch.Tensor:
