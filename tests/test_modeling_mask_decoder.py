@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -228,3 +229,45 @@ def test_upscaling_is_the_official_output_upscaling_and_hypernetwork_product(mod
         masks = decoder.upscale_masks(hyper_in.requires_grad_(grad), image_tokens)
     torch.testing.assert_close(masks.detach(), expected, atol=1e-4, rtol=1e-4)
     assert masks.requires_grad == grad
+
+
+class _Upscaling(torch.nn.Module):
+    """`MaskDecoder.upscale_masks` as a module, for torch.export and torch.compile."""
+
+    def __init__(self, decoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, hyper_in: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+        return self.decoder.upscale_masks(hyper_in, image_tokens)
+
+
+def _official_upscaling(decoder, hyper_in: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+    upscaled = decoder.output_upscaling(image_tokens)
+    return (hyper_in @ upscaled.flatten(2)).view(len(hyper_in), hyper_in.shape[1], *upscaled.shape[2:])
+
+
+def test_an_exported_upscaling_holds_only_portable_ops(model) -> None:
+    """torch.export without autograd records the plain product and GELU (an ONNX exporter cannot convert oneDNN's
+    fused product), and the exported program gives the official values."""
+    torch.manual_seed(0)
+    hyper_in, image_tokens = torch.randn(3, 4, 32), torch.randn(3, 256, 16, 24)
+    with torch.no_grad():
+        program = torch.export.export(_Upscaling(model.mask_decoder), (hyper_in, image_tokens))
+        targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
+        assert not [target for target in targets if "mkldnn" in target]
+        masks = program.module()(hyper_in, image_tokens)
+        expected = _official_upscaling(model.mask_decoder, hyper_in, image_tokens)
+    torch.testing.assert_close(masks, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile's CPU code generation needs a C++ compiler")
+def test_the_upscaling_compiles_without_autograd(model) -> None:
+    """torch.compile (inductor) of the upscaling without autograd: inductor cannot lower oneDNN's fused product on
+    a weight that is not a graph constant, so the compiled graph must hold the plain ops."""
+    torch.manual_seed(0)
+    hyper_in, image_tokens = torch.randn(3, 4, 32), torch.randn(3, 256, 16, 24)
+    with torch.no_grad():
+        masks = torch.compile(_Upscaling(model.mask_decoder))(hyper_in, image_tokens)
+        expected = _official_upscaling(model.mask_decoder, hyper_in, image_tokens)
+    torch.testing.assert_close(masks, expected, atol=1e-4, rtol=1e-4)

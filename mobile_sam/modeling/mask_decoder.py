@@ -297,9 +297,9 @@ def _linear_activation(
 ) -> torch.Tensor:
     """activation(F.linear(x, weight, bias)): x (..., C_in), weight (C_out, C_in), bias (C_out,) -> (..., C_out).
 
-    With an exact GELU on a CPU, outside autograd and tracing, one oneDNN product applies the bias and the GELU as it
-    writes its output (the values of the two steps; the upscaling's largest tensor is then written once, not three
-    times); otherwise the two steps.
+    With an exact GELU on a CPU, outside autograd, tracing, compiling and exporting, one oneDNN product applies the
+    bias and the GELU as it writes its output (the values of the two steps; the upscaling's largest tensor is then
+    written once, not three times); otherwise the two steps.
     """
     fusable = (
         _ONEDNN_LINEAR
@@ -309,6 +309,7 @@ def _linear_activation(
         and x.dtype == weight.dtype == bias.dtype == torch.float32
         and not torch.is_grad_enabled()
         and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()  # torch.compile and torch.export (their graphs need the plain ops)
     )
     if fusable:
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
