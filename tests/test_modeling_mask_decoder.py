@@ -215,6 +215,11 @@ def test_per_image_decoding_of_a_one_block_transformer_matches_forward() -> None
     torch.testing.assert_close(masks, expected[some], atol=1e-4, rtol=1e-4)
 
 
+def _official_upscaling(decoder, hyper_in: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+    upscaled = decoder.output_upscaling(image_tokens)
+    return (hyper_in @ upscaled.flatten(2)).view(len(hyper_in), hyper_in.shape[1], *upscaled.shape[2:])
+
+
 @pytest.mark.parametrize("grad", [False, True])
 def test_upscaling_is_the_official_output_upscaling_and_hypernetwork_product(model, grad: bool) -> None:
     """Without autograd the second transposed convolution, its bias and GELU run as one oneDNN product on a CPU;
@@ -223,8 +228,7 @@ def test_upscaling_is_the_official_output_upscaling_and_hypernetwork_product(mod
     decoder = model.mask_decoder
     image_tokens, hyper_in = torch.randn(3, 256, 16, 24), torch.randn(3, 4, 32)
     with torch.no_grad():
-        upscaled = decoder.output_upscaling(image_tokens)  # (3, 32, 64, 96)
-        expected = (hyper_in @ upscaled.flatten(2)).view(3, 4, 64, 96)
+        expected = _official_upscaling(decoder, hyper_in, image_tokens)  # (3, 4, 64, 96)
     with torch.set_grad_enabled(grad):
         masks = decoder.upscale_masks(hyper_in.requires_grad_(grad), image_tokens)
     torch.testing.assert_close(masks.detach(), expected, atol=1e-4, rtol=1e-4)
@@ -240,11 +244,6 @@ class _Upscaling(torch.nn.Module):
 
     def forward(self, hyper_in: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
         return self.decoder.upscale_masks(hyper_in, image_tokens)
-
-
-def _official_upscaling(decoder, hyper_in: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
-    upscaled = decoder.output_upscaling(image_tokens)
-    return (hyper_in @ upscaled.flatten(2)).view(len(hyper_in), hyper_in.shape[1], *upscaled.shape[2:])
 
 
 def test_an_exported_upscaling_holds_only_portable_ops(model) -> None:
