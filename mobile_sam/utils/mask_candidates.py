@@ -102,8 +102,10 @@ class PromptDecoder:
             iou_predictions, hyper_in, image_tokens = decoder.decode_prepared(self.image, sparse, multimask_output)
 
             def all_logits(prompts: torch.Tensor) -> torch.Tensor:
-                prompts = prompts.to(device)
-                return decoder.upscale_masks(hyper_in[prompts], image_tokens.select(prompts).crop(rows, cols))
+                # Every prompt in order (no IoU filter) is a slice: no copy of the prompts' image-token factors.
+                every = len(prompts) == len(hyper_in) and torch.equal(prompts.cpu(), torch.arange(len(hyper_in)))
+                selected = slice(None) if every else prompts.to(device)
+                return decoder.upscale_masks(hyper_in[selected], image_tokens.select(selected).crop(rows, cols))
 
             return DecodedBatch(iou_predictions.cpu(), all_logits)
         iou_predictions, state = decoder.decode_iou(self.image, sparse)
