@@ -6,6 +6,13 @@ resize has the same geometry, so it gives the same logits within about 2e-5 (a p
 that close to a threshold may differ) at a fraction of the cost on a CPU. Each candidate is then resized,
 counted for its stability score, thresholded, run-length encoded and boxed while its image-size plane is
 still in the cache, in buffers reused from one candidate to the next.
+
+Only a window of each image-size plane is examined: bilinear upsampling mixes neighbouring low-res samples with
+non-negative weights, so a pixel all of whose samples lie below the lowest threshold (that of the stability
+score's low count) stays below it. The window holds every pixel that reads a low-res sample above that threshold
+(less a margin for float rounding); outside it the mask is empty and no count changes. A trained decoder's masks
+cover part of the image, so counting, thresholding, boxing and (for a window of at most `WINDOWED_FRACTION` of
+the crop) run-length encoding cost the window's pixels, not the image's.
 """
 
 from __future__ import annotations
@@ -17,6 +24,14 @@ import numpy as np
 import torch
 
 from .amg import transposed_mask_boxes, transposed_masks_to_rles
+from .mask_resize import resize_matrix
+from .rle import window_rle
+
+# A window of at most this fraction of the crop is run-length encoded alone; a larger one with the whole image.
+WINDOWED_FRACTION = 0.5
+# Samples within this fraction of the plane's largest magnitude (plus this much) below the lowest threshold still
+# count as above it: OpenCV's float interpolation rounds, and may read a sample next to torch's.
+WINDOW_MARGIN = 1e-4
 
 
 class PlaneMasks:
@@ -45,7 +60,6 @@ class PlaneMasks:
         self.scale = scale
         self.input_size = input_size
         x0, y0, x1, y1 = crop_box
-        self.offset = torch.tensor([x0, y0, x0, y0], dtype=torch.int64)
         height, width = image_size
         # Transposed buffers, (W, H): the Fortran-ordered (H, W) layout that the RLE encoder reads.
         self.logits_t = np.empty((x1 - x0, y1 - y0), dtype=np.float32)
@@ -55,6 +69,14 @@ class PlaneMasks:
         self.threshold = np.float32(mask_threshold)
         self.high = np.float32(mask_threshold + stability_offset)
         self.low = np.float32(mask_threshold - stability_offset)
+        self.lowest = min(mask_threshold, mask_threshold + stability_offset, mask_threshold - stability_offset)
+        self.origin = (x0, y0)
+        # Low-res rows (columns) that each crop row (column) reads, one more on each side for OpenCV's rounding.
+        (rows, cols), (input_h, input_w) = extent, input_size
+        self.row_reach = _reach(resize_matrix(rows, scale, input_h, y1 - y0))
+        self.col_reach = _reach(resize_matrix(cols, scale, input_w, x1 - x0))
+        self.whole = (slice(0, x1 - x0), slice(0, y1 - y0))
+        self.written = self.whole  # the part of crop_t that may hold pixels of the last mask
 
     def candidates(
         self, planes: np.ndarray, stability_thresh: float
@@ -69,20 +91,55 @@ class PlaneMasks:
         counts = np.zeros((len(planes), 2), dtype=np.int32)
         kept, rles, boxes = [], [], []
         for k, plane in enumerate(planes):
-            self.resize(plane)
-            counts[k, 0] = np.count_nonzero(np.greater(self.logits_t, self.high, out=self.scratch_t))
-            counts[k, 1] = np.count_nonzero(np.greater(self.logits_t, self.low, out=self.scratch_t))
+            window = self.window(plane)
+            logits = self.logits_t[window]
+            if logits.size:
+                self.resize(plane)
+            scratch = self.scratch_t[window]
+            counts[k, 0] = np.count_nonzero(np.greater(logits, self.high, out=scratch))
+            counts[k, 1] = np.count_nonzero(np.greater(logits, self.low, out=scratch))
             if stability_thresh > 0.0 and not _stability(counts[k]) >= stability_thresh:
                 continue
-            np.greater(self.logits_t, self.threshold, out=self.crop_t)
+            if not _covers(window, self.written):
+                self.crop_t[self.written] = False
+            np.greater(logits, self.threshold, out=self.crop_t[window])
+            self.written = window
             kept.append(k)
-            rles.extend(transposed_masks_to_rles(self.mask_t[None]))
-            box = transposed_mask_boxes(self.mask_t[None])[0]
-            # All zeros only for an empty mask once the crop is offset (a mask lies inside its crop).
-            boxes.append(box - self.offset if box.any() else box)
+            rles.append(self._rle(window))
+            boxes.append(self._box(window))
         stability = torch.from_numpy(counts[:, 0]) / torch.from_numpy(counts[:, 1])
         boxes = torch.stack(boxes) if boxes else torch.zeros(0, 4, dtype=torch.int64)
         return stability, torch.tensor(kept, dtype=torch.int64), rles, boxes
+
+    def window(self, plane: np.ndarray) -> tuple[slice, slice]:
+        """The (columns, rows) slices of the transposed crop outside which every pixel of one low-res plane (4h, 4w)
+        lies below the lowest threshold (empty slices: no pixel reaches it)."""
+        samples = plane[: self.extent[0], : self.extent[1]]
+        magnitude = float(np.abs(samples).max(initial=0.0))
+        if not np.isfinite(magnitude):  # NaN or infinite logits: no bound, the whole crop
+            return self.whole
+        active = samples > self.lowest - WINDOW_MARGIN * (1.0 + magnitude)
+        rows, cols = np.flatnonzero(active.any(axis=1)), np.flatnonzero(active.any(axis=0))
+        if len(rows) == 0:
+            return slice(0, 0), slice(0, 0)
+        return _reaching(self.col_reach, cols[0], cols[-1]), _reaching(self.row_reach, rows[0], rows[-1])
+
+    def _rle(self, window: tuple[slice, slice]) -> dict[str, Any]:
+        """The compressed RLE in the image of the mask in `mask_t`, set only inside `window` of the crop."""
+        pixels = self.crop_t[window]
+        if pixels.size > WINDOWED_FRACTION * self.crop_t.size:
+            return transposed_masks_to_rles(self.mask_t[None])[0]
+        (x0, y0), (columns, rows) = self.origin, window
+        return window_rle(pixels, y0 + rows.start, x0 + columns.start, self.mask_t.shape[::-1])
+
+    def _box(self, window: tuple[slice, slice]) -> torch.Tensor:
+        """The tight XYXY box (inclusive maxima) in crop coordinates of the mask in `window`; 0s if empty."""
+        pixels = self.crop_t[window]
+        box = transposed_mask_boxes(pixels[None])[0]
+        if not pixels.any():
+            return box
+        left, top = window[0].start, window[1].start
+        return box + torch.tensor([left, top, left, top])
 
     def resize(self, plane: np.ndarray) -> None:
         """Crop-size logits of one low-res plane (4h, 4w) into `logits_t` (transposed), as `Sam.postprocess_masks`."""
@@ -96,6 +153,26 @@ class PlaneMasks:
         cv2.resize(
             framed[:input_w, :input_h], self.logits_t.shape[::-1], dst=self.logits_t, interpolation=cv2.INTER_LINEAR
         )
+
+
+def _reach(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last input sample (non-decreasing) that each output sample of a resize matrix (out, in) reads,
+    widened by one on each side."""
+    used = matrix != 0
+    first = used.argmax(axis=1)
+    last = matrix.shape[1] - 1 - used[:, ::-1].argmax(axis=1)
+    return first - 1, last + 1
+
+
+def _reaching(reach: tuple[np.ndarray, np.ndarray], first: int, last: int) -> slice:
+    """The output samples that read any input sample in [first, last]."""
+    lowest, highest = reach
+    return slice(int(np.searchsorted(highest, first)), int(np.searchsorted(lowest, last, side="right")))
+
+
+def _covers(window: tuple[slice, slice], other: tuple[slice, slice]) -> bool:
+    """Whether `window` holds every pixel of `other` (slices with explicit starts and stops)."""
+    return all(outer.start <= inner.start and inner.stop <= outer.stop for outer, inner in zip(window, other))
 
 
 def _stability(counts: np.ndarray) -> np.float32:

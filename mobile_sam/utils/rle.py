@@ -28,6 +28,33 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
 
 
+def window_rle(window_t: np.ndarray, top: int, left: int, size: tuple[int, int]) -> dict[str, Any]:
+    """pycocotools' compressed RLE of an (H, W) mask that is empty outside one window, from the window alone.
+
+    window_t: the window's pixels transposed, (w, h) bool (its rows are image columns); its top-left pixel sits at
+    image row `top`, column `left`; size: (H, W). The work is proportional to the window, not to the image.
+    """
+    from pycocotools import mask as mask_utils
+
+    height, width = size
+    columns, rows = window_t.shape
+    if rows == height:  # whole columns: consecutive in the column-major order, one segment
+        segments = window_t.reshape(1, -1)
+        starts = np.array([left * height])
+    else:  # every column's segment has a background pixel before and after it
+        segments = window_t
+        starts = (left + np.arange(columns)) * height + top
+    length = segments.shape[1]
+    padded = np.zeros((segments.shape[0], length + 2), dtype=bool)
+    padded[:, 1:-1] = segments
+    # A run starts at element `offset` of a segment where it differs from the element before.
+    segment, offset = np.divmod(np.flatnonzero(padded[:, 1:] != padded[:, :-1]), length + 1)
+    starts = starts[segment] + offset
+    total = height * width
+    counts = np.diff(np.concatenate([[0], starts[starts < total], [total]]))
+    return mask_utils.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
+
+
 def compressed_rle(rle: dict[str, Any]) -> dict[str, Any]:
     """Any RLE dict (counts as str, bytes or an uncompressed list of runs) -> pycocotools' compressed RLE."""
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
