@@ -115,7 +115,7 @@ def calculate_stability_score(masks: torch.Tensor, mask_threshold: float, thresh
         )
         unions = (masks > (mask_threshold - threshold_offset)).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
         return intersections / unions
-    planes = masks.detach().reshape(-1, *masks.shape[-2:]).numpy()
+    planes = masks.detach().reshape(math.prod(masks.shape[:-2]), *masks.shape[-2:]).numpy()  # an empty plane too
     high = np.asarray(mask_threshold + threshold_offset).astype(planes.dtype)
     low = np.asarray(mask_threshold - threshold_offset).astype(planes.dtype)
     buffer = np.empty(planes.shape[1:], dtype=bool)

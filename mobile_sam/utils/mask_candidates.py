@@ -9,8 +9,9 @@ not in this:
     logits reach the unpadded input frame;
   * `CandidateMasks` turns the low-res logits of candidates in one crop into kept masks: upsampled exactly as
     `Sam.postprocess_masks` ("torch", in chunks of bounded memory) or with OpenCV in the same geometry
-    ("opencv", one plane at a time), stability-filtered, thresholded, run-length encoded, boxed, and dropped
-    when their box touches a crop edge that is not an image edge;
+    ("opencv", one plane at a time), stability-filtered, thresholded, run-length encoded, boxed (each step over
+    the window of pixels that the candidate can set, `mobile_sam.utils.mask_windows`), and dropped when their box
+    touches a crop edge that is not an image edge;
   * `mask_records` writes the official output records.
 """
 
@@ -38,6 +39,8 @@ from .amg import (
     threshold_to_rles,
 )
 from .mask_data import MaskData
+from .mask_windows import WINDOWED_FRACTION, LowResWindows, lowest_threshold
+from .rle import window_rle
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 UPSAMPLING = ("torch", "opencv")
@@ -155,14 +158,17 @@ class CandidateMasks:
         x0, y0, x1, y1 = crop_box
         self.crop_size = (y1 - y0, x1 - x0)
         self.chunk = max(1, chunk_bytes // (4 * self.crop_size[0] * self.crop_size[1]))
-        self.planes = None
+        scale = model_image_size // low_res_size
+        self.planes, self.windows = None, None
         if upsampling == "opencv":
             from .opencv_masks import PlaneMasks
 
-            scale = model_image_size // low_res_size
             self.planes = PlaneMasks(
                 self.extent, scale, input_size, crop_box, image_size, mask_threshold, stability_score_offset
             )
+        else:
+            lowest = lowest_threshold(mask_threshold, stability_score_offset)
+            self.windows = LowResWindows(self.extent, scale, input_size, self.crop_size, lowest)
 
     def keep(self, low_res: torch.Tensor, iou_preds: torch.Tensor, **fields: torch.Tensor) -> MaskData:
         """The kept masks of K candidates: low-res logits (K, h', w') (at least the top-left extent that
@@ -206,16 +212,32 @@ class CandidateMasks:
     ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any]], torch.Tensor]:
         """Stability scores (K,), kept indices (S,), RLEs and crop boxes (S, 4) of K candidates ("torch")."""
         logits = self.upsample(low_res)
-        planes = logits.numpy()
-        stability = calculate_stability_score(logits, self.mask_threshold, self.stability_score_offset)
+        windows = [self.windows.window(plane) for plane in low_res.numpy()]
+        # Counted in each plane's window: outside it every logit is below both thresholds.
+        stability = torch.stack(
+            [
+                calculate_stability_score(plane[rows, cols], self.mask_threshold, self.stability_score_offset)
+                for plane, (rows, cols) in zip(logits, windows)
+            ]
+        )
         keep = torch.ones_like(stability, dtype=torch.bool)
         if self.stability_score_thresh > 0.0:
             keep = stability >= self.stability_score_thresh
         kept = torch.nonzero(keep).flatten()
-        rles = threshold_to_rles(
-            [planes[i] for i in kept.tolist()], self.mask_threshold, self.crop_box, self.image_size
-        )
+        planes = logits.numpy()
+        rles = [self._rle(planes[i], windows[i]) for i in kept.tolist()]
         return stability, kept, rles, rle_boxes_in_crop(rles, self.crop_box)
+
+    def _rle(self, plane: np.ndarray, window: tuple[slice, slice]) -> dict[str, Any]:
+        """The compressed RLE in the image of one crop plane's logits (h, w) above the threshold, which only pixels
+        in `window` (rows, cols) can be."""
+        rows, cols = window
+        pixels = plane[rows, cols]
+        if pixels.size > WINDOWED_FRACTION * plane.size:
+            return threshold_to_rles([plane], self.mask_threshold, self.crop_box, self.image_size)[0]
+        mask_t = np.ascontiguousarray(np.greater(pixels, np.float32(self.mask_threshold)).T)
+        x0, y0 = self.crop_box[:2]
+        return window_rle(mask_t, y0 + rows.start, x0 + cols.start, self.image_size)
 
 
 def empty_mask_data(**fields: torch.Tensor) -> MaskData:

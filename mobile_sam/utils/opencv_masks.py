@@ -7,12 +7,9 @@ that close to a threshold may differ) at a fraction of the cost on a CPU. Each c
 counted for its stability score, thresholded, run-length encoded and boxed while its image-size plane is
 still in the cache, in buffers reused from one candidate to the next.
 
-Only a window of each image-size plane is examined: bilinear upsampling mixes neighbouring low-res samples with
-non-negative weights, so a pixel all of whose samples lie below the lowest threshold (that of the stability
-score's low count) stays below it. The window holds every pixel that reads a low-res sample above that threshold
-(less a margin for float rounding); outside it the mask is empty and no count changes. A trained decoder's masks
-cover part of the image, so counting, thresholding, boxing and (for a window of at most `WINDOWED_FRACTION` of
-the crop) run-length encoding cost the window's pixels, not the image's.
+Only the window of each plane that can hold mask pixels (`mobile_sam.utils.mask_windows`) is counted,
+thresholded, boxed and, when it covers at most `WINDOWED_FRACTION` of the crop, run-length encoded: the results of
+the whole crop, for the window's pixels.
 """
 
 from __future__ import annotations
@@ -24,14 +21,8 @@ import numpy as np
 import torch
 
 from .amg import transposed_mask_boxes, transposed_masks_to_rles
-from .mask_resize import resize_matrix
+from .mask_windows import WINDOWED_FRACTION, LowResWindows, lowest_threshold
 from .rle import window_rle
-
-# A window of at most this fraction of the crop is run-length encoded alone; a larger one with the whole image.
-WINDOWED_FRACTION = 0.5
-# Samples within this fraction of the plane's largest magnitude (plus this much) below the lowest threshold still
-# count as above it: OpenCV's float interpolation rounds, and may read a sample next to torch's.
-WINDOW_MARGIN = 1e-4
 
 
 class PlaneMasks:
@@ -69,14 +60,11 @@ class PlaneMasks:
         self.threshold = np.float32(mask_threshold)
         self.high = np.float32(mask_threshold + stability_offset)
         self.low = np.float32(mask_threshold - stability_offset)
-        self.lowest = min(mask_threshold, mask_threshold + stability_offset, mask_threshold - stability_offset)
         self.origin = (x0, y0)
-        # Low-res rows (columns) that each crop row (column) reads, one more on each side for OpenCV's rounding.
-        (rows, cols), (input_h, input_w) = extent, input_size
-        self.row_reach = _reach(resize_matrix(rows, scale, input_h, y1 - y0))
-        self.col_reach = _reach(resize_matrix(cols, scale, input_w, x1 - x0))
-        self.whole = (slice(0, x1 - x0), slice(0, y1 - y0))
-        self.written = self.whole  # the part of crop_t that may hold pixels of the last mask
+        self.windows = LowResWindows(
+            extent, scale, input_size, (y1 - y0, x1 - x0), lowest_threshold(mask_threshold, stability_offset)
+        )
+        self.written = (slice(0, x1 - x0), slice(0, y1 - y0))  # the part of crop_t that may hold the last mask
 
     def candidates(
         self, planes: np.ndarray, stability_thresh: float
@@ -112,17 +100,9 @@ class PlaneMasks:
         return stability, torch.tensor(kept, dtype=torch.int64), rles, boxes
 
     def window(self, plane: np.ndarray) -> tuple[slice, slice]:
-        """The (columns, rows) slices of the transposed crop outside which every pixel of one low-res plane (4h, 4w)
-        lies below the lowest threshold (empty slices: no pixel reaches it)."""
-        samples = plane[: self.extent[0], : self.extent[1]]
-        magnitude = float(np.abs(samples).max(initial=0.0))
-        if not np.isfinite(magnitude):  # NaN or infinite logits: no bound, the whole crop
-            return self.whole
-        active = samples > self.lowest - WINDOW_MARGIN * (1.0 + magnitude)
-        rows, cols = np.flatnonzero(active.any(axis=1)), np.flatnonzero(active.any(axis=0))
-        if len(rows) == 0:
-            return slice(0, 0), slice(0, 0)
-        return _reaching(self.col_reach, cols[0], cols[-1]), _reaching(self.row_reach, rows[0], rows[-1])
+        """The (columns, rows) slices of the transposed crop that can hold mask pixels of one low-res plane."""
+        rows, cols = self.windows.window(plane)
+        return cols, rows
 
     def _rle(self, window: tuple[slice, slice]) -> dict[str, Any]:
         """The compressed RLE in the image of the mask in `mask_t`, set only inside `window` of the crop."""
@@ -153,21 +133,6 @@ class PlaneMasks:
         cv2.resize(
             framed[:input_w, :input_h], self.logits_t.shape[::-1], dst=self.logits_t, interpolation=cv2.INTER_LINEAR
         )
-
-
-def _reach(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The first and last input sample (non-decreasing) that each output sample of a resize matrix (out, in) reads,
-    widened by one on each side."""
-    used = matrix != 0
-    first = used.argmax(axis=1)
-    last = matrix.shape[1] - 1 - used[:, ::-1].argmax(axis=1)
-    return first - 1, last + 1
-
-
-def _reaching(reach: tuple[np.ndarray, np.ndarray], first: int, last: int) -> slice:
-    """The output samples that read any input sample in [first, last]."""
-    lowest, highest = reach
-    return slice(int(np.searchsorted(highest, first)), int(np.searchsorted(lowest, last, side="right")))
 
 
 def _covers(window: tuple[slice, slice], other: tuple[slice, slice]) -> bool:

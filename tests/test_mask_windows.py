@@ -1,15 +1,18 @@
-"""`PlaneMasks` (the generators' OpenCV path) against a plain re-derivation: every candidate resized to the whole
-crop with OpenCV, counted, thresholded, encoded with pycocotools and boxed from its pixels. Examining only a window
-of each plane must change nothing."""
+"""Both upsampling paths of `CandidateMasks` against plain re-derivations: every candidate resized to the whole
+crop (OpenCV, or torch as the official `postprocess_masks`), counted, thresholded, encoded with pycocotools and
+boxed from its pixels. Examining only the window of each plane that can hold mask pixels must change nothing."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 
 from mobile_sam.modeling.sam import low_res_extent
+from mobile_sam.utils.mask_candidates import CandidateMasks
 from mobile_sam.utils.opencv_masks import PlaneMasks
 from mobile_sam.utils.rle import window_rle
 
@@ -36,12 +39,20 @@ def blob_planes() -> np.ndarray:
     return np.stack(planes).astype(np.float32)
 
 
-def reference(plane: np.ndarray, crop_box: list[int], scale: int = 4) -> tuple[list[int], dict, list[int]]:
+def reference(
+    plane: np.ndarray, crop_box: list[int], upsampling: str = "opencv", scale: int = 4
+) -> tuple[list[int], dict, list[int]]:
     """(high, low) counts, the compressed RLE and the XYXY box in crop coordinates of one plane, the plain way."""
     rows, cols = low_res_extent(INPUT_SIZE, 1024, 256)
     x0, y0, x1, y1 = crop_box
-    framed = cv2.resize(plane[:rows, :cols], (scale * cols, scale * rows), interpolation=cv2.INTER_LINEAR)
-    logits = cv2.resize(framed[: INPUT_SIZE[0], : INPUT_SIZE[1]], (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    if upsampling == "opencv":
+        framed = cv2.resize(plane[:rows, :cols], (scale * cols, scale * rows), interpolation=cv2.INTER_LINEAR)
+        cropped = framed[: INPUT_SIZE[0], : INPUT_SIZE[1]]
+        logits = cv2.resize(cropped, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    else:  # the official postprocess_masks
+        framed = F.interpolate(torch.from_numpy(plane)[None, None], (1024, 1024), mode="bilinear", align_corners=False)
+        cropped = framed[..., : INPUT_SIZE[0], : INPUT_SIZE[1]]
+        logits = F.interpolate(cropped, (y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0, 0].numpy()
     counts = [int((logits > THRESHOLD + OFFSET).sum()), int((logits > THRESHOLD - OFFSET).sum())]
     mask = np.zeros(IMAGE_SIZE, dtype=bool)
     mask[y0:y1, x0:x1] = logits > THRESHOLD
@@ -50,19 +61,29 @@ def reference(plane: np.ndarray, crop_box: list[int], scale: int = 4) -> tuple[l
     return counts, mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))), box
 
 
+@pytest.mark.parametrize("upsampling", ["opencv", "torch"])
 @pytest.mark.parametrize("crop_box", [[0, 0, 450, 300], [60, 40, 310, 207], [0, 100, 450, 300]])
-def test_windowed_masks_equal_the_whole_crop_computation(crop_box: list[int]) -> None:
-    rows, cols = low_res_extent(INPUT_SIZE, 1024, 256)
+def test_windowed_masks_equal_the_whole_crop_computation(crop_box: list[int], upsampling: str) -> None:
     planes = blob_planes()
-    masks = PlaneMasks((rows, cols), 4, INPUT_SIZE, crop_box, IMAGE_SIZE, THRESHOLD, OFFSET)
-    stability, kept, rles, boxes = masks.candidates(planes, 0.0)
-    assert kept.tolist() == list(range(len(planes)))
+    masks = CandidateMasks(1024, 256, INPUT_SIZE, crop_box, IMAGE_SIZE, THRESHOLD, OFFSET, 0.0, upsampling, 2**20)
+    data = masks.keep(torch.from_numpy(planes), torch.arange(len(planes), dtype=torch.float32))
+    height, width = IMAGE_SIZE
+    expected = []
     for k, plane in enumerate(planes):
-        counts, rle, box = reference(plane, crop_box)
-        assert rles[k] == rle, k
-        assert boxes[k].tolist() == box, k
-        expected = np.float32(counts[0]) / np.float32(counts[1]) if counts[1] else np.nan
-        np.testing.assert_equal(stability[k].item(), expected)
+        counts, rle, box = reference(plane, crop_box, upsampling)
+        # The official rule: dropped if its box (in the image) lies within 20 px of a crop edge that is not the
+        # image's edge.
+        in_image = np.array(box) + np.array(crop_box[:2] * 2)
+        near_crop = np.abs(in_image - np.array(crop_box)) <= 20
+        near_image = np.abs(in_image - np.array([0, 0, width, height])) <= 20
+        if not (near_crop & ~near_image).any():
+            expected.append((k, counts, rle, box))
+    assert data["iou_preds"].tolist() == [k for k, *_ in expected]
+    for i, (k, counts, rle, box) in enumerate(expected):
+        assert data["rles"][i] == rle, k
+        assert data["boxes"][i].tolist() == box, k
+        stability = np.float32(counts[0]) / np.float32(counts[1]) if counts[1] else np.nan
+        np.testing.assert_equal(data["stability_score"][i].item(), stability)
 
 
 def test_the_stability_filter_sees_the_whole_crop_counts() -> None:
