@@ -4,8 +4,8 @@ Every kept candidate's low-res logits are upsampled to the image, counted for th
 run-length encoded and boxed. Two kinds of low-res planes, alternating in one process:
   objects     what a trained decoder gives for an object: a cone of logits (slope 2 per low-res sample, radius
               3 to 50 samples, so 0.1% to 20% of the image) around a random centre, strongly negative far from it;
-  image-wide  smoothed noise whose masks cover about half the image, as random weights give (and the cost of every
-              candidate before the OpenCV path examined only the window of pixels that can be set).
+  image-wide  smoothed noise whose masks cover about half the image, as random weights give: the window of pixels
+              that can be set is the whole image (the cost of every candidate before the windows).
 Both with OpenCV upsampling (the object-aware generator's default) and with torch's (`Sam.postprocess_masks`, the
 grid generator's default). Prints the median time per mask, the OpenCV path's mean window (share of the image
 examined) and the ratio image-wide / objects measured in the same run.
