@@ -149,17 +149,24 @@ class FactoredTokens:
         """
         out = self.own_projection if self.own_projection is not None else F.linear(self.own, weight)
         out = self._kept(out.unflatten(1, self.size))  # (1 or B, rows, cols, F)
-        constant = bias
         factors = self.factors
-        if factors is not None:
-            out = self._kept(factors.scale.unflatten(1, self.size))[..., None] * out
-            if factors.rows is not None:
-                coeffs = self._kept_coeffs(factors.coeffs)  # (B, rows * cols, J)
-                out = torch.baddbmm(out.flatten(1, 2), coeffs, factors.rows @ weight.T).view(out.shape)
-            if factors.offset is not None:
-                shift = weight @ factors.offset
-                constant = shift if constant is None else constant + shift
-        return out if constant is None else out + constant
+        if factors is None:
+            return out if bias is None else out + bias
+        constant = bias
+        if factors.offset is not None:
+            shift = weight @ factors.offset
+            constant = shift if constant is None else constant + shift
+        scale = self._kept(factors.scale.unflatten(1, self.size))[..., None]
+        out = scale * out if constant is None else torch.addcmul(constant, scale, out)  # one pass: scaled, shifted
+        if factors.rows is not None:
+            coeffs = self._kept_coeffs(factors.coeffs)  # (B, rows * cols, J)
+            product = factors.rows @ weight.T
+            flat = out.view(out.shape[0], -1, out.shape[-1])
+            if torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():  # no in-place update in autograd or export
+                out = torch.baddbmm(flat, coeffs, product).view(out.shape)
+            else:  # accumulated where `out` lies: no copy of the largest tensor
+                flat.baddbmm_(coeffs, product)
+        return out
 
     def _kept(self, grid: torch.Tensor) -> torch.Tensor:
         """The kept tokens of a token-major grid (B, h, w, ...): a view for an int extent, gathered for a traced one
