@@ -21,6 +21,12 @@ class MLPBlock(nn.Module):
         return self.lin2(self.act(self.lin1(x)))
 
 
+def in_place_ok() -> bool:
+    """Whether activations may be overwritten: gradients are off and no trace records the step. In-place steps
+    keep large activations out of the allocator (on a CPU, fresh large tensors page-fault their memory in)."""
+    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+
 def layer_norm(
     x: torch.Tensor,
     normalized_shape: tuple[int, ...],

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import in_place_ok
+
 NORM_EPS = 1e-6
 # LiteMLA's guard against dividing by a zero attention normaliser.
 ATTENTION_EPS = 1e-15
@@ -24,12 +26,6 @@ ATTENTION_EPS = 1e-15
 def gelu() -> nn.Module:
     """EfficientViT's activation: GELU, tanh approximation."""
     return nn.GELU(approximate="tanh")
-
-
-def _in_place_ok() -> bool:
-    """Whether activations may be overwritten: gradients are off and no trace records the step. In-place steps
-    keep large activations out of the allocator (on a CPU, fresh large tensors page-fault their memory in)."""
-    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
 
 
 class ConvLayer(nn.Module):
@@ -58,7 +54,7 @@ class ConvLayer(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         if self.act is not None:
-            x = torch.ops.aten.gelu_(x, approximate="tanh") if _in_place_ok() else self.act(x)
+            x = torch.ops.aten.gelu_(x, approximate="tanh") if in_place_ok() else self.act(x)
         return x
 
 
@@ -118,7 +114,7 @@ class Residual(nn.Module):
         out = self.main(x)
         if not self.shortcut:
             return out
-        return out.add_(x) if _in_place_ok() else out + x
+        return out.add_(x) if in_place_ok() else out + x
 
 
 class OpSequential(nn.Module):

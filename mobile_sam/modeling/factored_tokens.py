@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import in_place_ok
+
 
 @dataclass(frozen=True)
 class OwnProducts:
@@ -162,10 +164,10 @@ class FactoredTokens:
             coeffs = self._kept_coeffs(factors.coeffs)  # (B, rows * cols, J)
             product = factors.rows @ weight.T
             flat = out.view(out.shape[0], -1, out.shape[-1])
-            if torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():  # no in-place update in autograd or export
-                out = torch.baddbmm(flat, coeffs, product).view(out.shape)
-            else:  # accumulated where `out` lies: no copy of the largest tensor
+            if in_place_ok():  # accumulated where `out` lies: no copy of the largest tensor
                 flat.baddbmm_(coeffs, product)
+            else:
+                out = torch.baddbmm(flat, coeffs, product).view(out.shape)
         return out
 
     def _kept(self, grid: torch.Tensor) -> torch.Tensor:
@@ -272,16 +274,20 @@ def normalized(
         if block < level:
             parts_cross.append(image.offset_cross[level][block].expand(batch, 1, -1))
     doubled = 2 if factors is None else 2 * factors.scale[:, None]  # (B, 1, HW)
+    gram = basis @ basis.transpose(1, 2)
     # |P y|^2 = s^2 |P own|^2 + coeffs . (2 s cross + gram @ coeffs)
-    terms = torch.baddbmm(torch.cat(parts_cross, dim=1) * doubled, basis @ basis.transpose(1, 2), coeffs)
+    cross = torch.cat(parts_cross, dim=1)  # a fresh (B, J, HW) tensor: updated in place where that is allowed
+    in_place = in_place_ok()
+    terms = cross.mul_(doubled).baddbmm_(gram, coeffs) if in_place else torch.baddbmm(cross * doubled, gram, coeffs)
     own_norms = image.own_norms[level]  # (HW,)
     # The sum over J as a product with ones: a reduction over a middle axis is slow in ONNX Runtime.
     ones = (coeffs[:1, :, :1] * 0 + 1).transpose(1, 2)  # (1, 1, J); not ones_like: a trace would fix J
-    squares = (ones @ (terms * coeffs))[:, 0]  # (B, HW)
+    squares = (ones @ (terms.mul_(coeffs) if in_place else terms * coeffs))[:, 0]  # (B, HW)
     squares = squares + (own_norms if factors is None else factors.scale.square() * own_norms)
     inv_std = torch.rsqrt(squares / channels + norm.eps)  # (B, HW)
     scale = inv_std if factors is None else factors.scale * inv_std
-    return Factors(scale, coeffs * inv_std[:, None], basis * norm.weight, norm.bias)
+    coeffs = coeffs.mul_(inv_std[:, None]) if in_place else coeffs * inv_std[:, None]  # coeffs: from torch.cat
+    return Factors(scale, coeffs, basis * norm.weight, norm.bias)
 
 
 def _per_head(x: torch.Tensor, num_heads: int) -> torch.Tensor:
