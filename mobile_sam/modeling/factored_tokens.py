@@ -164,10 +164,7 @@ class FactoredTokens:
             coeffs = self._kept_coeffs(factors.coeffs)  # (B, rows * cols, J)
             product = factors.rows @ weight.T
             flat = out.view(out.shape[0], -1, out.shape[-1])
-            if in_place_ok():  # accumulated where `out` lies: no copy of the largest tensor
-                flat.baddbmm_(coeffs, product)
-            else:
-                out = torch.baddbmm(flat, coeffs, product).view(out.shape)
+            out = accumulated(flat, coeffs, product).view(out.shape)  # in place: no copy of the largest tensor
         return out
 
     def _kept(self, grid: torch.Tensor) -> torch.Tensor:
@@ -278,7 +275,7 @@ def normalized(
     # |P y|^2 = s^2 |P own|^2 + coeffs . (2 s cross + gram @ coeffs)
     cross = torch.cat(parts_cross, dim=1)  # a fresh (B, J, HW) tensor: updated in place where that is allowed
     in_place = in_place_ok()
-    terms = cross.mul_(doubled).baddbmm_(gram, coeffs) if in_place else torch.baddbmm(cross * doubled, gram, coeffs)
+    terms = accumulated(cross.mul_(doubled) if in_place else cross * doubled, gram, coeffs)
     own_norms = image.own_norms[level]  # (HW,)
     # The sum over J as a product with ones: a reduction over a middle axis is slow in ONNX Runtime.
     ones = (coeffs[:1, :, :1] * 0 + 1).transpose(1, 2)  # (1, 1, J); not ones_like: a trace would fix J
@@ -288,6 +285,12 @@ def normalized(
     scale = inv_std if factors is None else factors.scale * inv_std
     coeffs = coeffs.mul_(inv_std[:, None]) if in_place else coeffs * inv_std[:, None]  # coeffs: from torch.cat
     return Factors(scale, coeffs, basis * norm.weight, norm.bias)
+
+
+def accumulated(fresh: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """fresh + a @ b for a tensor `fresh` (B, M, N) made by the caller and used nowhere else: updated in place where
+    that is allowed (`in_place_ok`: no copy of it), else a new tensor."""
+    return fresh.baddbmm_(a, b) if in_place_ok() else torch.baddbmm(fresh, a, b)
 
 
 def _per_head(x: torch.Tensor, num_heads: int) -> torch.Tensor:

@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm, MLPBlock, in_place_ok, softmax
+from .common import LayerNorm, MLPBlock, softmax
 from .factored_tokens import (
     FactoredImage,
     FactoredTokens,
     Factors,
     OwnProducts,
+    accumulated,
     normalized,
     own_logits,
     per_head_products,
@@ -528,7 +529,7 @@ class Attention(nn.Module):
         batch, _, count = q.shape[:3]
         logits = own_logits(q, own.keys, pe_keys, factors.scale)  # (B, h * Nq, HW)
         if factors.rows is not None:
-            logits = _accumulated(logits, self._fold_keys(q) @ factors.rows.transpose(1, 2), factors.coeffs)
+            logits = accumulated(logits, self._fold_keys(q) @ factors.rows.transpose(1, 2), factors.coeffs)
         attn = logits.softmax(dim=-1)  # (B, h * Nq, HW)
         # Head-major (h, B * Nq, HW) for one product per head with the own values.
         scaled = (attn.unflatten(1, (heads, -1)).transpose(0, 1) * factors.scale[:, None, :]).reshape(
@@ -560,7 +561,7 @@ class Attention(nn.Module):
             key_bias = key_bias + key_matrix @ factors.offset
         logits = own_logits(k, own_queries, pe_queries, factors.scale) + key_bias[:, :, None]  # (B, h * Nk, HW)
         if factors.rows is not None:
-            logits = _accumulated(logits, key_matrix @ factors.rows.transpose(1, 2), factors.coeffs)
+            logits = accumulated(logits, key_matrix @ factors.rows.transpose(1, 2), factors.coeffs)
         return self._mix_few_values(logits, v)
 
     def _project_scaled(self, x: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
@@ -667,12 +668,6 @@ class Attention(nn.Module):
 _MANY_TOKENS = 256
 # Prompts whose factored image tokens are computed at once (`TwoWayTransformer._run_factored`).
 FACTORED_CHUNK = 8
-
-
-def _accumulated(fresh: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """fresh + a @ b for a tensor `fresh` (B, M, N) made by the caller and used nowhere else: updated in place where
-    that is allowed (no copy of it), else a new tensor."""
-    return fresh.baddbmm_(a, b) if in_place_ok() else torch.baddbmm(fresh, a, b)
 
 
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
