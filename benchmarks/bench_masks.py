@@ -1,14 +1,16 @@
-"""Benchmark: the full-resolution work per candidate mask of segment everything (`CandidateMasks.keep`).
+"""Benchmark: the full-resolution work per mask, of segment everything (`CandidateMasks.keep`) and of the predictor.
 
 Every kept candidate's low-res logits are upsampled to the image, counted for the stability score, thresholded,
-run-length encoded and boxed. Two kinds of low-res planes, alternating in one process:
+run-length encoded and boxed; the predictor (and MobileSAMv2's box masks) resize and threshold them
+(`MaskResize.masks_into`). Two kinds of low-res planes, alternating in one process:
   objects     what a trained decoder gives for an object: a cone of logits (slope 2 per low-res sample, radius
               3 to 50 samples, so 0.1% to 20% of the image) around a random centre, strongly negative far from it;
   image-wide  smoothed noise whose masks cover about half the image, as random weights give: the window of pixels
               that can be set is the whole image (the cost of every candidate before the windows).
-Both with OpenCV upsampling (the object-aware generator's default) and with torch's (`Sam.postprocess_masks`, the
-grid generator's default). Prints the median time per mask, the OpenCV path's mean window (share of the image
-examined) and the ratio image-wide / objects measured in the same run.
+Segment everything both with OpenCV upsampling (the object-aware generator's default) and with torch's
+(`Sam.postprocess_masks`, the grid generator's default); then the predictor's resize. Prints the median time per
+mask, the OpenCV path's mean window (share of the image examined) and the ratio image-wide / objects measured in
+the same run.
 
     python -m benchmarks.bench_masks [--image PHOTO] [--masks 64] [--runs 7] [--threads 2]
 """
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from mobile_sam.utils.mask_candidates import CandidateMasks
+from mobile_sam.utils.mask_resize import MaskResize
 from mobile_sam.utils.transforms import ResizeLongestSide
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,26 +75,33 @@ def main() -> None:
         )
         for upsampling in ("opencv", "torch")
     }
-    cases = [(upsampling, kind) for upsampling in generators for kind in planes]
+    resize = MaskResize(LOW_RES, FRAME // LOW_RES, input_size, (height, width))
+    masks = torch.empty((args.masks, 1, height, width), dtype=torch.bool)
+    paths = {
+        name: (lambda low_res, g=generator: g.keep(low_res, iou[: len(low_res)]))
+        for name, generator in generators.items()
+    }
+    paths["predictor"] = lambda low_res: resize.masks_into(low_res[:, None], 0.0, masks[: len(low_res)])
+    cases = [(path, kind) for path in paths for kind in planes]
     times: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
-    for case in cases:  # warm-up
-        generators[case[0]].keep(planes[case[1]][:4], iou[:4])
+    for path, kind in cases:  # warm-up
+        paths[path](planes[kind][:4])
     for _ in range(args.runs):
-        for upsampling, kind in cases:
+        for path, kind in cases:
             start = time.perf_counter()
-            generators[upsampling].keep(planes[kind], iou)
-            times[upsampling, kind].append((time.perf_counter() - start) / args.masks * 1e3)
+            paths[path](planes[kind])
+            times[path, kind].append((time.perf_counter() - start) / args.masks * 1e3)
     print(f"{width}x{height} image, {args.masks} masks per run, {args.runs} runs, {args.threads} threads")
     opencv = generators["opencv"].planes
-    for upsampling, kind in cases:
-        line = f"{upsampling:>7} {kind:>11}: {statistics.median(times[upsampling, kind]):6.2f} ms per mask"
-        if upsampling == "opencv":
+    for path, kind in cases:
+        line = f"{path:>9} {kind:>11}: {statistics.median(times[path, kind]):6.2f} ms per mask"
+        if path == "opencv":
             examined = [opencv.logits_t[opencv.window(plane.numpy())].size for plane in planes[kind]]
             line += f"  (window: {np.mean(examined) / opencv.logits_t.size:.1%} of the image on average)"
         print(line)
-    for upsampling in generators:
-        ratio = statistics.median(times[upsampling, "image-wide"]) / statistics.median(times[upsampling, "objects"])
-        print(f"{upsampling:>7}: image-wide / objects x{ratio:.2f}")
+    for path in paths:
+        ratio = statistics.median(times[path, "image-wide"]) / statistics.median(times[path, "objects"])
+        print(f"{path:>9}: image-wide / objects x{ratio:.2f}")
 
 
 if __name__ == "__main__":

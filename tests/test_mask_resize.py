@@ -71,3 +71,50 @@ def test_bilinear_matrix_is_torchs_interpolation_of_unit_inputs(in_size, out_siz
     # Equal where torch's kernel computes source coordinates with a fused multiply-add (AVX2 builds, as here);
     # rounded twice otherwise, which moves a weight by at most one float32 step at 1024.
     assert (torch.from_numpy(bilinear_matrix(in_size, out_size)).float() - interpolated).abs().max() <= 2**-13
+
+
+def localized_planes() -> torch.Tensor:
+    """Low-res planes (K, 256, 256) as a trained decoder gives them: cones of positive logits (tiny, wide, at the
+    frame's corners and at the edge of the part the resize reads), strongly negative far from them; plus one all
+    negative, one a float step below the threshold, one with a single positive sample, one just under the largest
+    magnitude's rounding margin, one holding NaN and one infinite."""
+    rows, cols = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    centres = [(40, 60), (0, 0), (171, 255), (5, 130), (100, 3), (90, 200), (150, 20)]
+    radii = [12, 6, 9, 1.5, 20, 60, 0.7]
+    planes = [2.5 * (r - torch.hypot(rows - y, cols - x)) for (y, x), r in zip(centres, radii)]
+    planes.append(torch.full((256, 256), -30.0))
+    planes.append(torch.full((256, 256), -1e-7))
+    single = torch.full((256, 256), -4.0)
+    single[77, 201] = 0.25
+    planes.append(single)
+    margin = torch.full((256, 256), -20.0)
+    margin[30:40, 50:60] = -1e-5  # within the margin: the window keeps it; still below the threshold
+    planes.append(margin)
+    nan, inf = torch.full((256, 256), -3.0), torch.full((256, 256), -3.0)
+    nan[10, 10], inf[200, 100] = float("nan"), float("inf")
+    return torch.stack(planes + [nan, inf])
+
+
+@pytest.mark.parametrize(("input_size", "original_size"), SIZES)
+@pytest.mark.parametrize("threshold", [0.0, 1.0, -1.0])
+def test_masks_of_localized_logits_equal_the_official_resize(input_size, original_size, threshold):
+    """Each plane is computed only where its pixels read samples near or above the threshold; the masks are the
+    official ones (up to the threshold's rounding distance), and False everywhere else. (Finite planes: where an
+    infinite sample meets a zero weight, the official resize makes NaN of 0 * inf and this one does not.)"""
+    low_res = localized_planes()[:-2, None]
+    expected = official_postprocess(low_res, 1024, input_size, original_size)
+    masks = torch.ones(expected.shape, dtype=torch.bool)  # every pixel must be written
+    MaskResize(256, 4, input_size, original_size).masks_into(low_res, threshold, masks)
+    flipped = masks != (expected > threshold)
+    assert ((expected[flipped] - threshold).abs() <= 1e-5).all()
+    assert int(masks[:7].sum()) > 0 or original_size == (1, 1500)  # the cones do set pixels
+
+
+def test_windowed_masks_equal_the_whole_planes_logits():
+    """Computing a window of blocks rounds as the whole plane does: the same masks bit for bit (non-finite planes
+    included: they are computed whole)."""
+    low_res = localized_planes()[:, None]
+    resize = MaskResize(256, 4, (683, 1024), (1200, 1800))
+    masks = torch.zeros((len(low_res), 1, 1200, 1800), dtype=torch.bool)
+    resize.masks_into(low_res, 0.0, masks)
+    assert torch.equal(masks, resize.logits(low_res) > 0.0)

@@ -7,7 +7,9 @@ kernel computes them (half-pixel centres, border clamping, float32 source coordi
 torch's interpolation of unit inputs). Applied in blocks of output samples, each reading a narrow band of low-res
 samples, it writes every output value once with no full-size intermediate: a fraction of the two interpolations'
 time on a CPU.
-Values agree with `postprocess_masks` to float32 rounding (the sums are taken in another order).
+Values agree with `postprocess_masks` to float32 rounding (the sums are taken in another order). Thresholded masks
+are computed, on a CPU, only in the blocks that read low-res samples able to lift a pixel above the threshold
+(`mobile_sam.utils.active_samples`); the rest of each mask is False.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from ..modeling.sam import low_res_extent
+from .active_samples import active_span
 
 # Output rows and columns per block: each block reads a band of about block / 7 + 3 low-res samples (for a
 # 1024 frame and 256 low-res samples), so smaller blocks do less arithmetic and more, smaller products.
@@ -43,6 +46,16 @@ class BandedAxis:
     def reach(self) -> int:
         """Low-res samples read: indices below this."""
         return int(self.bands.max()) + 1
+
+    def blocks_reading(self, first: int, last: int) -> slice | None:
+        """The blocks from the first to the last whose band holds a low-res sample in [first, last] (None: none)."""
+        reading = torch.nonzero((self.bands[:, -1] >= first) & (self.bands[:, 0] <= last)).flatten()
+        return slice(int(reading[0]), int(reading[-1]) + 1) if len(reading) else None
+
+    def samples(self, blocks: slice) -> slice:
+        """The output samples of some blocks (padding excluded)."""
+        block = self.weights.shape[1]
+        return slice(blocks.start * block, min(blocks.stop * block, self.size))
 
 
 def bilinear_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -132,22 +145,25 @@ class MaskResize:
         """What a `MaskResize` is built from: equal keys, equal resizes."""
         return (low_res_size, scale, tuple(input_size[:2]), tuple(original_size[:2]), torch.device(device))
 
-    def _across(self, low_res: torch.Tensor) -> torch.Tensor:
-        """(N, h, w) low-res logits -> (N, r, W): every column resized, on the low-res rows that rows read."""
-        rows = low_res[:, : self.rows.reach]
-        bands = self.columns.bands
-        banded = rows.index_select(-1, bands.flatten()).unflatten(-1, bands.shape)  # (N, r, column blocks, band)
-        banded = banded.transpose(1, 2)
-        weights = self.columns.weights.to(low_res.dtype).transpose(1, 2)
-        resized = torch.matmul(banded, weights)  # (N, column blocks, r, block)
-        return resized.transpose(1, 2).flatten(2)[..., : self.columns.size]
+    def _across(self, low_res: torch.Tensor, blocks: slice = slice(None)) -> torch.Tensor:
+        """(N, r, w) low-res logits -> (N, r, W'): the columns of some column blocks resized (W' their output
+        columns; all: W), on the low-res rows given (the first `rows.reach` of them)."""
+        bands, weights = self.columns.bands[blocks], self.columns.weights[blocks]
+        first = blocks.start or 0
+        columns = self.columns.samples(slice(first, first + len(bands)))
+        banded = low_res[:, : self.rows.reach].index_select(-1, bands.flatten()).unflatten(-1, bands.shape)
+        resized = torch.matmul(banded.transpose(1, 2), weights.to(low_res.dtype).transpose(1, 2))  # (N, B, r, block)
+        return resized.transpose(1, 2).flatten(2)[..., : columns.stop - columns.start]
 
-    def _down(self, across: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """(..., r, W) -> (..., row blocks * block, W): the rows resized (padding rows at the end). index_select
-        gathers whole rows (advanced indexing is several times slower here)."""
-        bands = self.rows.bands
+    def _down(
+        self, across: torch.Tensor, out: torch.Tensor | None = None, blocks: slice = slice(None), first_row: int = 0
+    ) -> torch.Tensor:
+        """(..., r, W) -> (..., row blocks * block, W): the rows of some row blocks resized (padding rows at the end),
+        from low-res rows that start at `first_row`. index_select gathers whole rows (advanced indexing is several
+        times slower here)."""
+        bands = self.rows.bands[blocks] - first_row
         banded = across.index_select(-2, bands.flatten()).unflatten(-2, bands.shape)  # (..., row blocks, band, W)
-        resized = torch.matmul(self.rows.weights.to(across.dtype), banded, out=out)  # (..., row blocks, block, W)
+        resized = torch.matmul(self.rows.weights[blocks].to(across.dtype), banded, out=out)  # (..., blocks, block, W)
         return resized.flatten(-3, -2)
 
     def logits(self, low_res: torch.Tensor) -> torch.Tensor:
@@ -159,21 +175,54 @@ class MaskResize:
     @torch.no_grad()  # thresholded masks carry no gradient
     def masks_into(self, low_res: torch.Tensor, threshold: float, out: torch.Tensor) -> None:
         """out (B, C, H, W) bool = `postprocess_masks(low_res) > threshold`, one plane at a time (its logits stay in
-        the caches) and `PLANE_GROUP` planes' column pass at a time."""
+        the caches). On a CPU each plane computes only the window of blocks that read a low-res sample able to lift a
+        pixel above the threshold; elsewhere `PLANE_GROUP` planes' column pass at a time."""
         planes = low_res.flatten(0, 1)
         targets = out.flatten(0, 1)
         blocks, block = self.rows.weights.shape[:2]
-        buffer = planes.new_empty((blocks, block, self.columns.size))
+        buffer = planes.new_empty(blocks * block * self.columns.size)
+        if planes.device.type == "cpu":
+            samples = planes[:, : self.rows.reach, : self.columns.reach].detach().numpy()
+            for plane, plane_samples, target in zip(planes, samples, targets):
+                self._window_into(plane, active_span(plane_samples, threshold), threshold, target, buffer)
+            return
+        whole = buffer.view(blocks, block, self.columns.size)
         for first in range(0, len(planes), PLANE_GROUP):
             across = self._across(planes[first : first + PLANE_GROUP])
             for plane, target in zip(across, targets[first : first + PLANE_GROUP]):
-                threshold_into(self._down(plane, out=buffer)[: self.rows.size], threshold, target)
+                threshold_into(self._down(plane, out=whole)[: self.rows.size], threshold, target)
+
+    def _window_into(
+        self,
+        plane: torch.Tensor,
+        span: tuple[tuple[int, int], tuple[int, int]] | None,
+        threshold: float,
+        target: torch.Tensor,
+        buffer: torch.Tensor,
+    ) -> None:
+        """target (H, W) bool = the resized plane (h, w) > threshold, computed in the blocks that read the low-res
+        samples of `span` (`active_span`) and False elsewhere; buffer: room for the whole plane's logits."""
+        row_blocks = None if span is None else self.rows.blocks_reading(*span[0])
+        column_blocks = None if span is None else self.columns.blocks_reading(*span[1])
+        if row_blocks is None or column_blocks is None:
+            target.zero_()
+            return
+        rows, columns = self.rows.samples(row_blocks), self.columns.samples(column_blocks)
+        bands = self.rows.bands[row_blocks]
+        first_row, last_row = int(bands[0, 0]), int(bands[-1, -1])
+        across = self._across(plane[None, first_row : last_row + 1], column_blocks)[0]  # (rows read, W')
+        width = columns.stop - columns.start
+        logits = buffer[: (row_blocks.stop - row_blocks.start) * self.rows.weights.shape[1] * width]
+        logits = self._down(across, logits.view(-1, self.rows.weights.shape[1], width), row_blocks, first_row)
+        if rows.stop - rows.start < target.shape[0] or width < target.shape[1]:
+            target.zero_()
+        threshold_into(logits[: rows.stop - rows.start], threshold, target[rows, columns])
 
 
 def threshold_into(logits: torch.Tensor, threshold: float, out: torch.Tensor) -> None:
-    """out (bool, the shape of logits) = logits > threshold. On a CPU through NumPy, whose comparison into bool is
-    vectorised (torch's is not there)."""
-    if out.device.type == "cpu" and logits.device.type == "cpu" and out.is_contiguous() and logits.is_contiguous():
+    """out (bool, the shape of logits; may be a strided view) = logits > threshold. On a CPU through NumPy, whose
+    comparison into bool is vectorised (torch's is not there)."""
+    if out.device.type == "cpu" and logits.device.type == "cpu":
         np.greater(logits.detach().numpy(), threshold, out=out.numpy())
     else:
         torch.gt(logits, threshold, out=out)

@@ -1,24 +1,20 @@
 """The window of a crop outside which a low-res plane's upsampled logits stay below a threshold.
 
-`Sam.postprocess_masks` (and OpenCV's resize in the same geometry) upsamples low-res logits bilinearly: every
-output pixel mixes a few neighbouring low-res samples with non-negative weights summing to one, so a pixel all of
-whose samples lie below a threshold stays below it. The window holds every pixel that reads a low-res sample above
-the lowest threshold a generator applies (the stability score's low count), less a margin for float rounding;
-outside it the mask is empty and no count changes. A trained decoder's masks cover part of the image, so counting,
-thresholding and encoding the window alone gives the same results for a fraction of the pixels.
+The window holds every pixel that reads a low-res sample that may lift it above the lowest threshold a generator
+applies (the stability score's low count; `mobile_sam.utils.active_samples`); outside it the mask is empty and no
+count changes. A trained decoder's masks cover part of the image, so counting, thresholding and encoding the window
+alone gives the same results for a fraction of the pixels.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .active_samples import active_span
 from .mask_resize import resize_matrix
 
 # A window of at most this fraction of the crop is run-length encoded alone; a larger one with the whole image.
 WINDOWED_FRACTION = 0.5
-# Samples within this fraction of the plane's largest magnitude (plus this much) below the threshold still count as
-# above it: interpolation rounds, and OpenCV may read the sample next to torch's.
-WINDOW_MARGIN = 1e-4
 
 
 class LowResWindows:
@@ -43,15 +39,11 @@ class LowResWindows:
     def window(self, plane: np.ndarray) -> tuple[slice, slice]:
         """(rows, cols) slices of the crop outside which the upsampled low-res plane (4h, 4w) stays below the
         threshold: empty slices if no pixel reaches it, the whole crop if the plane holds NaN or infinite logits."""
-        samples = plane[: self.extent[0], : self.extent[1]]
-        magnitude = float(np.abs(samples).max(initial=0.0))
-        if not np.isfinite(magnitude):
-            return slice(0, self.crop_size[0]), slice(0, self.crop_size[1])
-        active = samples > self.threshold - WINDOW_MARGIN * (1.0 + magnitude)
-        rows, cols = np.flatnonzero(active.any(axis=1)), np.flatnonzero(active.any(axis=0))
-        if len(rows) == 0:
+        span = active_span(plane[: self.extent[0], : self.extent[1]], self.threshold)
+        if span is None:
             return slice(0, 0), slice(0, 0)
-        return _reaching(self.row_reach, rows[0], rows[-1]), _reaching(self.col_reach, cols[0], cols[-1])
+        (first_row, last_row), (first_col, last_col) = span
+        return _reaching(self.row_reach, first_row, last_row), _reaching(self.col_reach, first_col, last_col)
 
 
 def lowest_threshold(mask_threshold: float, stability_offset: float) -> float:
