@@ -191,6 +191,23 @@ def test_a_click_survives_the_canvas_image_being_replaced_under_it(page):
     _info_has(page, "6 point(s)")
 
 
+def test_a_click_counts_while_the_canvas_image_that_replaced_it_is_still_loading(page):
+    """The image of a server answer may replace the canvas image between mousedown and mouseup and still be loading
+    at mouseup (no size yet, nothing to map the release onto). The click counts where it was pressed."""
+    box = page.locator("#segment-canvas img").bounding_box()
+    page.evaluate(
+        """() => document.addEventListener('mousedown', () => {
+            const img = document.querySelector('#segment-canvas img');
+            const loading = img.cloneNode(true);
+            loading.removeAttribute('src');
+            img.replaceWith(loading);
+            setTimeout(() => { loading.src = img.src; }, 1000);
+        }, {capture: true, once: true})"""
+    )
+    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    _info_has(page, "7 point(s)")
+
+
 def _lane_running(server) -> int:
     return server[1].mobile_sam_parts.lane.load()[0]
 

@@ -6,10 +6,12 @@
   // (webapp/browser/segment_page.js), which shows its mask before the server's arrives; ids grow by one per action.
   const root = () => document.querySelector('#segment-canvas');
   let start = null, queue = [], sending = false, nextId = 1;
-  const toImage = (img, ev) => {
-    const r = img.getBoundingClientRect();
-    const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight, 1);
-    const dx = (r.width - img.naturalWidth * scale) / 2, dy = (r.height - img.naturalHeight * scale) / 2;
+  // Where an image shows its pixels: its box on the page and its natural size.
+  const frameOf = (img) => ({rect: img.getBoundingClientRect(), width: img.naturalWidth, height: img.naturalHeight});
+  const toImage = (frame, ev) => {
+    const r = frame.rect;
+    const scale = Math.min(r.width / frame.width, r.height / frame.height, 1);
+    const dx = (r.width - frame.width * scale) / 2, dy = (r.height - frame.height * scale) / 2;
     return [Math.round((ev.clientX - r.left - dx) / scale), Math.round((ev.clientY - r.top - dy) / scale)];
   };
   const mode = () => document.querySelector('#segment-mode input[type=radio]:checked')?.value || '';
@@ -38,24 +40,27 @@
   document.addEventListener('mousedown', (ev) => {
     const img = canvasImage(ev);
     if (!img) return;
-    start = {img, x: ev.clientX, y: ev.clientY, p: toImage(img, ev)};
+    const frame = frameOf(img);
+    start = {frame, x: ev.clientX, y: ev.clientY, p: toImage(frame, ev)};
     ev.preventDefault();
   }, true);
-  const inside = (img, ev) => {
-    const r = img.getBoundingClientRect();
+  const inside = (frame, ev) => {
+    const r = frame.rect;
     return ev.clientX >= r.left && ev.clientX <= r.right && ev.clientY >= r.top && ev.clientY <= r.bottom;
   };
   // A click is taken on mouseup, not from the click event: when a server answer swaps the canvas image between
-  // mousedown and mouseup, the browser sends that click to neither image, and it would be lost.
+  // mousedown and mouseup, the browser sends that click to neither image, and it would be lost. A new image still
+  // loading at mouseup has no size yet: the release is then placed as the press was.
   document.addEventListener('mouseup', (ev) => {
     if (!start) return;
     const moved = Math.hypot(ev.clientX - start.x, ev.clientY - start.y);
     const img = root() && root().querySelector('img');
-    const from = start.p;
+    const {p: from, frame: pressed} = start;
     start = null;
     if (!img) return;
-    if (moved > 6 && mode().startsWith('Box')) enqueue({box: [from[0], from[1], ...toImage(img, ev)]});
-    else if (inside(img, ev)) enqueue({click: toImage(img, ev)});
+    const frame = img.naturalWidth && img.naturalHeight ? frameOf(img) : pressed;
+    if (moved > 6 && mode().startsWith('Box')) enqueue({box: [from[0], from[1], ...toImage(frame, ev)]});
+    else if (inside(frame, ev)) enqueue({click: toImage(frame, ev)});
   }, true);
   document.addEventListener('click', (ev) => {
     if (!canvasImage(ev)) return;
