@@ -97,10 +97,14 @@ def _painted(page, layer: str) -> np.ndarray:
     return bits[: found["width"] * found["height"]].reshape(found["height"], found["width"]) > 0
 
 
+def _session(parts, page):
+    """The server's session of the page."""
+    return parts.sessions.session(SimpleNamespace(session_hash=page.evaluate("window.__gradio_session_hash__")))
+
+
 def _server_state(parts, page):
     """The server's segment-tab state of the page's session."""
-    session = SimpleNamespace(session_hash=page.evaluate("window.__gradio_session_hash__"))
-    return parts.sessions.session(session).state["segment"]
+    return _session(parts, page).state["segment"]
 
 
 def _queue_or_api_requests(page, requests: list) -> list[str]:
@@ -169,10 +173,11 @@ def test_hover_shows_the_servers_mask_without_asking_the_server_and_a_click_answ
     _shot(page, "segment_hover")
 
     old = page.locator(CANVAS).get_attribute("src")
-    page.mouse.click(*target)
-    page.wait_for_function("() => window.mobileSamSegment.stats.local.length > 0")
-    local = _painted(page, "local")
-    assert local.any() and page.locator(CANVAS).get_attribute("src") == old  # drawn before the server's canvas
+    with _session(parts, page).lock:  # the server's answer waits (on a loaded machine it could come before the reads)
+        page.mouse.click(*target)
+        page.wait_for_function("() => window.mobileSamSegment.stats.local.length > 0")
+        local = _painted(page, "local")
+        assert local.any() and page.locator(CANVAS).get_attribute("src") == old  # drawn without the server's answer
     _wait_canvas_change(page, old)
     page.wait_for_function("() => window.mobileSamSegment.stats.cleared.length > 0")
     times = page.evaluate("window.mobileSamSegment.stats")
